@@ -1,0 +1,40 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "kvstore",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kvstore", targets: ["kvstore"]),
+        .library(name: "KVStore", targets: ["KVStore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        // C libraries from Debian's -dev packages.
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", providers: [.apt(["liblmdb-dev"])]),
+
+        // Tensor model, safetensors I/O and file helpers: no dependencies.
+        .target(name: "KVTensor"),
+        // Chunk container and the codecs (lossless, CacheGen-style).
+        .target(name: "KVCodec", dependencies: ["KVTensor", "CZstd"]),
+        // Prefix hashing, blob store, LMDB index and the store that ties them together.
+        .target(name: "KVStore", dependencies: [
+            "KVTensor", "KVCodec", "CLMDB",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .executableTarget(name: "kvstore", dependencies: [
+            "KVStore", "KVCodec", "KVTensor",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "KVTensorTests", dependencies: ["KVTensor"], resources: []),
+        .testTarget(name: "KVCodecTests", dependencies: ["KVCodec", "KVTensor"]),
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "KVCodec", "KVTensor"]),
+        .testTarget(name: "CLITests", dependencies: ["kvstore", "KVTensor"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

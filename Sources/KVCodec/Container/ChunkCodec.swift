@@ -1,0 +1,16 @@
+import KVTensor
+
+/// A codec turns a chunk tensor into a payload and back. The container adds the header and checksum;
+/// a codec only ever sees a header whose dimensions have been checked.
+public protocol ChunkCodec: Sendable {
+    var id: CodecID { get }
+    func encode(_ tensor: KVTensor, level: UInt8) throws -> [UInt8]
+    /// Must produce a tensor of exactly the header's shape, tokens and dtype, or throw.
+    func decode(_ payload: UnsafeRawBufferPointer, header: ChunkHeader) throws -> KVTensor
+}
+
+/// Compression levels: 0 is lossless, 1...4 trade quality for size (see schemas/codec-design.md).
+public enum CodecLevel {
+    public static let lossless: UInt8 = 0
+    public static let all: ClosedRange<UInt8> = 0...4
+}

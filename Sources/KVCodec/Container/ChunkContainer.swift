@@ -1,0 +1,69 @@
+import KVTensor
+
+/// Frames a codec payload with a `ChunkHeader`: the unit stored as a blob, sent as a stream frame
+/// and written by `kvstore encode`.
+public enum ChunkContainer {
+    /// Most tokens a single chunk may hold.
+    public static let maxTokens = 1 << 16
+
+    /// The codec that serves each level; levels it does not list are rejected with a clear error.
+    public static let codecs: [UInt8: any ChunkCodec] = [CodecLevel.lossless: BytePlaneZstdCodec()]
+    /// Every codec this build decodes, including ones no level encodes with any more.
+    static let byID: [CodecID: any ChunkCodec] = [.bytePlaneZstd: BytePlaneZstdCodec(), .raw: RawCodec()]
+
+    public static func codec(forLevel level: UInt8) throws -> any ChunkCodec {
+        guard let c = codecs[level] else {
+            throw CodecError.unsupported("level \(level); this build encodes levels \(codecs.keys.sorted())")
+        }
+        return c
+    }
+
+    static func codec(for id: CodecID) throws -> any ChunkCodec {
+        if let c = byID[id] { return c }
+        if let c = codecs.values.first(where: { $0.id == id }) { return c }
+        throw CodecError.unsupported("codec \(id) is not built in")
+    }
+
+    public static func encode(_ tensor: KVTensor, level: UInt8) throws -> [UInt8] {
+        try encode(tensor, level: level, codec: codec(forLevel: level))
+    }
+
+    public static func encode(_ tensor: KVTensor, level: UInt8, codec: any ChunkCodec) throws -> [UInt8] {
+        guard tensor.tokens <= maxTokens else { throw CodecError.limit("\(tensor.tokens) tokens in one chunk, at most \(maxTokens)") }
+        let payload = try codec.encode(tensor, level: level)
+        var header = ChunkHeader(codec: codec.id, level: level, dtype: tensor.dtype, shape: tensor.shape,
+                                 tokens: tensor.tokens, payloadLength: payload.count)
+        let prefix = header.serializedPrefix()
+        header.checksum = XXHash64.hash(payload, seed: XXHash64.hash(prefix))
+        var w = ByteWriter(capacity: ChunkHeader.size + payload.count)
+        w.append(prefix)
+        w.append(header.checksum)
+        w.append(payload)
+        return w.bytes
+    }
+
+    /// Parses and verifies the header and checksum without decoding.
+    public static func header(of bytes: UnsafeRawBufferPointer) throws -> ChunkHeader {
+        let header = try ChunkHeader.parse(bytes, available: max(0, bytes.count - ChunkHeader.size))
+        let prefix = UnsafeRawBufferPointer(rebasing: bytes[0..<40])
+        let payload = UnsafeRawBufferPointer(rebasing: bytes[ChunkHeader.size...])
+        guard XXHash64.hash(payload, seed: XXHash64.hash(prefix)) == header.checksum else {
+            throw CodecError.corrupt("checksum mismatch")
+        }
+        return header
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> KVTensor {
+        try bytes.withUnsafeBytes { (raw) throws in try decode(raw) }
+    }
+
+    public static func decode(_ raw: UnsafeRawBufferPointer) throws -> KVTensor {
+        let header = try header(of: raw)
+        let codec = try codec(for: header.codec)
+        let tensor = try codec.decode(UnsafeRawBufferPointer(rebasing: raw[ChunkHeader.size...]), header: header)
+        guard tensor.shape == header.shape, tensor.tokens == header.tokens, tensor.dtype == header.dtype else {
+            throw CodecError.corrupt("codec \(header.codec) returned a tensor that does not match its header")
+        }
+        return tensor
+    }
+}

@@ -1,0 +1,24 @@
+/// Errors about tensor files and tensor shapes. Every case reads as a one-line message.
+public enum TensorError: Error, Equatable, CustomStringConvertible {
+    case io(String)
+    case truncated(String)
+    case badHeader(String)
+    case missingTensor(String)
+    case unknownDType(String)
+    case badShape(String)
+    case mismatch(String)
+    case tooLarge(String)
+
+    public var description: String {
+        switch self {
+        case .io(let s): "I/O error: \(s)"
+        case .truncated(let s): "truncated file: \(s)"
+        case .badHeader(let s): "bad safetensors header: \(s)"
+        case .missingTensor(let s): "missing tensor: \(s)"
+        case .unknownDType(let s): "unknown dtype: \(s)"
+        case .badShape(let s): "bad shape: \(s)"
+        case .mismatch(let s): "mismatch: \(s)"
+        case .tooLarge(let s): "too large: \(s)"
+        }
+    }
+}
