@@ -60,13 +60,7 @@ extension ChunkStore {
         guard let blob = level.map({ chunk.record.blob(level: $0) }) ?? chunk.record.best else {
             throw StoreError.notFound("chunk \(chunk.record.position) is not stored at level \(level ?? 0); stored: \(chunk.record.levels.map(\.level))")
         }
-        do {
-            return try blobs.read(blob.blob)
-        } catch StoreError.missingBlob(let id) {
-            let stillIndexed = try env.read { try $0.get(chunkDB, chunk.hash.bytes) != nil }
-            if stillIndexed { throw StoreError.missingBlob("\(id) (chunk \(chunk.record.position) is still indexed)") }
-            return nil
-        }
+        return try readIndexedBlob(blob.blob, chunk: chunk.hash)
     }
 
     /// The KV of the longest stored prefix of `tokens`, or nil on a miss.

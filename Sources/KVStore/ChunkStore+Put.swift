@@ -65,7 +65,9 @@ extension ChunkStore {
         let contextKey = chain.last!.bytes
         var storedBytes = 0
         let alreadyStored: Bool = try env.write { txn in
-            let isNew = try txn.get(contextDB, contextKey) == nil
+            // A context GC cut short lists a prefix of its chain; this put completes it again.
+            let stored = try txn.get(contextDB, contextKey).map(ContextRecord.init(decoding:))
+            let listed = stored?.chain.count ?? 0
             for i in chain.indices {
                 let parent = i == 0 ? root : chain[i - 1]
                 var record: ChunkRecord
@@ -89,18 +91,19 @@ extension ChunkStore {
                     try retain(blob, txn: txn) { try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level) }
                     record.levels.append(blob)
                 }
-                if isNew || created { record.refs += 1 }
+                if i >= listed || created { record.refs += 1 }
                 storedBytes += record.storedBytes
                 try txn.put(chunkDB, chain[i].bytes, record.encoded())
             }
-            if isNew {
-                let ctx = ContextRecord(namespace: root, tokens: context.tokens.count, created: now, name: name, chain: chain)
+            if listed < chain.count {
+                let ctx = ContextRecord(namespace: root, tokens: context.tokens.count, created: stored?.created ?? now,
+                                        name: name.isEmpty ? stored?.name ?? "" : name, chain: chain)
                 try txn.put(contextDB, contextKey, ctx.encoded())
                 if try txn.get(namespaceDB, root.bytes) == nil {
                     try txn.put(namespaceDB, root.bytes, Array(try JSONEncoder().encode(namespace)))
                 }
             }
-            return !isNew
+            return listed == chain.count
         }
         return PutReport(contextID: chain.last!.hex, tokens: context.tokens.count, chunks: chain.count,
                          deduplicatedChunks: deduplicated, blobsWritten: blobsWritten, bytesWritten: bytesWritten,
