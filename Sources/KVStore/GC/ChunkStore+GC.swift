@@ -22,6 +22,8 @@ public struct GCReport: Sendable, Codable, Equatable {
     /// Blob files put back from an interrupted removal.
     public var restoredBlobs = 0
     public var seconds = 0.0
+
+    public init(dryRun: Bool = false) { self.dryRun = dryRun }
 }
 
 extension ChunkStore {

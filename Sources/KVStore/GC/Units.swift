@@ -43,8 +43,9 @@ public enum DurationText {
             guard !digits.isEmpty, let n = Int(digits) else {
                 throw StoreError.invalidInput("duration \"\(text)\" is not whole numbers with units s, m, h, d, w (e.g. 30m, 12h, 7d, 1h30m)")
             }
-            guard i < s.count, let unit = seconds[s[i]] else {
-                throw StoreError.invalidInput("duration \"\(text)\": \(digits) needs a unit (s, m, h, d or w)")
+            guard i < s.count else { throw StoreError.invalidInput("duration \"\(text)\": \(digits) needs a unit (s, m, h, d or w)") }
+            guard let unit = seconds[s[i]] else {
+                throw StoreError.invalidInput("duration \"\(text)\" has unknown unit \"\(s[i])\"; use s, m, h, d or w")
             }
             i += 1
             let (part, o1) = n.multipliedReportingOverflow(by: unit)
