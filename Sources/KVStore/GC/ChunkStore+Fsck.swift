@@ -40,7 +40,7 @@ extension ChunkStore {
         var files: [Hash32: Int?] = [:]
         func verify(_ ids: some Sequence<Hash32>) {
             for id in ids where files[id] == nil || files[id]! == nil {
-                files[id] = (try? blobs.read(id)).map(\.count)
+                files.updateValue((try? blobs.read(id)).map(\.count), forKey: id)   // nil value = bad file
             }
         }
         func referenced(_ s: IndexSnapshot) -> Set<Hash32> {
@@ -81,8 +81,9 @@ extension ChunkStore {
                 verify(referenced(s))
                 let t = IndexTarget(s, files: files, chunkTokens: chunkTokens)
                 try write(t, over: s, txn: txn)
-                // Corrupt files nobody may use any more: moved aside now, deleted after commit.
-                for (id, size) in files where size == nil && t.blobs[id] == nil && blobs.exists(id) {
+                // Files of dropped blob records and corrupt files: moved aside now, deleted after commit.
+                let unused = Set(s.blobs.keys).union(files.filter { $0.value == nil }.keys).filter { t.blobs[$0] == nil }
+                for id in unused {
                     if let path = blobs.trash(id) { trashed.append(path) }
                 }
                 (report.orphanBlobs, report.orphanBytes) = try removeOrphans(orphans, grace: grace, txn: txn)

@@ -31,6 +31,7 @@ extension ChunkStore {
     /// evicts by `policy` (TTL first, then least recently used until under `maxBytes`), and collects
     /// orphan blobs and stale temp files older than `policy.grace`. All index changes are one write
     /// transaction, so a pass killed at any point changes nothing (trash is put back by the next).
+    @discardableResult
     public func collectGarbage(_ policy: GCPolicy) throws -> GCReport {
         let started = DispatchTime.now().uptimeNanoseconds
         env.clearStaleReaders()

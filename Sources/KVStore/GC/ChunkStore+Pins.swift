@@ -29,6 +29,7 @@ extension ChunkStore {
     var pinDB: MDB_dbi { env.database("pins") }
 
     /// Pins a context, for `duration` seconds or forever. Pinning again replaces the expiry.
+    @discardableResult
     public func pin(context id: Hash32, duration: Int? = nil) throws -> PinInfo {
         let expires = duration.map { clock() + $0 }
         try env.write { txn in
