@@ -61,3 +61,11 @@ struct IndexSnapshot {
         return out
     }
 }
+
+extension Hash32 {
+    /// The bytes are a SHA-256 digest, already uniform: hashing 8 of them is enough and keeps the
+    /// 100,000-entry maps of a GC pass cheap (feeding all 32 bytes byte by byte dominated it).
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+    }
+}

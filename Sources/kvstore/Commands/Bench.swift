@@ -21,6 +21,9 @@ struct BenchGC: ParsableCommand {
     @Option(help: "Store directory to build (default: a temporary one, removed afterwards).")
     var store: String?
 
+    @Flag(help: "Only build the store (with --store, to time gc runs by hand).")
+    var populateOnly = false
+
     @OptionGroup var output: OutputOptions
 
     struct Step: Encodable { var step: String; var seconds: Double; var chunksEvicted: Int; var bytesAfter: Int }
@@ -34,6 +37,10 @@ struct BenchGC: ParsableCommand {
         let t0 = Date()
         let summary = try SyntheticStore.populate(s, source: kv, chunks: chunks)
         let populate = Date().timeIntervalSince(t0)
+        if populateOnly {
+            print("built \(summary.chunks) chunks in \(summary.contexts) contexts in " + String(format: "%.1f s", populate))
+            return
+        }
         var steps: [Step] = []
         func time(_ name: String, _ body: () throws -> GCReport) rethrows {
             let r = try body()
@@ -55,10 +62,11 @@ struct BenchGC: ParsableCommand {
         let report = Report(chunks: summary.chunks, contexts: summary.contexts, blobBytes: summary.blobBytes,
                             populateSeconds: populate, steps: steps)
         output.emit(report) {
-            var lines = [String(format: "built %d chunks in %d contexts (%@ of blobs) in %.1f s",
-                                summary.chunks, summary.contexts, Format.bytes(summary.blobBytes), populate)]
+            var lines = ["built \(summary.chunks) chunks in \(summary.contexts) contexts (\(Format.bytes(summary.blobBytes)) of blobs) in "
+                         + String(format: "%.1f s", populate)]
             for st in steps {
-                lines.append(String(format: "%-34@ %8.3f s  evicted %6d chunks", st.step, st.seconds, st.chunksEvicted))
+                lines.append(st.step.padding(toLength: 36, withPad: " ", startingAt: 0)
+                             + String(format: "%8.3f s  evicted %6d chunks", st.seconds, st.chunksEvicted))
             }
             return lines.joined(separator: "\n")
         }
