@@ -62,7 +62,7 @@ extension ChunkStore {
         try txn.scan(partialDB, prefix: parent.bytes) { key, value in
             guard key.count == 36 else { return true }
             let n = key[32..<36].reduce(0) { $0 << 8 | Int($1) }
-            guard n > 0, n < limit, n > (best?.range.count ?? 0) else { return true }
+            guard n > 0, limit > n, n > (best?.range.count ?? 0) else { return true }
             let candidate = PrefixChain.next(parent, tokens: tokens[position..<(position + n)])
             if candidate.bytes == value, let raw = try txn.get(chunkDB, value) {
                 best = MatchedChunk(hash: candidate, record: try ChunkRecord(decoding: raw), range: position..<(position + n))

@@ -85,7 +85,7 @@ import Testing
         let atBoundary = ReuseChain.plan(tokens: tokens, namespace: ns, adapter: try AdapterSpan(digest: ReuseSupport.digest("A"), invocationStart: 64))
         #expect(atBoundary.map(\.adapter) == [false, false, false, false, true, true, true])
         let atZero = ReuseChain.plan(tokens: tokens, namespace: ns, adapter: try AdapterSpan(digest: ReuseSupport.digest("A"), invocationStart: 0))
-        #expect(atZero.allSatisfy(\.adapter))
+        #expect(atZero.allSatisfy { $0.adapter })
         let pastEnd = ReuseChain.plan(tokens: tokens, namespace: ns, adapter: try AdapterSpan(digest: ReuseSupport.digest("A"), invocationStart: 500))
         #expect(pastEnd.map(\.hash) == PrefixChain.hashes(root: ns.root, tokens: tokens, chunkTokens: 16))
     }

@@ -1,14 +1,14 @@
 import Foundation
 import KVStore
 import KVTensor
+import TestSupport
 
 /// Small synthetic stores and contexts for the reuse tests.
 enum ReuseSupport {
     static let shape = KVShape(layers: 2, kvHeads: 2, headDim: 8)
 
     static func tempStore(chunkTokens: Int = 16) throws -> ChunkStore {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kvstore-reuse-\(UUID().uuidString)").path
-        return try ChunkStore(root: dir, chunkTokens: chunkTokens)
+        try ChunkStore(root: TestSupport.scratchDirectory("reuse") + "/store", chunkTokens: chunkTokens)
     }
 
     /// Deterministic pseudo-random values from `seed` (splitmix64), in [-2, 2).
@@ -43,7 +43,5 @@ enum ReuseSupport {
 
     static func digest(_ name: String) -> String { Hash32.sha256(Array(name.utf8)).hex }
 
-    static var repoRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
+    static var repoRoot: URL { URL(fileURLWithPath: TestSupport.fixtures).deletingLastPathComponent().deletingLastPathComponent() }
 }

@@ -1,3 +1,4 @@
+import CLMDB
 import Foundation
 import KVCodec
 import KVTensor
