@@ -1,17 +1,17 @@
 """Helpers of the reuse tools (tests and bench_segments.py): run the kvstore binary, write and read
-context files, and convert keys between RoPE pair conventions.
-
-Kept to the few safetensors shapes kvstore uses (``kv`` F16/F32 + ``tokens`` I32 + metadata).
+context files (through st_io), and convert keys between RoPE pair conventions.
 """
 from __future__ import annotations
 
-import json
 import os
-import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st_io  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,32 +29,16 @@ def kvstore(*args, check=True) -> subprocess.CompletedProcess:
 
 
 def write_context(path, kv, tokens, dtype="F16", metadata=None) -> None:
-    """kv float32 [L, 2, T, H, D] -> safetensors with `kv` (dtype) and `tokens` (I32)."""
-    np_dtype = {"F16": "<f2", "F32": "<f4"}[dtype]
-    data = np.ascontiguousarray(kv, dtype=np.float32).astype(np_dtype).tobytes()
-    toks = np.asarray(tokens, dtype="<i4").tobytes()
-    header = {"kv": {"dtype": dtype, "shape": list(kv.shape), "data_offsets": [0, len(data)]},
-              "tokens": {"dtype": "I32", "shape": [len(tokens)], "data_offsets": [len(data), len(data) + len(toks)]}}
-    if metadata:
-        header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + data + toks)
+    """kv float32 [L, 2, T, H, D] -> a kvstore context file (`kv` in dtype, `tokens` I32)."""
+    st_io.save(path, {"kv": st_io.Tensor(np.asarray(kv, np.float32), dtype),
+                      "tokens": np.asarray(tokens, dtype=np.int32)}, metadata or {})
 
 
 def read_context(path):
-    """-> (kv float32 [L, 2, T, H, D], raw kv array in its stored dtype, tokens list, metadata)."""
-    raw = Path(path).read_bytes()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    body = raw[8 + n:]
-    e = header["kv"]
-    dt = {"F16": "<f2", "F32": "<f4"}[e["dtype"]]
-    stored = np.frombuffer(body[e["data_offsets"][0]:e["data_offsets"][1]], dtype=dt).reshape(e["shape"])
-    t = header["tokens"]
-    tokens = np.frombuffer(body[t["data_offsets"][0]:t["data_offsets"][1]], dtype="<i4").tolist()
-    return stored.astype(np.float32), stored, tokens, header.get("__metadata__", {})
+    """-> (kv as float32, kv in its stored dtype, tokens list, metadata)."""
+    tensors, meta = st_io.load(path)
+    kv = tensors["kv"]
+    return kv.astype(np.float32), kv, tensors["tokens"].tolist(), meta
 
 
 def adjacent_to_split(kv, rotary_dim=None):
