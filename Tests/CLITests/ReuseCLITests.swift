@@ -94,6 +94,18 @@ import TestSupport
         let missing = try run(["get", "--segments", "[1,2,3]", "-o", out])
         #expect(missing.status == 3)
         #expect(missing.stdout.contains("segment 0 (3 tokens) is not stored"), "\(missing.stdout)")
+
+        let ls = try run(["segments", "ls", "--json"])
+        #expect(ls.stdout.contains("\"start\":30") && ls.stdout.contains("\"tokens\":66"), "\(ls.stdout)")
+        let id = try #require(ls.stdout.split(separator: "\"").first { $0.count == 64 })
+        let short = String(id.prefix(12))
+        let rm = try run(["segments", "rm", short])
+        #expect(rm.stdout.contains("removed 1 segment; freed 1 blobs"), "\(rm.stdout) \(rm.stderr)")
+        let again = try run(["segments", "rm", short])
+        let expected = "not found: no segment " + short
+        #expect(again.status == 1)
+        #expect(again.stderr.contains(expected), "\(again.stderr)")
+        #expect(try run(["segments"]).stdout.split(separator: "\n").count == 2)   // header + the other segment
     }
 
     @Test func vLLMHashesFindTheStoredBlocks() throws {
