@@ -66,8 +66,10 @@ import Testing
         #expect(try store.getVLLM(VLLMBlockHash.hashes(tokens: tokens, noneHash: VLLMBlockHash.noneHash(seed: "1"))) == nil)
         #expect(try store.getVLLM(VLLMBlockHash.hashes(tokens: tokens, noneHash: VLLMBlockHash.noneHash(seed: "0"), salt: "t")) == nil)
         // removal makes the entries dangling, and they are then a miss, never stale KV
-        _ = try store.remove(context: store.resolveContext(ctx.tokens.isEmpty ? "" : store.contexts()[0].id))
+        _ = try store.remove(context: store.resolveContext(store.contexts()[0].id))
         #expect(try store.getVLLM(hashes) == nil)
+        #expect(try store.pruneVLLM() == 4)
+        #expect(try store.pruneVLLM() == 0)
     }
 
     @Test func blockSizeMustDivideTheChunkSize() throws {

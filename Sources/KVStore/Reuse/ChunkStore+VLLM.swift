@@ -62,6 +62,21 @@ extension ChunkStore {
         }
     }
 
+    /// Deletes vLLM index rows whose chunk is no longer stored (left by `remove`); returns how many.
+    @discardableResult
+    public func pruneVLLM() throws -> Int {
+        try env.write { txn in
+            var dead: [[UInt8]] = []
+            try txn.scan(vllmDB) { key, value in
+                let alive = value.count >= 32 ? try txn.get(chunkDB, Array(value[0..<32])) != nil : false
+                if !alive { dead.append(key) }
+                return true
+            }
+            for key in dead { try txn.delete(vllmDB, key) }
+            return dead.count
+        }
+    }
+
     /// The longest run of `hashes` (a request's vLLM block hashes, in order) whose blocks are stored.
     public func lookupVLLM(_ hashes: [Hash32]) throws -> [VLLMBlockMatch] {
         try env.read { txn in
