@@ -26,7 +26,7 @@ public final class ChunkStore: @unchecked Sendable {
     public var accessGranularity = 60
 
     public static let defaultChunkTokens = 256
-    public static let databaseNames = ["chunks", "blobs", "contexts", "partials", "namespaces", "pins"]
+    public static let databaseNames = ["chunks", "blobs", "contexts", "partials", "namespaces", "pins", "segments", "vllm"]
 
     struct Config: Codable {
         var format: Int

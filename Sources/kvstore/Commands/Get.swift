@@ -8,7 +8,7 @@ struct Get: ParsableCommand {
         discussion: "Exits with status 3 when no prefix is stored.")
 
     @Option(help: "Query: a safetensors file with `tokens`, a file with a JSON array, or an inline JSON array.")
-    var tokens: String
+    var tokens: String?
 
     @Option(name: .shortAndLong, help: "Output safetensors file.")
     var output: String
@@ -22,6 +22,9 @@ struct Get: ParsableCommand {
     @Option(help: "Compression level to read (default: the best stored).")
     var level: UInt8?
 
+    @OptionGroup var reuse: ReuseOptions
+    @OptionGroup var segmentOptions: SegmentGetOptions
+    @OptionGroup var vllm: VLLMOptions
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var out: OutputOptions
 
@@ -33,19 +36,24 @@ struct Get: ParsableCommand {
     }
 
     func run() throws {
-        let query = try TokenQuery.parse(tokens)
+        let modes = [tokens != nil, !segmentOptions.segments.isEmpty, segmentOptions.vllmHashes != nil].filter { $0 }.count
+        guard modes == 1 else { throw ValidationError("give exactly one of --tokens, --segments, --vllm-hashes") }
+        if segmentOptions.vllmHashes != nil { return try getVLLM() }
         let dtype = try dtype.map { d in
             guard let t = DType(rawValue: d.uppercased()) else { throw ValidationError("unknown dtype \(d)") }
             return t
         }
+        if !segmentOptions.segments.isEmpty { return try getSegments(dtype: dtype) }
+        let query = try TokenQuery.parse(tokens!)
+        let adapter = try reuse.adapter()
         let store = try storeOptions.open()
         let namespace: Namespace
-        do { namespace = try store.resolveNamespace(model: model, dtype: dtype) } catch StoreError.notFound(let why) {
+        do { namespace = try store.resolveNamespace(model: model, dtype: dtype, salt: reuse.tenant) } catch StoreError.notFound(let why) {
             out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) { "no stored prefix: \(why)" }
             throw Exit.miss
         }
         let bar = ProgressBar("get", enabled: !out.json)
-        guard let (context, match) = try store.get(query, namespace: namespace, level: level, progress: bar.update) else {
+        guard let (context, match) = try store.get(query, namespace: namespace, adapter: adapter, level: level, progress: bar.update) else {
             out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) {
                 "no stored prefix for the query (0 of \(query.count) tokens)"
             }

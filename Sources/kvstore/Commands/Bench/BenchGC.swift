@@ -3,10 +3,6 @@ import Foundation
 import KVStore
 import KVTensor
 
-struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Benchmarks (run a release build).", subcommands: [BenchGC.self])
-}
-
 struct BenchGC: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gc",
