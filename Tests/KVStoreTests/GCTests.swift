@@ -218,6 +218,24 @@ final class FakeClock: @unchecked Sendable {
         try expectConsistent(s, "after re-put")
     }
 
+    /// Segments hold blob references too: fsck counts them, and GC ages them out by their own access time.
+    @Test func segmentsAreCountedByFsckAndEvictedByAge() throws {
+        defer { TestSupport.removeTree(dir) }
+        let s = try open()
+        let c = try variant(0)
+        _ = try s.put(c, namespace: ns(s, c))
+        let doc = try KVContext(kv: c.kv.slice(tokens: 0..<40), tokens: Array(c.tokens[0..<40]), metadata: c.metadata)
+        let rope = RoPEConfig(theta: 100_000, rotaryDim: 64, pairs: .adjacent)
+        _ = try s.putSegment(doc, namespace: ns(s, doc), start: 0, rope: rope)
+        try expectConsistent(s, "context and segment sharing blobs")
+        clock.advance(86400)
+        #expect(try matched(s, c) == 96)
+        let r = try s.collectGarbage(GCPolicy(ttl: 3600))
+        #expect(r.segmentsEvicted == 1 && r.chunksEvicted == 0)
+        #expect(try s.segments().isEmpty && matched(s, c) == 96)
+        try expectConsistent(s, "after evicting the segment")
+    }
+
     @Test func syntheticBenchStoreIsConsistentAndCollectable() throws {
         defer { TestSupport.removeTree(dir) }
         let s = try ChunkStore(root: dir, chunkTokens: 4)

@@ -43,9 +43,6 @@ extension ChunkStore {
                 files.updateValue((try? blobs.read(id)).map(\.count), forKey: id)   // nil value = bad file
             }
         }
-        func referenced(_ s: IndexSnapshot) -> Set<Hash32> {
-            Set(s.blobs.keys).union(s.chunks.values.lazy.flatMap { $0.levels.map(\.blob) })
-        }
 
         // A concurrent gc can remove what an earlier snapshot listed: a problem counts only if a
         // fresh snapshot still shows it.
@@ -53,7 +50,7 @@ extension ChunkStore {
         var snapshot = IndexSnapshot()
         for _ in 0..<3 {
             snapshot = try env.read { try IndexSnapshot(store: self, txn: $0) }
-            verify(referenced(snapshot))
+            verify(snapshot.referencedBlobs)
             target = IndexTarget(snapshot, files: files, chunkTokens: chunkTokens)
             if target.problems.isEmpty { break }
         }
@@ -78,7 +75,7 @@ extension ChunkStore {
             var trashed: [String] = []
             try env.write { txn in
                 let s = try IndexSnapshot(store: self, txn: txn)
-                verify(referenced(s))
+                verify(s.referencedBlobs)
                 let t = IndexTarget(s, files: files, chunkTokens: chunkTokens)
                 try write(t, over: s, txn: txn)
                 // Files of dropped blob records and corrupt files: moved aside now, deleted after commit.
@@ -89,6 +86,7 @@ extension ChunkStore {
                 (report.orphanBlobs, report.orphanBytes) = try removeOrphans(orphans, grace: grace, txn: txn)
             }
             for path in trashed { unlink(path) }
+            try pruneVLLM()
             report.tempFiles = removeStaleTempFiles(grace: grace)
             report.repaired = true
         }
@@ -110,5 +108,8 @@ extension ChunkStore {
         for (k, v) in target.partials where s.partials[k] != v { try txn.put(partialDB, k, v) }
         for k in s.partials.keys where target.partials[k] == nil { try txn.delete(partialDB, k) }
         for id in s.pins.keys where !target.pins.contains(id) { try txn.delete(pinDB, id.bytes) }
+        for (id, r) in s.segments where target.segments[id] != r {
+            if let t = target.segments[id] { try txn.put(segmentDB, id.bytes, t.encoded()) } else { try txn.delete(segmentDB, id.bytes) }
+        }
     }
 }

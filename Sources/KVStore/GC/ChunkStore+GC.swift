@@ -14,6 +14,7 @@ public struct GCReport: Sendable, Codable, Equatable {
     public var bytesFreed = 0
     public var contextsTruncated = 0
     public var contextsDropped = 0
+    public var segmentsEvicted = 0
     public var pinnedChunks = 0
     public var expiredPins = 0
     public var orphanBlobs = 0
@@ -71,6 +72,7 @@ extension ChunkStore {
                 throw error
             }
             for (_, path) in trashed { unlink(path) }
+            if report.chunksEvicted > 0 { try pruneVLLM() }   // rows of evicted chunks
             report.tempFiles = removeStaleTempFiles(grace: policy.grace)
         }
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
@@ -112,6 +114,11 @@ extension ChunkStore {
             for _ in 0..<n { try release(chunk: h, txn: txn, report: &freed, trashed: &trashed) }
         }
         for (id, ctx) in plan.truncated { try txn.put(contextDB, id.bytes, ctx.encoded()) }
+        for id in plan.segments {
+            guard let record = snapshot.segments[id] else { continue }
+            try txn.delete(segmentDB, id.bytes)
+            for level in record.pieces.flatMap(\.levels) { try release(blob: level.blob, txn: txn, report: &freed, trashed: &trashed) }
+        }
         for id in plan.dropped {
             try txn.delete(contextDB, id.bytes)
             try txn.delete(pinDB, id.bytes)
@@ -127,6 +134,7 @@ extension GCReport {
         blobsFreed = plan.blobsFreed
         contextsTruncated = plan.truncated.count
         contextsDropped = plan.dropped.count
+        segmentsEvicted = plan.segments.count
         pinnedChunks = plan.protectedChunks
     }
 }

@@ -25,6 +25,8 @@ struct EvictionPlan {
     /// Contexts cut short at their first evicted (or already missing) chunk.
     var truncated: [Hash32: ContextRecord] = [:]
     var dropped: [Hash32] = []
+    /// Segments evicted (by their own last access; they have no chain).
+    var segments: [Hash32] = []
     /// Surviving chunks listed after a cut by a truncated context: each loses one reference per
     /// such context. Only an inconsistent index has any (a consistent one evicts them as victims).
     var released: [Hash32: Int] = [:]
@@ -58,21 +60,19 @@ enum EvictionPlanner {
         for i in hashes.indices.sorted(by: { records[$0].position > records[$1].position }) {
             if let p = parent[i], recency[i] > recency[p] { recency[p] = recency[i] }
         }
-        let order = hashes.indices.sorted {
-            recency[$0] != recency[$1] ? recency[$0] < recency[$1] : records[$0].position > records[$1].position
-        }
+        // Segments compete with chunks by their own last access.
+        enum Item { case chunk(Int), segment(Hash32) }
+        var items = hashes.indices.map { (recency: recency[$0], depth: records[$0].position, item: Item.chunk($0)) }
+        items += s.segments.map { (recency: $0.value.lastAccess, depth: -1, item: Item.segment($0.key)) }
+        items.sort { $0.recency != $1.recency ? $0.recency < $1.recency : $0.depth > $1.depth }
 
         var blobRefs = s.blobs.mapValues(\.refs)
         var used = s.blobBytes
         plan.bytesBefore = used
         var evicted = [Bool](repeating: false, count: hashes.count)
 
-        func evict(_ i: Int) {
-            guard !evicted[i] else { return }
-            evicted[i] = true
-            for c in children[i] ?? [] { evict(c) }   // none left in a consistent index
-            plan.victims.append(hashes[i])
-            for level in records[i].levels {
+        func release(_ levels: [LevelBlob]) {
+            for level in levels {
                 guard let refs = blobRefs[level.blob] else { continue }
                 blobRefs[level.blob] = refs - 1
                 if refs == 1 {
@@ -81,13 +81,26 @@ enum EvictionPlanner {
                 }
             }
         }
+        func evict(_ i: Int) {
+            guard !evicted[i] else { return }
+            evicted[i] = true
+            for c in children[i] ?? [] { evict(c) }   // none left in a consistent index
+            plan.victims.append(hashes[i])
+            release(records[i].levels)
+        }
 
         let cutoff = policy.ttl.map { now - $0 }
-        for i in order where !evicted[i] && !protected.contains(hashes[i]) {
-            let byTTL = cutoff.map { recency[i] < $0 } ?? false
+        for entry in items {
+            if case .chunk(let i) = entry.item, evicted[i] || protected.contains(hashes[i]) { continue }
+            let byTTL = cutoff.map { entry.recency < $0 } ?? false
             let byBytes = policy.maxBytes.map { used > $0 } ?? false
             guard byTTL || byBytes else { break }
-            evict(i)
+            switch entry.item {
+            case .chunk(let i): evict(i)
+            case .segment(let id):
+                plan.segments.append(id)
+                release(s.segments[id]!.pieces.flatMap(\.levels))
+            }
         }
         plan.bytesAfter = used
 

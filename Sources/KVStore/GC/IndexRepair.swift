@@ -6,13 +6,15 @@
 /// 3. chunk `refs` = contexts listing the chunk; chunks no context lists are dropped;
 /// 4. blob `refs` = encodings of kept chunks using the blob; unused blob records are dropped;
 /// 5. `partials` lists exactly the kept chunks shorter than the chunk size;
-/// 6. pins of contexts that are gone are dropped.
+/// 6. pins of contexts that are gone are dropped;
+/// 7. a segment with a piece left without a readable encoding is dropped (its blobs count in 4).
 struct IndexTarget {
     var chunks: [Hash32: ChunkRecord] = [:]
     var contexts: [Hash32: ContextRecord] = [:]
     var blobs: [Hash32: BlobRecord] = [:]
     var partials: [[UInt8]: [UInt8]] = [:]
     var pins: Set<Hash32> = []
+    var segments: [Hash32: SegmentRecord] = [:]
     var problems: [String] = []
 
     /// `files`: verified size of every blob file checked (nil = missing or corrupt).
@@ -60,6 +62,20 @@ struct IndexTarget {
             chunks[h] = r
             for l in r.levels { blobRefs[l.blob, default: 0] += 1 }
             if r.tokens < chunkTokens { partials[r.parent.bytes + ChunkStore.bigEndian(r.tokens)] = h.bytes }
+        }
+
+        for (id, seg) in s.segments {
+            var seg = seg
+            for i in seg.pieces.indices {
+                seg.pieces[i].levels = seg.pieces[i].levels.filter { l in if case .some(.some) = files[l.blob] { true } else { false } }
+            }
+            guard seg.pieces.allSatisfy({ !$0.levels.isEmpty }) else {
+                problems.append("segment \(id.hex): a piece has no readable encoding; dropping it")
+                continue
+            }
+            if seg != s.segments[id] { problems.append("segment \(id.hex): an encoding is missing or corrupt") }
+            segments[id] = seg
+            for p in seg.pieces { for l in p.levels { blobRefs[l.blob, default: 0] += 1 } }
         }
 
         for (id, rec) in s.blobs where blobRefs[id] == nil {

@@ -11,6 +11,8 @@ struct IndexSnapshot {
     /// Context id → expiry (nil = never).
     var pins: [Hash32: Int?] = [:]
     var namespaces: Set<Hash32> = []
+    /// Independently encoded segments (APE / CacheBlend reuse); they hold blob references too.
+    var segments: [Hash32: SegmentRecord] = [:]
     /// Keys of records that failed to decode, per database name.
     var undecodable: [(database: String, key: [UInt8])] = []
 
@@ -39,10 +41,22 @@ struct IndexSnapshot {
             if let h = Hash32(bytes: key), let e = PinRecord.decode(value) { pins[h] = e } else { undecodable.append(("pins", key)) }
             return true
         }
+        try txn.scan(store.segmentDB) { key, value in
+            if let h = Hash32(bytes: key), let r = try? SegmentRecord(decoding: value) { segments[h] = r } else { undecodable.append(("segments", key)) }
+            return true
+        }
         try txn.scan(store.namespaceDB) { key, _ in
             if let h = Hash32(bytes: key) { namespaces.insert(h) }
             return true
         }
+    }
+
+    /// Every blob id a chunk encoding or a segment piece references.
+    var referencedBlobs: Set<Hash32> {
+        var out = Set(blobs.keys)
+        for r in chunks.values { for l in r.levels { out.insert(l.blob) } }
+        for r in segments.values { for p in r.pieces { for l in p.levels { out.insert(l.blob) } } }
+        return out
     }
 
     /// Bytes of all indexed blobs: what `--max-bytes` limits.
