@@ -111,7 +111,7 @@ extension ChunkStore {
     public func recordAccess(_ match: PrefixMatch) {
         let now = clock()
         let stale = match.chunks.filter { now - $0.record.lastAccess >= accessGranularity }
-        guard !stale.isEmpty else { return }
+        guard !stale.isEmpty, !collectionInProgress() else { return }   // never wait behind a GC pass
         try? env.write { txn in
             for chunk in stale {
                 guard let raw = try txn.get(chunkDB, chunk.hash.bytes) else { continue }

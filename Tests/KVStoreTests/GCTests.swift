@@ -236,6 +236,26 @@ final class FakeClock: @unchecked Sendable {
         try expectConsistent(s, "after evicting the segment")
     }
 
+    /// While a GC pass holds its lock, reads still succeed but skip refreshing access times
+    /// (instead of waiting for the writer); afterwards they refresh them again.
+    @Test func readsDuringAGCPassDoNotWaitToRecordAccess() throws {
+        defer { TestSupport.removeTree(dir) }
+        let s = try open()
+        let c = try variant(0)
+        _ = try s.put(c, namespace: ns(s, c))
+        let created = try s.lookup(c.tokens, namespace: ns(s, c)).chunks[0].record.lastAccess
+        clock.advance(3600)
+        let fd = Glibc.open(dir + "/index/gc.lock", O_RDWR | O_CREAT, 0o644)
+        #expect(fd >= 0 && flock(fd, LOCK_EX) == 0)
+        #expect(s.collectionInProgress())
+        #expect(try matched(s, c) == 96)
+        #expect(try s.lookup(c.tokens, namespace: ns(s, c)).chunks[0].record.lastAccess == created)
+        close(fd)
+        #expect(!s.collectionInProgress())
+        #expect(try matched(s, c) == 96)
+        #expect(try s.lookup(c.tokens, namespace: ns(s, c)).chunks[0].record.lastAccess == created + 3600)
+    }
+
     @Test func syntheticBenchStoreIsConsistentAndCollectable() throws {
         defer { TestSupport.removeTree(dir) }
         let s = try ChunkStore(root: dir, chunkTokens: 4)

@@ -73,7 +73,7 @@ extension ChunkStore {
 
         if repair {
             var trashed: [String] = []
-            try env.write { txn in
+            try withGCLock { try env.write { txn in
                 let s = try IndexSnapshot(store: self, txn: txn)
                 verify(s.referencedBlobs)
                 let t = IndexTarget(s, files: files, chunkTokens: chunkTokens)
@@ -84,7 +84,7 @@ extension ChunkStore {
                     if let path = blobs.trash(id) { trashed.append(path) }
                 }
                 (report.orphanBlobs, report.orphanBytes) = try removeOrphans(orphans, grace: grace, txn: txn)
-            }
+            } }
             for path in trashed { unlink(path) }
             try pruneVLLM()
             report.tempFiles = removeStaleTempFiles(grace: grace)

@@ -51,7 +51,7 @@ extension ChunkStore {
             let orphans = try orphanCandidates(grace: policy.grace)
             var trashed: [(Hash32, String)] = []
             do {
-                try env.write { txn in
+                try withGCLock { try env.write { txn in
                     report.restoredBlobs = try recoverTrash(txn: txn).restored
                     let snapshot = try IndexSnapshot(store: self, txn: txn)
                     for (id, expires) in snapshot.pins where (expires.map { $0 <= now } ?? false) || snapshot.contexts[id] == nil {
@@ -66,7 +66,7 @@ extension ChunkStore {
                     report.bytesFreed = freed.bytes
                     report.bytesAfter = plan.bytesBefore - freed.bytes
                     (report.orphanBlobs, report.orphanBytes) = try removeOrphans(orphans, grace: policy.grace, txn: txn)
-                }
+                } }
             } catch {
                 for (blob, path) in trashed { blobs.restore(blob, from: path) }
                 throw error
