@@ -145,10 +145,14 @@ final class Tally: @unchecked Sendable {
         let contexts = try variants(20)
         let files = try write(contexts)
         _ = try ChunkStore(root: store, chunkTokens: 16)
-        var completed: [Int] = [], killed = 0
-        for i in 0..<files.count {
+        // Kill times spread over 0...1.5x of an uninterrupted put here and now, whatever the load.
+        let t0 = Date()
+        #expect(try TestSupport.run(["put", files[0], "--store", store]).status == 0)
+        let span = UInt32(Date().timeIntervalSince(t0) * 1.5e6)
+        var completed: [Int] = [0], killed = 0
+        for i in 1..<files.count {
             let p = try TestSupport.start(["put", files[i], "--store", store])
-            usleep(UInt32.random(in: 0...150_000))
+            usleep(UInt32.random(in: 0...span))
             kill(p.process.processIdentifier, SIGKILL)
             p.process.waitUntilExit()
             if p.process.terminationReason == .exit && p.process.terminationStatus == 0 { completed.append(i) } else { killed += 1 }
@@ -181,9 +185,13 @@ final class Tally: @unchecked Sendable {
             try s.pin(context: id)
         }
         var killed = 0, finished = 0, rolledBack = 0
+        let t0 = Date()
+        #expect(try TestSupport.run(["gc", "--store", store, "--max-bytes", "0", "--grace", "0s"]).status == 0)
+        let span = UInt32(Date().timeIntervalSince(t0) * 1.5e6)
+        try putAll()
         for iteration in 0..<30 {
             let p = try TestSupport.start(["gc", "--store", store, "--max-bytes", iteration % 2 == 0 ? "0" : "4M", "--grace", "0s"])
-            usleep(UInt32.random(in: 0...80_000))
+            usleep(UInt32.random(in: 0...span))
             kill(p.process.processIdentifier, SIGKILL)
             p.process.waitUntilExit()
             if p.process.terminationReason == .exit { finished += 1 } else { killed += 1 }
