@@ -36,7 +36,7 @@ let package = Package(
         .testTarget(name: "KVTensorTests", dependencies: ["KVTensor", "TestSupport"]),
         .testTarget(name: "KVCodecTests", dependencies: ["KVCodec", "KVTensor", "TestSupport"]),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "KVCodec", "KVTensor", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["kvstore", "KVTensor", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["kvstore", "KVStore", "KVTensor", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
