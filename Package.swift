@@ -31,6 +31,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Codec development harness: chunked round trips and the codec benchmark (tools/bench_codec_quality.py).
+        .executableTarget(name: "kvcodec-harness", dependencies: ["KVCodec", "KVTensor"]),
+
         .testTarget(name: "KVTensorTests", dependencies: ["KVTensor"], resources: []),
         .testTarget(name: "KVCodecTests", dependencies: ["KVCodec", "KVTensor"]),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "KVCodec", "KVTensor"]),
