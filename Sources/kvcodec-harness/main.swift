@@ -21,13 +21,17 @@ do {
     case "roundtrip":
         guard args.count >= 5, let level = UInt8(args[4]) else { fail("roundtrip IN OUT LEVEL [CHUNK]") }
         let chunk = args.count > 5 ? Int(args[5]) ?? 256 : 256
+        // Optional 6th argument: a base step (alpha) overriding the level's profile, for tuning.
+        let codec: any ChunkCodec = args.count > 6
+            ? QuantizedRANSCodec(profile: QuantProfile(alpha: Float(args[6]) ?? 0.5))
+            : try ChunkContainer.codec(forLevel: level)
         let ctx = try Safetensors.readContext(args[2])
         var parts: [KVTensor] = []
         var total = 0
         var start = 0
         while start < ctx.kv.tokens {
             let end = min(ctx.kv.tokens, start + chunk)
-            let enc = try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level)
+            let enc = try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level, codec: codec)
             total += enc.count
             parts.append(try ChunkContainer.decode(enc))
             start = end
