@@ -34,10 +34,12 @@ let package = Package(
         // Codec development harness: chunked round trips and the codec benchmark (tools/bench_codec_quality.py).
         .executableTarget(name: "kvcodec-harness", dependencies: ["KVCodec", "KVTensor"]),
 
-        .testTarget(name: "KVTensorTests", dependencies: ["KVTensor"], resources: []),
-        .testTarget(name: "KVCodecTests", dependencies: ["KVCodec", "KVTensor"]),
-        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "KVCodec", "KVTensor"]),
-        .testTarget(name: "CLITests", dependencies: ["kvstore", "KVTensor"]),
+        // Fixtures, scratch directories and a runner for the real binary, shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["KVTensor"], path: "Tests/TestSupport"),
+        .testTarget(name: "KVTensorTests", dependencies: ["KVTensor", "TestSupport"]),
+        .testTarget(name: "KVCodecTests", dependencies: ["KVCodec", "KVTensor", "TestSupport"]),
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "KVCodec", "KVTensor", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["kvstore", "KVTensor", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

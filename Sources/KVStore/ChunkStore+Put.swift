@@ -1,0 +1,135 @@
+import Foundation
+import KVCodec
+import KVTensor
+
+/// What a put did.
+public struct PutReport: Sendable, Codable, Equatable {
+    public var contextID: String
+    public var tokens: Int
+    public var chunks: Int
+    /// Chunks that already had every requested level stored.
+    public var deduplicatedChunks: Int
+    public var blobsWritten: Int
+    public var bytesWritten: Int
+    /// Bytes of this context's stored encodings (shared ones included).
+    public var storedBytes: Int
+    /// Bytes of the context's KV as given.
+    public var inputBytes: Int
+    public var alreadyStored: Bool
+    /// vLLM block hashes indexed for the context (put with vLLM indexing only).
+    public var vllmBlocks: Int? = nil
+}
+
+extension ChunkStore {
+    /// Stores `context` in `namespace` at `levels`. Blobs are written before the index transaction;
+    /// the transaction then references them all at once, so a put killed at any point leaves either
+    /// nothing indexed or the whole context indexed (plus, at worst, orphan blob files).
+    /// With `adapter` (aLoRA), chunks ending at or before its invocation start go to the base
+    /// namespace and the rest to the adapter's (see `ReuseChain`).
+    public func put(_ context: KVContext, namespace: Namespace, adapter: AdapterSpan? = nil,
+                    levels: [UInt8] = [CodecLevel.lossless],
+                    name: String = "", progress: ((Int, Int) -> Void)? = nil) throws -> PutReport {
+        guard !context.tokens.isEmpty else { throw StoreError.invalidInput("context holds no tokens") }
+        guard namespace.chunkTokens == chunkTokens else {
+            throw StoreError.invalidInput("namespace uses \(namespace.chunkTokens)-token chunks, the store \(chunkTokens)")
+        }
+        guard namespace.shape == context.kv.shape, namespace.dtype == context.kv.dtype else {
+            throw StoreError.invalidInput("namespace shape or dtype does not match the context")
+        }
+        let levels = Array(Set(levels)).sorted()
+        guard !levels.isEmpty else { throw StoreError.invalidInput("no levels requested") }
+        for l in levels { _ = try ChunkContainer.codec(forLevel: l) }
+        guard name.utf8.count <= 1024 else { throw StoreError.invalidInput("name longer than 1024 bytes") }
+
+        let plan = ReuseChain.plan(tokens: context.tokens, namespace: namespace, adapter: adapter)
+        let requestNamespace = adapter.map { ReuseChain.adapterNamespace(namespace, $0) } ?? namespace
+        let root = requestNamespace.root
+        let ranges = plan.map(\.range)
+        let chain = plan.map(\.hash)
+        let existing: [ChunkRecord?] = try env.read { txn in
+            try chain.map { h in try txn.get(chunkDB, h.bytes).map(ChunkRecord.init(decoding:)) }
+        }
+
+        // Encode and write what is missing, outside any transaction.
+        var encoded: [Int: [UInt8: LevelBlob]] = [:]
+        var blobsWritten = 0, bytesWritten = 0, deduplicated = 0
+        for i in chain.indices {
+            let missing = levels.filter { existing[i]?.blob(level: $0) == nil }
+            if missing.isEmpty { deduplicated += 1 }
+            if !missing.isEmpty {
+                let slice = context.kv.slice(tokens: ranges[i])
+                for level in missing {
+                    let bytes = try ChunkContainer.encode(slice, level: level)
+                    let id = Hash32.sha256(bytes)
+                    if try blobs.write(bytes, id: id) { blobsWritten += 1; bytesWritten += bytes.count }
+                    encoded[i, default: [:]][level] = LevelBlob(level: level, blob: id, bytes: bytes.count)
+                }
+            }
+            progress?(i + 1, chain.count)
+        }
+
+        let now = clock()
+        let contextKey = chain.last!.bytes
+        var storedBytes = 0
+        let alreadyStored: Bool = try env.write { txn in
+            let isNew = try txn.get(contextDB, contextKey) == nil
+            for i in chain.indices {
+                let parent = plan[i].parent
+                var record: ChunkRecord
+                var created = false
+                if let raw = try txn.get(chunkDB, chain[i].bytes) {
+                    record = try ChunkRecord(decoding: raw)
+                } else {
+                    record = ChunkRecord(parent: parent, position: i, tokens: ranges[i].count, created: now,
+                                         lastAccess: now, refs: 0, levels: [])
+                    created = true
+                    if ranges[i].count < chunkTokens {
+                        try txn.put(partialDB, parent.bytes + Self.bigEndian(ranges[i].count), chain[i].bytes)
+                    }
+                }
+                for level in levels where record.blob(level: level) == nil {
+                    // Another process may have removed what the pre-check saw; encode again then.
+                    let blob = try encoded[i]?[level] ?? {
+                        let bytes = try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level)
+                        return LevelBlob(level: level, blob: Hash32.sha256(bytes), bytes: bytes.count)
+                    }()
+                    try retain(blob, txn: txn) { try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level) }
+                    record.levels.append(blob)
+                }
+                if isNew || created { record.refs += 1 }
+                storedBytes += record.storedBytes
+                try txn.put(chunkDB, chain[i].bytes, record.encoded())
+            }
+            if isNew {
+                let ctx = ContextRecord(namespace: root, tokens: context.tokens.count, created: now, name: name, chain: chain)
+                try txn.put(contextDB, contextKey, ctx.encoded())
+                for space in Set(adapter == nil ? [requestNamespace] : [requestNamespace, requestNamespace.base]) where try txn.get(namespaceDB, space.root.bytes) == nil {
+                    try txn.put(namespaceDB, space.root.bytes, Array(try JSONEncoder().encode(space)))
+                }
+            }
+            return !isNew
+        }
+        return PutReport(contextID: chain.last!.hex, tokens: context.tokens.count, chunks: chain.count,
+                         deduplicatedChunks: deduplicated, blobsWritten: blobsWritten, bytesWritten: bytesWritten,
+                         storedBytes: storedBytes, inputBytes: context.kv.bytes.count, alreadyStored: alreadyStored)
+    }
+
+    /// Adds a reference to a blob inside a write transaction. A blob with no record may have lost its
+    /// file to a concurrent removal since it was written; it is written again from `bytes`.
+    func retain(_ blob: LevelBlob, txn: LMDBTransaction, bytes: () throws -> [UInt8]) throws {
+        if let raw = try txn.get(blobDB, blob.blob.bytes) {
+            var rec = try BlobRecord(decoding: raw)
+            rec.refs += 1
+            try txn.put(blobDB, blob.blob.bytes, rec.encoded())
+        } else {
+            if !blobs.exists(blob.blob) {
+                let data = try bytes()
+                guard Hash32.sha256(data) == blob.blob else { throw StoreError.corruptBlob("re-encoding gave different bytes") }
+                try blobs.write(data, id: blob.blob)
+            }
+            try txn.put(blobDB, blob.blob.bytes, BlobRecord(bytes: blob.bytes, refs: 1).encoded())
+        }
+    }
+
+    static func bigEndian(_ v: Int) -> [UInt8] { withUnsafeBytes(of: UInt32(v).bigEndian) { Array($0) } }
+}

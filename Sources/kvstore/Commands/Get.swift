@@ -1,0 +1,67 @@
+import ArgumentParser
+import KVStore
+import KVTensor
+
+struct Get: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the KV of the longest stored prefix of a token query.",
+        discussion: "Exits with status 3 when no prefix is stored.")
+
+    @Option(help: "Query: a safetensors file with `tokens`, a file with a JSON array, or an inline JSON array.")
+    var tokens: String?
+
+    @Option(name: .shortAndLong, help: "Output safetensors file.")
+    var output: String
+
+    @Option(help: "Model id (needed when the store holds several).")
+    var model: String?
+
+    @Option(help: "Stored dtype to match (F16, BF16, F32), when the store holds several.")
+    var dtype: String?
+
+    @Option(help: "Compression level to read (default: the best stored).")
+    var level: UInt8?
+
+    @OptionGroup var reuse: ReuseOptions
+    @OptionGroup var segmentOptions: SegmentGetOptions
+    @OptionGroup var vllm: VLLMOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var out: OutputOptions
+
+    struct Report: Encodable {
+        var matchedTokens: Int
+        var queryTokens: Int
+        var chunks: Int
+        var output: String?
+    }
+
+    func run() throws {
+        let modes = [tokens != nil, !segmentOptions.segments.isEmpty, segmentOptions.vllmHashes != nil].filter { $0 }.count
+        guard modes == 1 else { throw ValidationError("give exactly one of --tokens, --segments, --vllm-hashes") }
+        if segmentOptions.vllmHashes != nil { return try getVLLM() }
+        let dtype = try dtype.map { d in
+            guard let t = DType(rawValue: d.uppercased()) else { throw ValidationError("unknown dtype \(d)") }
+            return t
+        }
+        if !segmentOptions.segments.isEmpty { return try getSegments(dtype: dtype) }
+        let query = try TokenQuery.parse(tokens!)
+        let adapter = try reuse.adapter()
+        let store = try storeOptions.open()
+        let namespace: Namespace
+        do { namespace = try store.resolveNamespace(model: model, dtype: dtype, salt: reuse.tenant) } catch StoreError.notFound(let why) {
+            out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) { "no stored prefix: \(why)" }
+            throw Exit.miss
+        }
+        let bar = ProgressBar("get", enabled: !out.json)
+        guard let (context, match) = try store.get(query, namespace: namespace, adapter: adapter, level: level, progress: bar.update) else {
+            out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) {
+                "no stored prefix for the query (0 of \(query.count) tokens)"
+            }
+            throw Exit.miss
+        }
+        try Safetensors.write(context, to: output)
+        out.emit(Report(matchedTokens: match.tokens, queryTokens: query.count, chunks: match.chunks.count, output: output)) {
+            "matched \(match.tokens) of \(query.count) tokens (\(match.chunks.count) chunks) -> \(output)"
+        }
+    }
+}

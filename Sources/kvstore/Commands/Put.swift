@@ -1,0 +1,51 @@
+import ArgumentParser
+import KVCodec
+import KVStore
+import KVTensor
+
+struct Put: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Store a context (safetensors with `kv` and `tokens`).")
+
+    @Argument(help: "Context file: tensors `kv` [layers, 2, tokens, kv_heads, head_dim] and `tokens`.")
+    var context: String
+
+    @Option(help: "Model id (default: the file's __metadata__.model).")
+    var model: String?
+
+    @Option(help: "Compression levels to store, e.g. 0 or 0,2,4 (0 = lossless).")
+    var levels = "0"
+
+    @Option(help: "A name to find the context by in ls and rm.")
+    var name = ""
+
+    @OptionGroup var reuse: ReuseOptions
+    @OptionGroup var segmentOptions: SegmentPutOptions
+    @OptionGroup var vllm: VLLMOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let levels = try parseLevels(self.levels)
+        let ctx = try Safetensors.readContext(context)
+        guard let model = model ?? ctx.metadata["model"], !model.isEmpty else {
+            throw ValidationError("\(context) names no model in __metadata__.model; pass --model")
+        }
+        if segmentOptions.independent { return try putSegment(ctx, model: model, levels: levels) }
+        let adapter = try reuse.adapter()
+        let store = try storeOptions.open()
+        let namespace = store.namespace(for: ctx, model: model, salt: reuse.tenant)
+        let bar = ProgressBar("put", enabled: !output.json)
+        var report = try store.put(ctx, namespace: namespace, adapter: adapter, levels: levels,
+                                   name: name, progress: bar.update)
+        if let hashing = vllm.hashing(salt: reuse.tenant) {
+            report.vllmBlocks = try store.indexVLLM(ctx.tokens, namespace: namespace, adapter: adapter, hashing: hashing)
+        }
+        output.emit(report) {
+            """
+            stored context \(report.contextID.prefix(16)) (\(report.tokens) tokens, \(report.chunks) chunks)\(report.alreadyStored ? ", already stored" : "")
+            chunks: \(report.chunks - report.deduplicatedChunks) new, \(report.deduplicatedChunks) deduplicated
+            wrote \(report.blobsWritten) blobs, \(Format.bytes(report.bytesWritten)); stored \(Format.bytes(report.storedBytes)) for \(Format.bytes(report.inputBytes)) of KV (\(Format.ratio(report.inputBytes, report.storedBytes)))\(report.vllmBlocks.map { "\nindexed \($0) vLLM block hashes" } ?? "")
+            """
+        }
+    }
+}

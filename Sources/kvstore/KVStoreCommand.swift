@@ -1,0 +1,14 @@
+import ArgumentParser
+
+@main
+struct KVStoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvstore",
+        abstract: "Store, deduplicate and serve LLM KV caches by token prefix.",
+        discussion: """
+        Exit status: 0 success, 1 error, 3 no stored prefix matched (get), 64 usage error.
+        The store is --store DIR, else $KVSTORE_HOME, else $XDG_DATA_HOME/kvstore or ~/.local/share/kvstore.
+        """,
+        subcommands: [Put.self, Get.self, List.self, Stat.self, Remove.self, Encode.self, Decode.self, Bench.self, Segments.self]
+    )
+}

@@ -1,0 +1,84 @@
+import ArgumentParser
+import Foundation
+import KVStore
+import KVTensor
+
+struct StoreOptions: ParsableArguments {
+    @Option(name: .long, help: "Store directory (default: $KVSTORE_HOME or ~/.local/share/kvstore).")
+    var store: String?
+
+    @Option(name: .long, help: "Tokens per chunk; fixed when the store is created (default 256).")
+    var chunkTokens: Int?
+
+    func open() throws -> ChunkStore {
+        try ChunkStore(root: store ?? StoreLocation.defaultPath(), chunkTokens: chunkTokens)
+    }
+}
+
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print machine-readable JSON on stdout.")
+    var json = false
+
+    func emit<T: Encodable>(_ value: T, human: () -> String) {
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.sortedKeys]
+            print(String(decoding: (try? enc.encode(value)) ?? Data(), as: UTF8.self))
+        } else {
+            print(human())
+        }
+    }
+}
+
+/// Exit statuses beyond 0/1 that scripts rely on.
+enum Exit {
+    static let miss = ExitCode(3)
+}
+
+enum Format {
+    static func bytes(_ n: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n), u = 0
+        while v >= 1024, u < units.count - 1 { v /= 1024; u += 1 }
+        return u == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[u])
+    }
+
+    static func ratio(_ a: Int, _ b: Int) -> String { b == 0 ? "-" : String(format: "%.2fx", Double(a) / Double(b)) }
+}
+
+/// Reads a token query: a safetensors file with a `tokens` tensor, a file holding a JSON array,
+/// or an inline JSON array.
+enum TokenQuery {
+    static let maxTokens = KVTensor.maxTokens
+
+    static func parse(_ argument: String) throws -> [Int32] {
+        if argument.trimmingCharacters(in: .whitespaces).hasPrefix("[") { return try json(Array(argument.utf8)) }
+        let bytes = try FileIO.readAll(argument, limit: 1 << 32)
+        if bytes.first(where: { !($0 == 0x20 || $0 == 0x0A || $0 == 0x09 || $0 == 0x0D) }) == UInt8(ascii: "[") {
+            return try json(bytes)
+        }
+        return try SafetensorsFile(bytes: bytes).tokens()
+    }
+
+    static func json(_ bytes: [UInt8]) throws -> [Int32] {
+        guard let array = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [Any] else {
+            throw ValidationError("token query is not a JSON array of integers")
+        }
+        guard array.count <= maxTokens else { throw ValidationError("token query holds \(array.count) tokens, at most \(maxTokens)") }
+        return try array.enumerated().map { i, v in
+            guard let n = v as? NSNumber, let d = Optional(n.doubleValue), d == d.rounded(), d >= 0, d <= Double(Int32.max) else {
+                throw ValidationError("token \(i) of the query is not an id in 0...\(Int32.max)")
+            }
+            return Int32(d)
+        }
+    }
+}
+
+func parseLevels(_ text: String) throws -> [UInt8] {
+    let parts = text.split(separator: ",")
+    guard !parts.isEmpty else { throw ValidationError("--levels needs a list such as 0,2") }
+    return try parts.map {
+        guard let l = UInt8($0.trimmingCharacters(in: .whitespaces)), l <= 4 else { throw ValidationError("level \($0) is not in 0...4") }
+        return l
+    }
+}
