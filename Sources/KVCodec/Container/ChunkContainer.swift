@@ -32,7 +32,12 @@ public enum ChunkContainer {
     }
 
     public static func encode(_ tensor: KVTensor, level: UInt8) throws -> [UInt8] {
-        try encode(tensor, level: level, codec: codec(forLevel: level))
+        do {
+            return try encode(tensor, level: level, codec: codec(forLevel: level))
+        } catch CodecError.nonFinite where level != CodecLevel.lossless {
+            // NaN or infinity cannot be quantised: keep such a chunk exact rather than fail the store.
+            return try encode(tensor, level: level, codec: codec(forLevel: CodecLevel.lossless))
+        }
     }
 
     public static func encode(_ tensor: KVTensor, level: UInt8, codec: any ChunkCodec) throws -> [UInt8] {

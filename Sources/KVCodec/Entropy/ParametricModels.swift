@@ -28,6 +28,8 @@ public enum ParametricModels {
     }
 
     public static let tables: Tables = build()
+    /// XXH64 of `tables.freqCum`: pins the derivation (checked by the tests).
+    public static let tablesFingerprint: UInt64 = 0x288a_3b69_b1c6_43a6
 
     @inline(__always) public static func classIndex(shape: Int, scale: Int) -> Int { shape * scaleCount + scale }
 

@@ -143,7 +143,7 @@ struct RANSDecoder {
     }
 
     @inline(__always)
-    mutating func refill(_ x: inout UInt32) {
+    static func refill(_ x: inout UInt32, words: UnsafeRawPointer, wordCount: Int, pos: inout Int, overrun: inout Bool) {
         if x < RANS.lowerBound {
             if pos < wordCount {
                 x = (x << 16) | UInt32(UInt16(littleEndian: words.loadUnaligned(fromByteOffset: 2 * pos, as: UInt16.self)))
@@ -155,9 +155,55 @@ struct RANSDecoder {
         }
     }
 
+    /// Decodes one symbol of `table` on state `way` (0...3).
+    @inline(__always)
+    mutating func get(way: Int, table: FrequencyTable) -> UInt8 {
+        @inline(__always) func step(_ x: inout UInt32, _ pos: inout Int, _ overrun: inout Bool) -> UInt8 {
+            let slot = Int(x & (RANS.total - 1))
+            let s = table.slotToSymbol[slot]
+            x = UInt32(table.freq[Int(s)]) &* (x >> RANS.precisionBits) &+ UInt32(slot) &- UInt32(table.cum[Int(s)])
+            Self.refill(&x, words: words, wordCount: wordCount, pos: &pos, overrun: &overrun)
+            return s
+        }
+        switch way {
+        case 0: return step(&x0, &pos, &overrun)
+        case 1: return step(&x1, &pos, &overrun)
+        case 2: return step(&x2, &pos, &overrun)
+        default: return step(&x3, &pos, &overrun)
+        }
+    }
+
     /// True when every word was consumed and every state is back at its start value.
     var finishedCleanly: Bool {
         !overrun && pos == wordCount && x0 == RANS.lowerBound && x1 == RANS.lowerBound
             && x2 == RANS.lowerBound && x3 == RANS.lowerBound
+    }
+}
+
+extension RANS {
+    /// Codes `symbols` with one static table (4 interleaved states). For tests, the fuzzer and
+    /// measurements; the codecs drive `RANSEncoder` directly with a table per symbol.
+    public static func encode(_ symbols: [UInt8], table: FrequencyTable) -> [UInt8] {
+        var enc = RANSEncoder(maxSymbols: symbols.count)
+        defer { enc.deallocate() }
+        for i in stride(from: symbols.count - 1, through: 0, by: -1) {
+            let s = Int(symbols[i])
+            precondition(s < table.count, "symbol outside the table")
+            enc.put(way: i & 3, freq: UInt32(table.freq[s]), cum: UInt32(table.cum[s]))
+        }
+        var w = ByteWriter(capacity: enc.byteCount)
+        enc.finish(into: &w)
+        return w.bytes
+    }
+
+    /// Decodes `count` symbols; throws on a stream that is short, long or does not end cleanly.
+    public static func decode(_ stream: [UInt8], count: Int, table: FrequencyTable) throws -> [UInt8] {
+        try stream.withUnsafeBytes { raw in
+            var d = try RANSDecoder(raw)
+            var out = [UInt8](repeating: 0, count: count)
+            for i in 0..<count { out[i] = d.get(way: i & 3, table: table) }
+            guard d.finishedCleanly else { throw CodecError.corrupt("rANS stream does not end where it should") }
+            return out
+        }
     }
 }

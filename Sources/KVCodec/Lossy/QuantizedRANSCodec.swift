@@ -33,7 +33,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let T = tensor.tokens, C = shape.rowElements, G = shape.layers * 2
         let weights = SensitivityProfile.weights(for: shape)
         let values = tensor.floats()
-        for v in values where !v.isFinite { throw CodecError.unsupported("non-finite values need the lossless level") }
+        for v in values where !v.isFinite { throw CodecError.nonFinite }
 
         let sideCount = Self.sideInfoCount(G: G, C: C, T: T)
         var side = [UInt8](repeating: 0, count: sideCount)
