@@ -31,6 +31,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Codec development harness: chunked round trips and the codec benchmark (tools/bench_codec_quality.py).
+        .executableTarget(name: "kvcodec-harness", dependencies: ["KVCodec", "KVTensor"]),
+        // libFuzzer target for the chunk decoder (tools/fuzz_decoder.sh); a plain reproducer otherwise.
+        .executableTarget(name: "DecoderFuzz", dependencies: ["KVCodec", "KVTensor"], path: "Fuzz/DecoderFuzz"),
+
         // Fixtures, scratch directories and a runner for the real binary, shared by the test targets.
         .target(name: "TestSupport", dependencies: ["KVTensor"], path: "Tests/TestSupport"),
         .testTarget(name: "KVTensorTests", dependencies: ["KVTensor", "TestSupport"]),
