@@ -33,25 +33,32 @@ extension ChunkStore {
     /// Removes a context: its chunks lose a reference and those no context uses any more go, with
     /// the blobs only they used.
     public func remove(context id: Hash32) throws -> RemoveReport {
-        var trashed: [(Hash32, String)] = []
-        let report: RemoveReport
-        do {
-            report = try env.write { txn in
-                guard let raw = try txn.get(contextDB, id.bytes) else { throw StoreError.notFound("no context \(id.hex)") }
-                let context = try ContextRecord(decoding: raw)
-                var report = RemoveReport(contexts: 1)
-                for h in context.chain {
-                    try release(chunk: h, txn: txn, report: &report, trashed: &trashed)
-                }
-                try txn.delete(contextDB, id.bytes)
-                return report
+        try writeRemovingBlobs { txn, trashed in
+            guard let raw = try txn.get(contextDB, id.bytes) else { throw StoreError.notFound("no context \(id.hex)") }
+            let context = try ContextRecord(decoding: raw)
+            var report = RemoveReport(contexts: 1)
+            for h in context.chain {
+                try release(chunk: h, txn: txn, report: &report, trashed: &trashed)
             }
+            try txn.delete(contextDB, id.bytes)
+            return report
+        }
+    }
+
+    /// A write transaction that may remove blob files. `body` moves them aside (`release(blob:)`);
+    /// they are deleted once the transaction commits and put back if it fails, so files and index
+    /// change together.
+    func writeRemovingBlobs<T>(_ body: (LMDBTransaction, inout [(Hash32, String)]) throws -> T) throws -> T {
+        var trashed: [(Hash32, String)] = []
+        let result: T
+        do {
+            result = try env.write { txn in try body(txn, &trashed) }
         } catch {
             for (blob, path) in trashed { blobs.restore(blob, from: path) }
             throw error
         }
         for (_, path) in trashed { unlink(path) }
-        return report
+        return result
     }
 
     /// Drops one context reference from a chunk; at zero the chunk record goes and its blobs are

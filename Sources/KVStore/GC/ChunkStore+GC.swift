@@ -49,29 +49,22 @@ extension ChunkStore {
             report.orphanBlobs = try orphanCandidates(grace: policy.grace).count
         } else {
             let orphans = try orphanCandidates(grace: policy.grace)
-            var trashed: [(Hash32, String)] = []
-            do {
-                try withGCLock { try env.write { txn in
-                    report.restoredBlobs = try recoverTrash(txn: txn).restored
-                    let snapshot = try IndexSnapshot(store: self, txn: txn)
-                    for (id, expires) in snapshot.pins where (expires.map { $0 <= now } ?? false) || snapshot.contexts[id] == nil {
-                        try txn.delete(pinDB, id.bytes)
-                        report.expiredPins += 1
-                    }
-                    let plan = EvictionPlanner.plan(snapshot, policy: policy, now: now)
-                    report.take(plan)
-                    var freed = RemoveReport()
-                    try apply(plan, snapshot: snapshot, txn: txn, freed: &freed, trashed: &trashed)
-                    report.blobsFreed = freed.blobs
-                    report.bytesFreed = freed.bytes
-                    report.bytesAfter = plan.bytesBefore - freed.bytes
-                    (report.orphanBlobs, report.orphanBytes) = try removeOrphans(orphans, grace: policy.grace, txn: txn)
-                } }
-            } catch {
-                for (blob, path) in trashed { blobs.restore(blob, from: path) }
-                throw error
-            }
-            for (_, path) in trashed { unlink(path) }
+            try withGCLock { try writeRemovingBlobs { txn, trashed in
+                report.restoredBlobs = try recoverTrash(txn: txn).restored
+                let snapshot = try IndexSnapshot(store: self, txn: txn)
+                for (id, expires) in snapshot.pins where (expires.map { $0 <= now } ?? false) || snapshot.contexts[id] == nil {
+                    try txn.delete(pinDB, id.bytes)
+                    report.expiredPins += 1
+                }
+                let plan = EvictionPlanner.plan(snapshot, policy: policy, now: now)
+                report.take(plan)
+                var freed = RemoveReport()
+                try apply(plan, snapshot: snapshot, txn: txn, freed: &freed, trashed: &trashed)
+                report.blobsFreed = freed.blobs
+                report.bytesFreed = freed.bytes
+                report.bytesAfter = plan.bytesBefore - freed.bytes
+                (report.orphanBlobs, report.orphanBytes) = try removeOrphans(orphans, grace: policy.grace, txn: txn)
+            } }
             if report.chunksEvicted > 0 { try pruneVLLM() }   // rows of evicted chunks
             report.tempFiles = removeStaleTempFiles(grace: policy.grace)
         }

@@ -193,26 +193,17 @@ extension ChunkStore {
 
     /// Removes a stored segment and the blobs only it used.
     public func removeSegment(_ id: Hash32) throws -> RemoveReport {
-        var trashed: [(Hash32, String)] = []
-        let report: RemoveReport
-        do {
-            report = try env.write { txn in
-                guard let raw = try txn.get(segmentDB, id.bytes) else { throw StoreError.notFound("no segment \(id.hex)") }
-                let record = try SegmentRecord(decoding: raw)
-                var report = RemoveReport()
-                for piece in record.pieces {
-                    for level in piece.levels { try release(blob: level.blob, txn: txn, report: &report, trashed: &trashed) }
-                }
-                try txn.delete(segmentDB, id.bytes)
-                report.chunks = record.pieces.count
-                return report
+        try writeRemovingBlobs { txn, trashed in
+            guard let raw = try txn.get(segmentDB, id.bytes) else { throw StoreError.notFound("no segment \(id.hex)") }
+            let record = try SegmentRecord(decoding: raw)
+            var report = RemoveReport()
+            for piece in record.pieces {
+                for level in piece.levels { try release(blob: level.blob, txn: txn, report: &report, trashed: &trashed) }
             }
-        } catch {
-            for (blob, path) in trashed { blobs.restore(blob, from: path) }
-            throw error
+            try txn.delete(segmentDB, id.bytes)
+            report.chunks = record.pieces.count
+            return report
         }
-        for (_, path) in trashed { unlink(path) }
-        return report
     }
 
     /// Every stored segment, for listing.
