@@ -2,7 +2,7 @@ import ArgumentParser
 import KVStore
 import KVTensor
 
-struct Get: ParsableCommand {
+struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the KV of the longest stored prefix of a token query.",
         discussion: "Exits with status 3 when no prefix is stored.")
@@ -19,8 +19,10 @@ struct Get: ParsableCommand {
     @Option(help: "Stored dtype to match (F16, BF16, F32), when the store holds several.")
     var dtype: String?
 
-    @Option(help: "Compression level to read (default: the best stored).")
+    @Option(help: "Compression level to read (default: the best stored; with --remote: pin every chunk to it).")
     var level: UInt8?
+
+    @OptionGroup var remoteOptions: RemoteOptions
 
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var out: OutputOptions
@@ -32,8 +34,9 @@ struct Get: ParsableCommand {
         var output: String?
     }
 
-    func run() throws {
+    func run() async throws {
         let query = try TokenQuery.parse(tokens)
+        if remoteOptions.remote != nil { return try await runRemote(query: query) }
         let dtype = try dtype.map { d in
             guard let t = DType(rawValue: d.uppercased()) else { throw ValidationError("unknown dtype \(d)") }
             return t
