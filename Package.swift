@@ -49,13 +49,15 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "KVTensorTests", dependencies: ["KVTensor"], resources: []),
-        .testTarget(name: "KVCodecTests", dependencies: ["KVCodec", "KVTensor"]),
-        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "KVCodec", "KVTensor"]),
-        .testTarget(name: "CLITests", dependencies: ["kvstore", "KVTensor"]),
+        // Fixtures, scratch directories and a runner for the real binary, shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["KVTensor"], path: "Tests/TestSupport"),
+        .testTarget(name: "KVTensorTests", dependencies: ["KVTensor", "TestSupport"]),
+        .testTarget(name: "KVCodecTests", dependencies: ["KVCodec", "KVTensor", "TestSupport"]),
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "KVCodec", "KVTensor", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["kvstore", "KVTensor", "TestSupport"]),
         .testTarget(name: "KVTransportTests", dependencies: ["KVTransport", "KVCodec", "KVTensor"]),
         .testTarget(name: "KVServerTests", dependencies: [
-            "KVServer", "KVTransport", "KVStore", "KVCodec", "KVTensor",
+            "KVServer", "KVTransport", "KVStore", "KVCodec", "KVTensor", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),

@@ -36,7 +36,33 @@ import tempfile
 import threading
 from pathlib import Path
 
-import numpy as np
+
+def _pick_blas_threads():
+    """OpenBLAS spin-waits: on a busy 2-core box 2 threads run ~3x SLOWER than 1.
+
+    Must run before numpy is first imported (so import kvmodel first).  Env
+    KVSTORE_THREADS=N forces N; an explicit OPENBLAS_NUM_THREADS/OMP_NUM_THREADS is
+    respected; otherwise use 1 thread when the 1-minute load average already
+    exceeds half the cores, else the BLAS default."""
+    if "numpy" in sys.modules:
+        return
+    n = os.environ.get("KVSTORE_THREADS")
+    if n is None:
+        if "OPENBLAS_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in os.environ:
+            return
+        try:
+            if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
+                n = "1"
+        except OSError:
+            pass
+    if n:
+        os.environ["OPENBLAS_NUM_THREADS"] = n
+        os.environ["OMP_NUM_THREADS"] = n
+
+
+_pick_blas_threads()
+
+import numpy as np  # noqa: E402
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
 _GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -18,14 +18,24 @@ public struct PrefixMatch: Sendable, Equatable {
 
 extension ChunkStore {
     /// Walks the query's prefix chain until the first miss. A last stored partial chunk matches a
-    /// query that continues past it (`partials` lists them by parent hash).
-    public func lookup(_ tokens: [Int32], namespace: Namespace) throws -> PrefixMatch {
-        try env.read { txn in
-            var parent = namespace.root
+    /// query that continues past it (`partials` lists them by parent hash). With `adapter` (aLoRA)
+    /// the chain switches to the adapter's at the chunk holding its invocation start (`ReuseChain`);
+    /// there a stored base partial chunk that ends at or before the invocation start also matches.
+    public func lookup(_ tokens: [Int32], namespace: Namespace, adapter: AdapterSpan? = nil) throws -> PrefixMatch {
+        let adapterRoot = adapter.map { ReuseChain.adapterNamespace(namespace, $0).root }
+        return try env.read { txn in
+            var parent = adapter == nil ? namespace.root : namespace.base.root
             var position = 0
+            var bridged = false
             var chunks: [MatchedChunk] = []
             while position < tokens.count {
                 let end = min(position + chunkTokens, tokens.count)
+                var baseParent: Hash32?
+                if let adapter, let adapterRoot, !bridged, end > adapter.invocationStart {
+                    baseParent = parent
+                    parent = ReuseChain.bridge(parent: parent, adapterRoot: adapterRoot, invocationStart: adapter.invocationStart)
+                    bridged = true
+                }
                 let h = PrefixChain.next(parent, tokens: tokens[position..<end])
                 if let raw = try txn.get(chunkDB, h.bytes) {
                     let record = try ChunkRecord(decoding: raw)
@@ -35,22 +45,31 @@ extension ChunkStore {
                     position = end
                     continue
                 }
-                var best: MatchedChunk?
-                try txn.scan(partialDB, prefix: parent.bytes) { key, value in
-                    guard key.count == 36 else { return true }
-                    let n = key[32..<36].reduce(0) { $0 << 8 | Int($1) }
-                    guard n > 0, n < end - position, n > (best?.range.count ?? 0) else { return true }
-                    let candidate = PrefixChain.next(parent, tokens: tokens[position..<(position + n)])
-                    if candidate.bytes == value, let raw = try txn.get(chunkDB, value) {
-                        best = MatchedChunk(hash: candidate, record: try ChunkRecord(decoding: raw), range: position..<(position + n))
-                    }
-                    return true
+                var best = try bestPartial(txn, parent: parent, tokens: tokens, at: position, below: end - position)
+                if best == nil, let baseParent, let adapter, adapter.invocationStart > position {
+                    best = try bestPartial(txn, parent: baseParent, tokens: tokens, at: position, below: adapter.invocationStart - position + 1)
                 }
                 if let best { chunks.append(best) }
                 break
             }
             return PrefixMatch(tokens: chunks.last?.range.upperBound ?? 0, chunks: chunks)
         }
+    }
+
+    /// The longest stored partial chunk under `parent` matching `tokens[position...]`, shorter than `limit`.
+    func bestPartial(_ txn: LMDBTransaction, parent: Hash32, tokens: [Int32], at position: Int, below limit: Int) throws -> MatchedChunk? {
+        var best: MatchedChunk?
+        try txn.scan(partialDB, prefix: parent.bytes) { key, value in
+            guard key.count == 36 else { return true }
+            let n = key[32..<36].reduce(0) { $0 << 8 | Int($1) }
+            guard n > 0, limit > n, n > (best?.range.count ?? 0) else { return true }
+            let candidate = PrefixChain.next(parent, tokens: tokens[position..<(position + n)])
+            if candidate.bytes == value, let raw = try txn.get(chunkDB, value) {
+                best = MatchedChunk(hash: candidate, record: try ChunkRecord(decoding: raw), range: position..<(position + n))
+            }
+            return true
+        }
+        return best
     }
 
     /// The container bytes of one matched chunk at `level` (the best stored level when nil).
@@ -70,9 +89,9 @@ extension ChunkStore {
     }
 
     /// The KV of the longest stored prefix of `tokens`, or nil on a miss.
-    public func get(_ tokens: [Int32], namespace: Namespace, level: UInt8? = nil,
+    public func get(_ tokens: [Int32], namespace: Namespace, adapter: AdapterSpan? = nil, level: UInt8? = nil,
                     progress: ((Int, Int) -> Void)? = nil) throws -> (context: KVContext, match: PrefixMatch)? {
-        var match = try lookup(tokens, namespace: namespace)
+        var match = try lookup(tokens, namespace: namespace, adapter: adapter)
         var parts: [KVTensor] = []
         for (i, chunk) in match.chunks.enumerated() {
             guard let bytes = try chunkBytes(chunk, level: level) else {

@@ -71,10 +71,11 @@ extension ChunkStore {
         }
     }
 
-    /// The one namespace matching the given fields, for commands that take only tokens.
-    public func resolveNamespace(model: String?, dtype: DType?) throws -> Namespace {
+    /// The one base namespace (no adapter) of `salt` matching the given fields, for commands that
+    /// take only tokens.
+    public func resolveNamespace(model: String?, dtype: DType?, salt: String? = nil) throws -> Namespace {
         let candidates = try namespaces().filter {
-            (model == nil || $0.model == model) && (dtype == nil || $0.dtype == dtype) && $0.adapter == nil && $0.salt == nil
+            (model == nil || $0.model == model) && (dtype == nil || $0.dtype == dtype) && $0.adapter == nil && $0.salt == salt
         }
         guard let first = candidates.first else {
             throw StoreError.notFound(model.map { "nothing stored for model \($0)" } ?? "the store is empty")

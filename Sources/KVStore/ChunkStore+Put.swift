@@ -16,13 +16,18 @@ public struct PutReport: Sendable, Codable, Equatable {
     /// Bytes of the context's KV as given.
     public var inputBytes: Int
     public var alreadyStored: Bool
+    /// vLLM block hashes indexed for the context (put with vLLM indexing only).
+    public var vllmBlocks: Int? = nil
 }
 
 extension ChunkStore {
     /// Stores `context` in `namespace` at `levels`. Blobs are written before the index transaction;
     /// the transaction then references them all at once, so a put killed at any point leaves either
     /// nothing indexed or the whole context indexed (plus, at worst, orphan blob files).
-    public func put(_ context: KVContext, namespace: Namespace, levels: [UInt8] = [CodecLevel.lossless],
+    /// With `adapter` (aLoRA), chunks ending at or before its invocation start go to the base
+    /// namespace and the rest to the adapter's (see `ReuseChain`).
+    public func put(_ context: KVContext, namespace: Namespace, adapter: AdapterSpan? = nil,
+                    levels: [UInt8] = [CodecLevel.lossless],
                     name: String = "", progress: ((Int, Int) -> Void)? = nil) throws -> PutReport {
         guard !context.tokens.isEmpty else { throw StoreError.invalidInput("context holds no tokens") }
         guard namespace.chunkTokens == chunkTokens else {
@@ -36,9 +41,11 @@ extension ChunkStore {
         for l in levels { _ = try ChunkContainer.codec(forLevel: l) }
         guard name.utf8.count <= 1024 else { throw StoreError.invalidInput("name longer than 1024 bytes") }
 
-        let root = namespace.root
-        let ranges = PrefixChain.chunkRanges(count: context.tokens.count, chunkTokens: chunkTokens)
-        let chain = PrefixChain.hashes(root: root, tokens: context.tokens, chunkTokens: chunkTokens)
+        let plan = ReuseChain.plan(tokens: context.tokens, namespace: namespace, adapter: adapter)
+        let requestNamespace = adapter.map { ReuseChain.adapterNamespace(namespace, $0) } ?? namespace
+        let root = requestNamespace.root
+        let ranges = plan.map(\.range)
+        let chain = plan.map(\.hash)
         let existing: [ChunkRecord?] = try env.read { txn in
             try chain.map { h in try txn.get(chunkDB, h.bytes).map(ChunkRecord.init(decoding:)) }
         }
@@ -67,7 +74,7 @@ extension ChunkStore {
         let alreadyStored: Bool = try env.write { txn in
             let isNew = try txn.get(contextDB, contextKey) == nil
             for i in chain.indices {
-                let parent = i == 0 ? root : chain[i - 1]
+                let parent = plan[i].parent
                 var record: ChunkRecord
                 var created = false
                 if let raw = try txn.get(chunkDB, chain[i].bytes) {
@@ -96,8 +103,8 @@ extension ChunkStore {
             if isNew {
                 let ctx = ContextRecord(namespace: root, tokens: context.tokens.count, created: now, name: name, chain: chain)
                 try txn.put(contextDB, contextKey, ctx.encoded())
-                if try txn.get(namespaceDB, root.bytes) == nil {
-                    try txn.put(namespaceDB, root.bytes, Array(try JSONEncoder().encode(namespace)))
+                for space in Set(adapter == nil ? [requestNamespace] : [requestNamespace, requestNamespace.base]) where try txn.get(namespaceDB, space.root.bytes) == nil {
+                    try txn.put(namespaceDB, space.root.bytes, Array(try JSONEncoder().encode(space)))
                 }
             }
             return !isNew

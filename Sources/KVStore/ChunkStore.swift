@@ -26,7 +26,7 @@ public final class ChunkStore: @unchecked Sendable {
     public var accessGranularity = 60
 
     public static let defaultChunkTokens = 256
-    public static let databaseNames = ["chunks", "blobs", "contexts", "partials", "namespaces", "pins"]
+    public static let databaseNames = ["chunks", "blobs", "contexts", "partials", "namespaces", "pins", "segments", "vllm"]
 
     struct Config: Codable {
         var format: Int
@@ -44,7 +44,7 @@ public final class ChunkStore: @unchecked Sendable {
             for dir in [root, root + "/objects", root + "/tmp", root + "/index"] where !FileIO.exists(dir) {
                 try FileIO.makeDirectories(dir)
             }
-        } catch { throw StoreError.notWritable("\(error)") }
+        } catch let e as TensorError { throw StoreError.notWritable(e.detail) }
         guard access(root, W_OK) == 0 else { throw StoreError.notWritable("\(root): \(FileIO.errnoMessage())") }
         let configPath = root + "/config.json"
         if FileIO.exists(configPath) {
@@ -60,7 +60,7 @@ public final class ChunkStore: @unchecked Sendable {
             let c = chunkTokens ?? Self.defaultChunkTokens
             let json = try JSONEncoder().encode(Config(format: 1, chunk_tokens: c))
             do { try FileIO.writeAtomically([Array(json)], to: configPath, tempDirectory: root + "/tmp") }
-            catch { throw StoreError.notWritable("\(error)") }
+            catch let e as TensorError { throw StoreError.notWritable(e.detail) }
             self.chunkTokens = c
         }
         blobs = BlobStore(root: root)

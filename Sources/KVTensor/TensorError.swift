@@ -21,4 +21,12 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
         case .tooLarge(let s): "too large: \(s)"
         }
     }
+
+    /// The message without its category, for callers that wrap it in their own.
+    public var detail: String {
+        switch self {
+        case .io(let s), .truncated(let s), .badHeader(let s), .missingTensor(let s),
+             .unknownDType(let s), .badShape(let s), .mismatch(let s), .tooLarge(let s): s
+        }
+    }
 }

@@ -9,6 +9,7 @@ struct KVStoreCommand: AsyncParsableCommand {
         Exit status: 0 success, 1 error, 3 no stored prefix matched (get), 64 usage error.
         The store is --store DIR, else $KVSTORE_HOME, else $XDG_DATA_HOME/kvstore or ~/.local/share/kvstore.
         """,
-        subcommands: [Put.self, Get.self, List.self, Stat.self, Remove.self, Encode.self, Decode.self, Serve.self, BenchStream.self]
+        subcommands: [Put.self, Get.self, List.self, Stat.self, Remove.self, Encode.self, Decode.self, Bench.self, Segments.self,
+                      Serve.self, BenchStream.self]
     )
 }

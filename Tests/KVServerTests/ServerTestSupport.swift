@@ -5,12 +5,12 @@ import KVServer
 import KVStore
 import KVTensor
 import KVTransport
+import TestSupport
 
 /// A fresh store in a temporary directory with the real SmolLM2 fixture, and helpers to talk to
 /// the server in-process.
 struct ServerFixture {
-    static let fixturesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fixtures").path
+    static let fixturesDirectory = TestSupport.fixtures
     static let contextPath = fixturesDirectory + "/smollm2_ctx96_f16.safetensors"
 
     let root: String

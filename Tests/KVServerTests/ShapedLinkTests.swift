@@ -1,5 +1,6 @@
 import Foundation
 import KVTensor
+import TestSupport
 import Testing
 
 /// A network namespace whose loopback is shaped by a `tbf` qdisc, with the real `kvstore` binary
@@ -7,14 +8,7 @@ import Testing
 struct ShapedNamespace {
     let name: String
 
-    static let binary: String = {
-        if let env = ProcessInfo.processInfo.environment["KVSTORE_BIN"] { return env }
-        // The test runner lives in the build products directory, beside the kvstore executable.
-        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var dir = runner.deletingLastPathComponent()
-        if dir.path.hasSuffix(".xctest/Contents/MacOS") { dir = dir.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
-        return dir.appendingPathComponent("kvstore").path
-    }()
+    static var binary: String { TestSupport.binary }
 
     @discardableResult
     static func run(_ args: [String], allowFailure: Bool = false) throws -> (status: Int32, out: String, err: String) {
@@ -86,8 +80,7 @@ struct ShapedError: Error, CustomStringConvertible {
 @Suite(.serialized, .enabled(if: ShapedNamespace.available,
                              "skipped: needs root with `ip netns` and a tbf qdisc, and the kvstore binary (set KVSTORE_BIN)"))
 struct ShapedLinkTests {
-    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/smollm2_ctx96_f16.safetensors").path
+    static let fixture = TestSupport.fixture("smollm2_ctx96_f16.safetensors")
 
     struct Report: Decodable {
         struct Chunk: Decodable { var level: String; var bytes: Int }

@@ -24,7 +24,7 @@ SELECTION = [
     ("persuasion_ch1.txt", "persuasion", 0, 1, "Persuasion, by Jane Austen (1817)"),
     ("northanger_abbey_ch1-2.txt", "northangerabbey", 0, 2,
      "Northanger Abbey, by Jane Austen (1817)"),
-    ("mansfield_park_ch1-3.txt", "mansfieldpark", 0, 3, "Mansfield Park, by Jane Austen (1814)"),
+    ("mansfield_park_ch1-2.txt", "mansfieldpark", 0, 2, "Mansfield Park, by Jane Austen (1814)"),
 ]
 
 

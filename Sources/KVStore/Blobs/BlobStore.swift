@@ -34,9 +34,9 @@ public struct BlobStore: Sendable {
         do {
             try FileIO.writeAtomically([bytes], to: target, tempDirectory: tempDirectory)
         } catch let e as TensorError {
-            if case .io(let msg) = e, msg.contains("No space left") { throw StoreError.noSpace(msg) }
-            if case .io(let msg) = e, msg.contains("File too large") { throw StoreError.noSpace(msg) }
-            throw StoreError.notWritable("\(e)")
+            let msg = e.detail
+            if msg.contains("No space left") || msg.contains("File too large") { throw StoreError.noSpace(msg) }
+            throw StoreError.notWritable(msg)
         }
         return true
     }

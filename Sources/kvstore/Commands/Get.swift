@@ -8,7 +8,7 @@ struct Get: AsyncParsableCommand {
         discussion: "Exits with status 3 when no prefix is stored.")
 
     @Option(help: "Query: a safetensors file with `tokens`, a file with a JSON array, or an inline JSON array.")
-    var tokens: String
+    var tokens: String?
 
     @Option(name: .shortAndLong, help: "Output safetensors file.")
     var output: String
@@ -22,8 +22,10 @@ struct Get: AsyncParsableCommand {
     @Option(help: "Compression level to read (default: the best stored; with --remote: pin every chunk to it).")
     var level: UInt8?
 
+    @OptionGroup var reuse: ReuseOptions
+    @OptionGroup var segmentOptions: SegmentGetOptions
+    @OptionGroup var vllm: VLLMOptions
     @OptionGroup var remoteOptions: RemoteOptions
-
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var out: OutputOptions
 
@@ -35,20 +37,28 @@ struct Get: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let query = try TokenQuery.parse(tokens)
-        if remoteOptions.remote != nil { return try await runRemote(query: query) }
+        let modes = [tokens != nil, !segmentOptions.segments.isEmpty, segmentOptions.vllmHashes != nil].filter { $0 }.count
+        guard modes == 1 else { throw ValidationError("give exactly one of --tokens, --segments, --vllm-hashes") }
+        if remoteOptions.remote != nil {
+            guard let tokens else { throw ValidationError("--remote takes --tokens") }
+            return try await runRemote(query: try TokenQuery.parse(tokens))
+        }
+        if segmentOptions.vllmHashes != nil { return try getVLLM() }
         let dtype = try dtype.map { d in
             guard let t = DType(rawValue: d.uppercased()) else { throw ValidationError("unknown dtype \(d)") }
             return t
         }
+        if !segmentOptions.segments.isEmpty { return try getSegments(dtype: dtype) }
+        let query = try TokenQuery.parse(tokens!)
+        let adapter = try reuse.adapter()
         let store = try storeOptions.open()
         let namespace: Namespace
-        do { namespace = try store.resolveNamespace(model: model, dtype: dtype) } catch StoreError.notFound(let why) {
+        do { namespace = try store.resolveNamespace(model: model, dtype: dtype, salt: reuse.tenant) } catch StoreError.notFound(let why) {
             out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) { "no stored prefix: \(why)" }
             throw Exit.miss
         }
         let bar = ProgressBar("get", enabled: !out.json)
-        guard let (context, match) = try store.get(query, namespace: namespace, level: level, progress: bar.update) else {
+        guard let (context, match) = try store.get(query, namespace: namespace, adapter: adapter, level: level, progress: bar.update) else {
             out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) {
                 "no stored prefix for the query (0 of \(query.count) tokens)"
             }

