@@ -49,12 +49,17 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Codec development harness: chunked round trips and the codec benchmark (tools/bench_codec_quality.py).
+        .executableTarget(name: "kvcodec-harness", dependencies: ["KVCodec", "KVTensor"]),
+        // libFuzzer target for the chunk decoder (tools/fuzz_decoder.sh); a plain reproducer otherwise.
+        .executableTarget(name: "DecoderFuzz", dependencies: ["KVCodec", "KVTensor"], path: "Fuzz/DecoderFuzz"),
+
         // Fixtures, scratch directories and a runner for the real binary, shared by the test targets.
         .target(name: "TestSupport", dependencies: ["KVTensor"], path: "Tests/TestSupport"),
         .testTarget(name: "KVTensorTests", dependencies: ["KVTensor", "TestSupport"]),
         .testTarget(name: "KVCodecTests", dependencies: ["KVCodec", "KVTensor", "TestSupport"]),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "KVCodec", "KVTensor", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["kvstore", "KVTensor", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["kvstore", "KVStore", "KVTensor", "TestSupport"]),
         .testTarget(name: "KVTransportTests", dependencies: ["KVTransport", "KVCodec", "KVTensor"]),
         .testTarget(name: "KVServerTests", dependencies: [
             "KVServer", "KVTransport", "KVStore", "KVCodec", "KVTensor", "TestSupport",

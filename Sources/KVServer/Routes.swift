@@ -4,6 +4,7 @@ import KVCodec
 import KVStore
 import KVTensor
 import KVTransport
+import Logging
 import Synchronization
 
 /// The HTTP API (schemas/openapi.yaml) over one store.
@@ -48,15 +49,21 @@ public final class KVService: Sendable {
         let levels = try Self.levels(q["levels"].map(String.init) ?? "0")
         let namespace = store.namespace(for: ctx, model: model, salt: context.tenant.salt)
         let report = try store.put(ctx, namespace: namespace, levels: levels, name: q["name"].map(String.init) ?? "")
-        afterPut()
+        afterPut(logger: context.logger)
         return try Self.json(report, status: .created)
     }
 
-    /// Watermark eviction hook: once `ChunkStore.evictIfNeeded` lands (branch gc), call it here
-    /// with `config.maxStoreBytes`.
-    func afterPut() {
-        guard config.maxStoreBytes != nil else { return }
-        // TODO(gc): try? store.evictIfNeeded(maxBytes: maxStoreBytes)
+    /// Watermark eviction after a put (`--max-bytes`): least recently used chunks go once the
+    /// store passes 90 %, down to 80 %. A failed pass is logged, never the upload's error.
+    func afterPut(logger: Logger) {
+        guard let maxBytes = config.maxStoreBytes else { return }
+        do {
+            if let report = try store.evictIfNeeded(maxBytes: maxBytes) {
+                logger.info("evicted \(report.chunksEvicted) chunks to stay under \(maxBytes) bytes")
+            }
+        } catch {
+            logger.error("eviction failed: \(error)")
+        }
     }
 
     static func levels(_ text: String) throws -> [UInt8] {
@@ -140,7 +147,7 @@ public final class KVService: Sendable {
         }
         let sizes = payloads.map { p in p.map { [LevelSize(level: 0, bytes: $0.count)] } }
             ?? match.chunks.map { $0.record.levels.map { LevelSize(level: $0.level, bytes: $0.bytes) } }
-        let controller = LevelController(deadline: sloMs / 1000, chunks: sizes, pinned: payloads == nil ? pinned : 0)
+        let controller = LevelController(deadline: sloMs / 1000 * (1 - config.deadlineSafety), chunks: sizes, pinned: payloads == nil ? pinned : 0)
         let header = StreamHeader(
             matchedTokens: match.tokens, queryTokens: query.tokens.count, chunks: match.chunks.count,
             model: namespace.model, dtype: namespace.dtype.rawValue,

@@ -17,6 +17,10 @@ public struct ServerConfiguration: Sendable {
     /// Bandwidth assumed before a stream has measured anything, unless the request gives a hint
     /// or an earlier stream of the same tenant left an estimate.
     public var priorBitsPerSecond = 100e6
+    /// Fraction of `slo_ms` kept in reserve: the controller plans to finish by (1 − this) × slo, to
+    /// cover what the server cannot see (connection setup, the request's own transfer, TCP/IP
+    /// header overhead on the link).
+    public var deadlineSafety = 0.1
     /// Store size at which eviction should run (see `Routes.afterPut`); nil = unlimited.
     public var maxStoreBytes: Int?
 

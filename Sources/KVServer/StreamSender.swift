@@ -102,7 +102,7 @@ struct StreamSender: Sendable {
         }
         let drain = Double(inFlight()) / max(estimator.bytesPerSecond, 1)
         let senderSeconds = (ContinuousClock.now - started).seconds + drain
-        metrics.countDeadline(met: senderSeconds <= controller.deadline)
+        metrics.countDeadline(met: senderSeconds * 1000 <= header.sloMs)
         let summary = StreamSummary(payloadBytes: sent, senderSeconds: senderSeconds, levels: levels,
                                     recomputeChunks: recompute, estimatedBitsPerSecond: estimator.bitsPerSecond)
         let tail = json(summary)

@@ -79,13 +79,7 @@ extension ChunkStore {
         guard let blob = level.map({ chunk.record.blob(level: $0) }) ?? chunk.record.best else {
             throw StoreError.notFound("chunk \(chunk.record.position) is not stored at level \(level ?? 0); stored: \(chunk.record.levels.map(\.level))")
         }
-        do {
-            return try blobs.read(blob.blob)
-        } catch StoreError.missingBlob(let id) {
-            let stillIndexed = try env.read { try $0.get(chunkDB, chunk.hash.bytes) != nil }
-            if stillIndexed { throw StoreError.missingBlob("\(id) (chunk \(chunk.record.position) is still indexed)") }
-            return nil
-        }
+        return try readIndexedBlob(blob.blob, chunk: chunk.hash)
     }
 
     /// The KV of the longest stored prefix of `tokens`, or nil on a miss.
@@ -117,7 +111,7 @@ extension ChunkStore {
     public func recordAccess(_ match: PrefixMatch) {
         let now = clock()
         let stale = match.chunks.filter { now - $0.record.lastAccess >= accessGranularity }
-        guard !stale.isEmpty else { return }
+        guard !stale.isEmpty, !collectionInProgress() else { return }   // never wait behind a GC pass
         try? env.write { txn in
             for chunk in stale {
                 guard let raw = try txn.get(chunkDB, chunk.hash.bytes) else { continue }

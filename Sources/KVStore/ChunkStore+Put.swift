@@ -72,7 +72,9 @@ extension ChunkStore {
         let contextKey = chain.last!.bytes
         var storedBytes = 0
         let alreadyStored: Bool = try env.write { txn in
-            let isNew = try txn.get(contextDB, contextKey) == nil
+            // A context GC cut short lists a prefix of its chain; this put completes it again.
+            let stored = try txn.get(contextDB, contextKey).map(ContextRecord.init(decoding:))
+            let listed = stored?.chain.count ?? 0
             for i in chain.indices {
                 let parent = plan[i].parent
                 var record: ChunkRecord
@@ -96,18 +98,19 @@ extension ChunkStore {
                     try retain(blob, txn: txn) { try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level) }
                     record.levels.append(blob)
                 }
-                if isNew || created { record.refs += 1 }
+                if i >= listed || created { record.refs += 1 }
                 storedBytes += record.storedBytes
                 try txn.put(chunkDB, chain[i].bytes, record.encoded())
             }
-            if isNew {
-                let ctx = ContextRecord(namespace: root, tokens: context.tokens.count, created: now, name: name, chain: chain)
+            if listed < chain.count {
+                let ctx = ContextRecord(namespace: root, tokens: context.tokens.count, created: stored?.created ?? now,
+                                        name: name.isEmpty ? stored?.name ?? "" : name, chain: chain)
                 try txn.put(contextDB, contextKey, ctx.encoded())
                 for space in Set(adapter == nil ? [requestNamespace] : [requestNamespace, requestNamespace.base]) where try txn.get(namespaceDB, space.root.bytes) == nil {
                     try txn.put(namespaceDB, space.root.bytes, Array(try JSONEncoder().encode(space)))
                 }
             }
-            return !isNew
+            return listed == chain.count
         }
         return PutReport(contextID: chain.last!.hex, tokens: context.tokens.count, chunks: chain.count,
                          deduplicatedChunks: deduplicated, blobsWritten: blobsWritten, bytesWritten: bytesWritten,

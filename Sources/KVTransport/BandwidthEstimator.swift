@@ -9,8 +9,9 @@ import Foundation
 /// - samples are pooled until they span `minInterval` (a write into a free buffer takes
 ///   microseconds and says nothing about the link);
 /// - pooled samples are folded into a time-weighted exponential average with time constant `tau`:
-///   an interval of length dt moves the estimate by 1 - exp(-dt/tau). The first pooled sample
-///   replaces the prior outright (a real measurement beats a guess).
+///   an interval of length dt moves the estimate by 1 - exp(-min(dt, tau)/tau), at most 63 %, so a
+///   single long stall (a receiver that stopped reading for a while) cannot drag it to zero. The
+///   first pooled sample replaces the prior outright (a real measurement beats a guess).
 public struct BandwidthEstimator: Sendable, Equatable {
     public var tau: Double
     public var minInterval: Double
@@ -37,7 +38,7 @@ public struct BandwidthEstimator: Sendable, Equatable {
         pooledSeconds += max(0, seconds)
         guard pooledSeconds >= minInterval else { return }
         let rate = pooledBytes / pooledSeconds
-        let alpha = samples == 0 ? 1 : 1 - exp(-pooledSeconds / tau)
+        let alpha = samples == 0 ? 1 : 1 - exp(-min(pooledSeconds, tau) / tau)
         bytesPerSecond += alpha * (rate - bytesPerSecond)
         samples += 1
         pooledBytes = 0

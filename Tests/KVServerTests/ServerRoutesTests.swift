@@ -102,3 +102,24 @@ struct ServerRoutesTests {
         }
     }
 }
+
+struct ServerEvictionTests {
+    @Test func uploadsBeyondMaxBytesEvictLeastRecentlyUsedChunks() async throws {
+        let f = try ServerFixture { $0.maxStoreBytes = 1_000_000 }
+        defer { f.cleanup() }
+        let ctx = try ServerFixture.context()
+        try await f.app.test(.router) { client in
+            try await client.execute(uri: "/v1/contexts", method: .post, headers: [.contentType: "application/octet-stream"],
+                                     body: ByteBuffer(bytes: try ServerFixture.contextBytes())) { r in
+                let report = try JSONDecoder().decode(PutReport.self, from: Data(buffer: r.body))
+                #expect(report.storedBytes > 1_000_000)
+            }
+            try await client.execute(uri: "/v1/lookup", method: .post, headers: [.contentType: "application/json"],
+                                     body: ServerFixture.tokensJSON(ctx.tokens)) { r in
+                let o = try JSONSerialization.jsonObject(with: Data(buffer: r.body)) as! [String: Any]
+                #expect((o["matched_tokens"] as? Int ?? 96) < 96)
+            }
+        }
+        #expect(try f.service.store.usedBytes() <= 800_000)
+    }
+}

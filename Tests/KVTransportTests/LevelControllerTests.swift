@@ -111,6 +111,13 @@ struct BandwidthEstimatorTests {
         #expect(abs(before - 10e6) / 10e6 < 0.01)
     }
 
+    @Test func oneStallDoesNotDragItToZero() {
+        var e = BandwidthEstimator(prior: 1e6)
+        for _ in 0..<50 { e.record(bytes: 10_000, seconds: 0.001) }
+        e.record(bytes: 0, seconds: 2.0)  // the receiver stopped reading for 2 s
+        #expect(e.bytesPerSecond > 0.3 * 10e6, "\(e.bytesPerSecond)")
+    }
+
     @Test func warmupBytesAreNotMeasured() {
         var e = BandwidthEstimator(prior: 1e6, warmupBytes: 256 << 10)
         e.record(bytes: 256 << 10, seconds: 0.00001)

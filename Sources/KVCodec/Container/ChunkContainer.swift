@@ -7,9 +7,16 @@ public enum ChunkContainer {
     public static let maxTokens = 1 << 16
 
     /// The codec that serves each level; levels it does not list are rejected with a clear error.
-    public static let codecs: [UInt8: any ChunkCodec] = [CodecLevel.lossless: BytePlaneZstdCodec()]
+    public static let codecs: [UInt8: any ChunkCodec] = [
+        CodecLevel.lossless: BytePlaneZstdCodec(),
+        1: QuantizedRANSCodec(), 2: QuantizedRANSCodec(), 3: QuantizedRANSCodec(), 4: QuantizedRANSCodec(),
+    ]
     /// Every codec this build decodes, including ones no level encodes with any more.
-    static let byID: [CodecID: any ChunkCodec] = [.bytePlaneZstd: BytePlaneZstdCodec(), .raw: RawCodec()]
+    static let byID: [CodecID: any ChunkCodec] = [
+        .bytePlaneZstd: BytePlaneZstdCodec(), .raw: RawCodec(), .cacheGen: QuantizedRANSCodec(),
+    ]
+    /// Largest decoded chunk accepted (1 GiB): bounds every allocation a header can ask for.
+    public static let maxRawBytes = 1 << 30
 
     public static func codec(forLevel level: UInt8) throws -> any ChunkCodec {
         guard let c = codecs[level] else {
@@ -25,7 +32,12 @@ public enum ChunkContainer {
     }
 
     public static func encode(_ tensor: KVTensor, level: UInt8) throws -> [UInt8] {
-        try encode(tensor, level: level, codec: codec(forLevel: level))
+        do {
+            return try encode(tensor, level: level, codec: codec(forLevel: level))
+        } catch CodecError.nonFinite where level != CodecLevel.lossless {
+            // NaN or infinity cannot be quantised: keep such a chunk exact rather than fail the store.
+            return try encode(tensor, level: level, codec: codec(forLevel: CodecLevel.lossless))
+        }
     }
 
     public static func encode(_ tensor: KVTensor, level: UInt8, codec: any ChunkCodec) throws -> [UInt8] {

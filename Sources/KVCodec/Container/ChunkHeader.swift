@@ -81,6 +81,10 @@ public struct ChunkHeader: Sendable, Equatable {
         let shape = KVShape(layers: layers, kvHeads: heads, headDim: dim)
         do { try shape.validate() } catch { throw CodecError.corrupt("header shape: \(error)") }
         guard tokens <= ChunkContainer.maxTokens else { throw CodecError.limit("\(tokens) tokens in one chunk, at most \(ChunkContainer.maxTokens)") }
+        let raw = KVTensor.byteCount(shape: shape, tokens: tokens, dtype: dtype)
+        guard raw <= ChunkContainer.maxRawBytes else {
+            throw CodecError.limit("chunk of \(raw) decoded bytes, at most \(ChunkContainer.maxRawBytes)")
+        }
         guard payload == UInt64(available) else {
             throw payload > UInt64(available)
                 ? CodecError.truncated("payload declares \(payload) bytes, \(available) present")

@@ -5,6 +5,8 @@ public enum CodecError: Error, Equatable, CustomStringConvertible {
     case unsupported(String)
     case limit(String)
     case compression(String)
+    /// The tensor holds NaN or infinity, which a lossy codec cannot quantise.
+    case nonFinite
 
     public var description: String {
         switch self {
@@ -13,6 +15,7 @@ public enum CodecError: Error, Equatable, CustomStringConvertible {
         case .unsupported(let s): "unsupported: \(s)"
         case .limit(let s): "limit exceeded: \(s)"
         case .compression(let s): "compression failed: \(s)"
+        case .nonFinite: "non-finite values cannot be coded lossily"
         }
     }
 }

@@ -77,14 +77,16 @@ public struct BlobStore: Sendable {
         return out
     }
 
+    static let direntNameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name)!
+
     static func listDirectory(_ path: String) -> [String] {
         guard let dir = opendir(path) else { return [] }
         defer { closedir(dir) }
         var names: [String] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-            }
+            // Read the name in place: copying `entry.pointee` reads sizeof(dirent) bytes, past the
+            // end of a short record at the end of readdir's buffer (a crash seen with 100k files).
+            let name = String(cString: (UnsafeRawPointer(entry) + direntNameOffset).assumingMemoryBound(to: CChar.self))
             if name != "." && name != ".." { names.append(name) }
         }
         return names

@@ -25,6 +25,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Bandwidth assumed before a stream has measured any, Mbit/s.")
     var priorMbps = 100.0
 
+    @Option(help: "Fraction of each deadline kept in reserve for what the server cannot measure.")
+    var deadlineSafety = 0.1
+
     @Option(help: "Evict least-recently used contexts once the store exceeds this many bytes.")
     var maxBytes: Int?
 
@@ -45,6 +48,8 @@ struct Serve: AsyncParsableCommand {
         config.sendBufferBytes = sendBuffer
         config.priorBitsPerSecond = priorMbps * 1e6
         config.maxStoreBytes = maxBytes
+        guard (0..<1).contains(deadlineSafety) else { throw ValidationError("--deadline-safety must be in 0..<1") }
+        config.deadlineSafety = deadlineSafety
         do { try config.validate() } catch let e as ServeError { throw ValidationError(e.description) }
         let service = KVService(store: try storeOptions.open(), config: config)
         let host = config.host, portFile = portFile, tenants = config.tokens?.count

@@ -1,0 +1,370 @@
+import KVTensor
+
+/// Lossy levels 1...4 (codec id 2): per-(layer, K/V) uniform quantisation with sensitivity-weighted
+/// steps, per-token step scaling of values and of attention-sink tokens, and interleaved rANS over
+/// parametric per-channel models. Layout: schemas/codec-bitstream.md; rationale: schemas/codec-design.md.
+///
+/// A group is one layer's keys or values: T tokens x C = kvHeads * headDim channels.
+///   x̂[t, c] = mean[c] + q[t, c] * step * 2^(tokenCode[t] / 2)
+/// where mean is f16, step is f32, and q is coded with the model `modelClass[c]`.
+public struct QuantizedRANSCodec: ChunkCodec {
+    public var id: CodecID { .cacheGen }
+    public static let formatVersion: UInt8 = 1
+    static let prefixSize = 20
+    static let minTokenCode = -20, maxTokenCode = 12
+    static let maxEscape = 1 << 24
+
+    public var profileOverride: QuantProfile?
+    public init(profile: QuantProfile? = nil) { profileOverride = profile }
+
+    /// 2^(code/2) for code in minTokenCode...maxTokenCode, from exact powers of two and √2.
+    static let tokenMultipliers: [Float] = (minTokenCode...maxTokenCode).map { code in
+        let half = code >= 0 ? code / 2 : -((-code + 1) / 2)
+        var m = Float(sign: .plus, exponent: half, significand: 1)
+        if code - 2 * half == 1 { m = m * Float(2).squareRoot() }
+        return m
+    }
+
+    // MARK: encode
+
+    public func encode(_ tensor: KVTensor, level: UInt8) throws -> [UInt8] {
+        let profile = try profileOverride ?? QuantProfile.forLevel(level)
+        let shape = tensor.shape
+        let T = tensor.tokens, C = shape.rowElements, G = shape.layers * 2
+        let weights = SensitivityProfile.weights(for: shape)
+        let values = tensor.floats()
+        for v in values where !v.isFinite { throw CodecError.nonFinite }
+
+        let sideCount = Self.sideInfoCount(G: G, C: C, T: T)
+        var side = [UInt8](repeating: 0, count: sideCount)
+        var escapesPerGroup = [[UInt8]](repeating: [], count: G)
+        let tables = ParametricModels.tables
+        var encoder = RANSEncoder(maxSymbols: G * T * C)
+        defer { encoder.deallocate() }
+
+        var q = [Int32](repeating: 0, count: T * C)
+        var tokenCodes = [Int8](repeating: 0, count: T)
+        var salient = [Bool](repeating: false, count: T)
+        var classes = [Int](repeating: 0, count: C)
+        var means = [Float](repeating: 0, count: C)
+
+        try values.withUnsafeBufferPointer { vals in
+            try side.withUnsafeMutableBytes { sideRaw in
+                let sideBase = sideRaw.baseAddress!
+                // Groups are coded last to first: rANS is last-in, first-out.
+                for g in stride(from: G - 1, through: 0, by: -1) {
+                    let layer = g / 2, isValue = g % 2 == 1
+                    let x = UnsafeBufferPointer(rebasing: vals[(g * T * C)..<((g + 1) * T * C)])
+                    if isValue {
+                        Self.tokenScales(values: x, T: T, C: C, profile: profile, codes: &tokenCodes, salient: &salient)
+                    } else {
+                        for t in 0..<T { tokenCodes[t] = salient[t] ? Int8(-profile.salienceShift) : 0 }
+                        // salient[] still holds this layer's flags from its value group (coded just before).
+                    }
+                    // Channel means (rounded to f16) and the group's RMS channel deviation.
+                    var sumVar: Double = 0
+                    for c in 0..<C {
+                        var s: Double = 0
+                        for t in 0..<T { s += Double(x[t * C + c]) }
+                        let m = T > 0 ? s / Double(T) : 0
+                        let mh = FastHalf.halfBits(Float(m))
+                        means[c] = FastHalf.toFloatTable[Int(mh)]
+                        sideBase.storeBytes(of: UInt8(mh & 0xFF), toByteOffset: Self.meanLoOffset(G: G, C: C) + g * C + c, as: UInt8.self)
+                        sideBase.storeBytes(of: UInt8(mh >> 8), toByteOffset: Self.meanHiOffset(G: G, C: C) + g * C + c, as: UInt8.self)
+                        var v: Double = 0
+                        for t in 0..<T { let d = Double(x[t * C + c]) - m; v += d * d }
+                        sumVar += T > 0 ? v / Double(T) : 0
+                    }
+                    let rms = (sumVar / Double(C)).squareRoot()
+                    var step = Float(Double(profile.alpha) * Double(weights[g]) * rms)
+                    if !(step >= 1e-12) || !step.isFinite { step = 1e-12 }
+                    sideBase.storeBytes(of: step.bitPattern.littleEndian, toByteOffset: 4 * g, as: UInt32.self)
+                    for t in 0..<T {
+                        sideBase.storeBytes(of: tokenCodes[t], toByteOffset: Self.tokenOffset(G: G, C: C) + g * T + t, as: Int8.self)
+                    }
+                    // Quantise and collect per-channel histograms.
+                    var hist = [UInt32](repeating: 0, count: C * 256) // q + 127 in 0...254, 255 = |q| > 127
+                    for t in 0..<T {
+                        let inv = 1 / (step * Self.tokenMultipliers[Int(tokenCodes[t]) - Self.minTokenCode])
+                        for c in 0..<C {
+                            var r = ((x[t * C + c] - means[c]) * inv).rounded(.toNearestOrEven)
+                            r = min(max(r, -Float(Self.maxEscape)), Float(Self.maxEscape))
+                            let qi = Int32(r)
+                            q[t * C + c] = qi
+                            let h = qi < -127 || qi > 127 ? 255 : Int(qi) + 127
+                            hist[c * 256 + h] += 1
+                        }
+                    }
+                    // Pick each channel's model: least coded size over the whole family.
+                    for c in 0..<C {
+                        classes[c] = Self.bestClass(hist: hist, channel: c, tables: tables)
+                        sideBase.storeBytes(of: UInt8(classes[c]), toByteOffset: Self.classOffset(G: G) + g * C + c, as: UInt8.self)
+                    }
+                    // Escapes in decoding order.
+                    var esc: [UInt8] = []
+                    for t in 0..<T {
+                        for c in 0..<C {
+                            let qi = q[t * C + c]
+                            if abs(qi) > tables.radius[classes[c]] { Self.appendVarint(Self.zigzag(qi), to: &esc) }
+                        }
+                    }
+                    escapesPerGroup[g] = esc
+                    // rANS, last symbol first. Symbol (t, c) uses state c & 3.
+                    tables.freqCum.withUnsafeBufferPointer { fc in
+                        for t in stride(from: T - 1, through: 0, by: -1) {
+                            for c in stride(from: C - 1, through: 0, by: -1) {
+                                let cls = classes[c]
+                                let rad = tables.radius[cls]
+                                let qi = q[t * C + c]
+                                let sym = abs(qi) > rad ? 2 * rad + 1 : qi + rad
+                                let e = fc[cls * 256 + Int(sym)]
+                                encoder.put(way: c & 3, freq: e & 0xFFFF, cum: e >> 16)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        let sideZ = try Zstd.compress(side, level: 3)
+        let escapes = escapesPerGroup.flatMap { $0 }
+        var w = ByteWriter(capacity: Self.prefixSize + sideZ.count + escapes.count + encoder.byteCount)
+        w.append(Self.formatVersion)
+        w.append(UInt8(0))
+        w.append(UInt16(0))
+        w.append(UInt32(sideCount))
+        w.append(UInt32(sideZ.count))
+        w.append(UInt32(escapes.count))
+        w.append(UInt32(encoder.byteCount))
+        w.append(sideZ)
+        w.append(escapes)
+        encoder.finish(into: &w)
+        return w.bytes
+    }
+
+    /// Token step codes for one layer from its values: value tokens scale with their norm^beta;
+    /// attention-sink tokens (small value norm) get finer steps for keys and values.
+    static func tokenScales(values x: UnsafeBufferPointer<Float>, T: Int, C: Int, profile: QuantProfile,
+                            codes: inout [Int8], salient: inout [Bool]) {
+        guard T > 0 else { return }
+        var norms = [Float](repeating: 0, count: T)
+        for t in 0..<T {
+            var s: Float = 0
+            for c in 0..<C { let v = x[t * C + c]; s += v * v }
+            norms[t] = s.squareRoot()
+        }
+        let median = norms.sorted()[T / 2]
+        for t in 0..<T {
+            let r = median > 0 ? norms[t] / median : 1
+            let sal = r < profile.salienceTau
+            salient[t] = sal
+            var code = 0
+            if r > 0, profile.valueTokenBeta != 0 {
+                code = Int((2 * profile.valueTokenBeta * Float.log2Approx(r)).rounded(.toNearestOrEven))
+            }
+            code = max(-8, min(6, code))
+            if sal { code -= profile.salienceShift }
+            codes[t] = Int8(max(minTokenCode, min(maxTokenCode, code)))
+        }
+    }
+
+    static func bestClass(hist: [UInt32], channel c: Int, tables: ParametricModels.Tables) -> Int {
+        // Estimate σ in steps to start near the right scale, then search every shape at ±3 quarter-octaves.
+        var n: Double = 0, s2: Double = 0
+        for h in 0..<255 {
+            let k = Double(hist[c * 256 + h])
+            if k > 0 { n += k; let q = Double(h - 127); s2 += k * q * q }
+        }
+        let big = Double(hist[c * 256 + 255])
+        n += big; s2 += big * 200 * 200
+        let sigma = n > 0 ? max(1e-3, (s2 / n).squareRoot()) : 1e-3
+        let k0 = Int((4 * Float.log2Approx(Float(sigma))).rounded()) + 16
+        var best = 0
+        var bestCost = Float.infinity
+        for shape in 0..<ParametricModels.shapeCount {
+            for k in max(0, k0 - 3)...min(ParametricModels.scaleCount - 1, max(0, k0 + 3)) {
+                let cls = ParametricModels.classIndex(shape: shape, scale: k)
+                let rad = Int(tables.radius[cls])
+                var cost: Float = 0
+                let escCost = tables.cost[cls * 256 + 2 * rad + 1]
+                for h in 0..<255 {
+                    let cnt = hist[c * 256 + h]
+                    if cnt == 0 { continue }
+                    let q = h - 127
+                    cost += Float(cnt) * (abs(q) > rad ? escCost + 8 : tables.cost[cls * 256 + q + rad])
+                }
+                cost += Float(big) * (escCost + 16)
+                if cost < bestCost { bestCost = cost; best = cls }
+            }
+        }
+        return best
+    }
+
+    @inline(__always) static func zigzag(_ v: Int32) -> UInt32 { UInt32(bitPattern: (v << 1) ^ (v >> 31)) }
+    @inline(__always) static func unzigzag(_ u: UInt32) -> Int32 { Int32(bitPattern: u >> 1) ^ -Int32(bitPattern: u & 1) }
+
+    static func appendVarint(_ v: UInt32, to out: inout [UInt8]) {
+        var v = v
+        while v >= 0x80 { out.append(UInt8(v & 0x7F) | 0x80); v >>= 7 }
+        out.append(UInt8(v))
+    }
+
+    // MARK: side-info layout (all sizes follow from checked header dimensions)
+
+    static func sideInfoCount(G: Int, C: Int, T: Int) -> Int { 4 * G + 3 * G * C + G * T }
+    static func classOffset(G: Int) -> Int { 4 * G }
+    static func meanLoOffset(G: Int, C: Int) -> Int { 4 * G + G * C }
+    static func meanHiOffset(G: Int, C: Int) -> Int { 4 * G + 2 * G * C }
+    static func tokenOffset(G: Int, C: Int) -> Int { 4 * G + 3 * G * C }
+
+    // MARK: decode
+
+    public func decode(_ payload: UnsafeRawBufferPointer, header: ChunkHeader) throws -> KVTensor {
+        let shape = header.shape
+        let T = header.tokens, C = shape.rowElements, G = shape.layers * 2
+        guard payload.count >= Self.prefixSize else { throw CodecError.truncated("lossy payload of \(payload.count) bytes") }
+        var r = ByteReader(payload)
+        let version: UInt8 = r.read()
+        guard version == Self.formatVersion else { throw CodecError.unsupported("lossy format version \(version)") }
+        let _: UInt8 = r.read()
+        let _: UInt16 = r.read()
+        let sideRaw = Int(r.read() as UInt32), sideZ = Int(r.read() as UInt32)
+        let escLen = Int(r.read() as UInt32), ransLen = Int(r.read() as UInt32)
+        let sideCount = Self.sideInfoCount(G: G, C: C, T: T)
+        guard sideRaw == sideCount else { throw CodecError.corrupt("side info of \(sideRaw) bytes, the shape needs \(sideCount)") }
+        guard sideZ + escLen + ransLen == r.remaining else {
+            throw CodecError.corrupt("section lengths \(sideZ) + \(escLen) + \(ransLen) do not add up to \(r.remaining)")
+        }
+        let side = try Zstd.decompress(r.slice(sideZ), size: sideCount)
+        let escapes = r.slice(escLen)
+        let rans = r.slice(ransLen)
+
+        let tables = ParametricModels.tables
+        let n = G * T * C
+        var outHalf = [UInt16](repeating: 0, count: header.dtype == .f16 ? n : 0)
+        var outFloat = [Float](repeating: 0, count: header.dtype == .f16 ? 0 : n)
+        let dec = try RANSDecoder(rans)
+        var x0 = dec.x0, x1 = dec.x1, x2 = dec.x2, x3 = dec.x3
+        var wpos = 0, overrun = false
+        let words = dec.words, wordCount = dec.wordCount
+        let isHalf = header.dtype == .f16
+        var escPos = 0
+        var badEscape = false
+
+        try side.withUnsafeBytes { sb in
+            // Validate all side info before decoding anything with it.
+            var steps = [Float](repeating: 0, count: G)
+            for g in 0..<G {
+                let s = Float(bitPattern: UInt32(littleEndian: sb.loadUnaligned(fromByteOffset: 4 * g, as: UInt32.self)))
+                guard s.isFinite, s > 0 else { throw CodecError.corrupt("step of group \(g) is \(s)") }
+                steps[g] = s
+            }
+            let clsBase = Self.classOffset(G: G), tokBase = Self.tokenOffset(G: G, C: C)
+            for i in 0..<(G * C) where Int(sb[clsBase + i]) >= ParametricModels.classCount {
+                throw CodecError.corrupt("model class \(sb[clsBase + i]) out of range")
+            }
+            for i in 0..<(G * T) {
+                let code = Int(Int8(bitPattern: sb[tokBase + i]))
+                guard code >= Self.minTokenCode, code <= Self.maxTokenCode else { throw CodecError.corrupt("token code \(code) out of range") }
+            }
+            var means = [Float](repeating: 0, count: C)
+            var slotBase = [Int](repeating: 0, count: C)
+            var radius = [Int32](repeating: 0, count: C)
+
+            try tables.slotToSymbol.withUnsafeBufferPointer { s2sAll in
+                try tables.freqCum.withUnsafeBufferPointer { fcAll in
+                    try outHalf.withUnsafeMutableBufferPointer { oh in
+                        try outFloat.withUnsafeMutableBufferPointer { of in
+                            for g in 0..<G {
+                                for c in 0..<C {
+                                    let bits = UInt16(sb[Self.meanLoOffset(G: G, C: C) + g * C + c]) | UInt16(sb[Self.meanHiOffset(G: G, C: C) + g * C + c]) << 8
+                                    guard bits & 0x7C00 != 0x7C00 else { throw CodecError.corrupt("non-finite channel mean") }
+                                    means[c] = FastHalf.toFloatTable[Int(bits)]
+                                    let cls = Int(sb[clsBase + g * C + c])
+                                    slotBase[c] = cls
+                                    radius[c] = tables.radius[cls]
+                                }
+                                let out = g * T * C
+                                try means.withUnsafeBufferPointer { mu in
+                                    try slotBase.withUnsafeBufferPointer { cl in
+                                        try radius.withUnsafeBufferPointer { rad in
+                                            for t in 0..<T {
+                                                let code = Int(Int8(bitPattern: sb[tokBase + g * T + t]))
+                                                let step = steps[g] * Self.tokenMultipliers[code - Self.minTokenCode]
+                                                let row = out + t * C
+                                                var c = 0
+                                                @inline(__always) func one(_ x: inout UInt32, _ c: Int) {
+                                                    let cls = cl[c]
+                                                    let slot = Int(x & (RANS.total - 1))
+                                                    let sym = s2sAll[cls << 12 | slot]
+                                                    let e = fcAll[cls << 8 | Int(sym)]
+                                                    x = (e & 0xFFFF) &* (x >> RANS.precisionBits) &+ UInt32(slot) &- (e >> 16)
+                                                    if x < RANS.lowerBound {
+                                                        if wpos < wordCount {
+                                                            x = (x << 16) | UInt32(UInt16(littleEndian: words.loadUnaligned(fromByteOffset: 2 * wpos, as: UInt16.self)))
+                                                            wpos += 1
+                                                        } else {
+                                                            overrun = true
+                                                            x = (x << 16) | 0xFFFF
+                                                        }
+                                                    }
+                                                    let rr = rad[c]
+                                                    var qv = Int32(sym) &- rr
+                                                    if qv > rr { // escape symbol
+                                                        qv = Self.readEscape(escapes, &escPos, &badEscape)
+                                                    }
+                                                    let v = mu[c] + Float(qv) * step
+                                                    if isHalf { oh[row + c] = FastHalf.halfBits(v) } else { of[row + c] = v }
+                                                }
+                                                while c + 4 <= C {
+                                                    one(&x0, c); one(&x1, c + 1)
+                                                    one(&x2, c + 2); one(&x3, c + 3)
+                                                    c += 4
+                                                }
+                                                if c < C { one(&x0, c); c += 1 }
+                                                if c < C { one(&x1, c); c += 1 }
+                                                if c < C { one(&x2, c); c += 1 }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let clean = !overrun && wpos == wordCount && [x0, x1, x2, x3].allSatisfy { $0 == RANS.lowerBound }
+        guard clean else { throw CodecError.corrupt("rANS stream does not end where it should") }
+        guard !badEscape, escPos == escapes.count else { throw CodecError.corrupt("escape stream does not match the symbols") }
+        do {
+            if header.dtype == .f16 {
+                let bytes = outHalf.withUnsafeBytes { Array($0) }
+                return try KVTensor(shape: shape, tokens: T, dtype: .f16, bytes: bytes)
+            }
+            return try KVTensor(shape: shape, tokens: T, dtype: header.dtype, floats: outFloat)
+        } catch { throw CodecError.corrupt("\(error)") }
+    }
+
+    @inline(never)
+    static func readEscape(_ buf: UnsafeRawBufferPointer, _ pos: inout Int, _ bad: inout Bool) -> Int32 {
+        var v: UInt32 = 0
+        var shift: UInt32 = 0
+        while true {
+            guard pos < buf.count, shift <= 21 else { bad = true; return 0 }
+            let b = buf[pos]
+            pos += 1
+            v |= UInt32(b & 0x7F) << shift
+            if b & 0x80 == 0 { break }
+            shift += 7
+        }
+        let q = unzigzag(v)
+        if q > Int32(maxEscape) || q < -Int32(maxEscape) { bad = true; return 0 }
+        return q
+    }
+}
+
+extension Float {
+    /// log2 with basic operations (encoder-side decisions only).
+    static func log2Approx(_ x: Float) -> Float { Float(ParametricModels.log2Approx(Double(x))) }
+}

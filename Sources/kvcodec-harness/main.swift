@@ -1,0 +1,54 @@
+// Development harness for the codec (not the product CLI): chunked round trips for the quality
+// script and the benchmark table.
+//   kvcodec-harness roundtrip IN.safetensors OUT.safetensors LEVEL [CHUNK_TOKENS]
+//   kvcodec-harness bench IN.safetensors [CHUNK_TOKENS] [LEVELS e.g. 0,1,2,3,4]
+import KVCodec
+import KVTensor
+
+func fail(_ s: String) -> Never {
+    print("error: \(s)")
+    exit(1)
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let args = CommandLine.arguments
+guard args.count >= 3 else { fail("usage: kvcodec-harness roundtrip IN OUT LEVEL [CHUNK] | bench IN [CHUNK] [LEVELS]") }
+do {
+    switch args[1] {
+    case "roundtrip":
+        guard args.count >= 5, let level = UInt8(args[4]) else { fail("roundtrip IN OUT LEVEL [CHUNK]") }
+        let chunk = args.count > 5 ? Int(args[5]) ?? 256 : 256
+        // Optional 6th argument: a base step (alpha) overriding the level's profile, for tuning.
+        let codec: any ChunkCodec = args.count > 6
+            ? QuantizedRANSCodec(profile: QuantProfile(alpha: Float(args[6]) ?? 0.5))
+            : try ChunkContainer.codec(forLevel: level)
+        let ctx = try Safetensors.readContext(args[2])
+        var parts: [KVTensor] = []
+        var total = 0
+        var start = 0
+        while start < ctx.kv.tokens {
+            let end = min(ctx.kv.tokens, start + chunk)
+            let enc = try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level, codec: codec)
+            total += enc.count
+            parts.append(try ChunkContainer.decode(enc))
+            start = end
+        }
+        let out = try KVTensor.concatenate(parts)
+        let fp16 = ctx.kv.elementCount * 2
+        if level == 0 && out != ctx.kv { fail("level 0 round trip is not bit-identical") }
+        try FileIO.writeAtomically(Safetensors.serialize(KVContext(kv: out, tokens: ctx.tokens, metadata: ctx.metadata)), to: args[3], sync: false)
+        print("level \(level) chunk \(chunk): \(total) bytes, ratio vs fp16 \(Double(fp16) / Double(total))")
+    case "bench":
+        let chunk = args.count > 3 ? Int(args[3]) ?? 256 : 256
+        let levels = args.count > 4 ? args[4].split(separator: ",").compactMap { UInt8($0) } : [0, 1, 2, 3, 4]
+        let ctx = try Safetensors.readContext(args[2])
+        print(try CodecBenchmark.run(tensor: ctx.kv, chunkTokens: chunk, levels: levels).table)
+    default:
+        fail("unknown command \(args[1])")
+    }
+} catch {
+    fail("\(error)")
+}
