@@ -43,7 +43,10 @@ struct StreamSender: Sendable {
         func write(_ buffer: ByteBuffer, writer: inout any ResponseBodyWriter) async throws {
             var offset = 0
             while offset < buffer.readableBytes {
-                let n = min(config.writePieceBytes, buffer.readableBytes - offset)
+                // About a millisecond of data per piece (one bandwidth sample each): small on slow
+                // links so choices react quickly, large on fast ones so probing costs little.
+                let piece = min(max(config.writePieceBytes, Int(estimator.bytesPerSecond / 1000)), 1 << 20)
+                let n = min(piece, buffer.readableBytes - offset)
                 let t0 = ContinuousClock.now
                 try await writer.write(buffer.getSlice(at: buffer.readerIndex + offset, length: n)!)
                 offset += n

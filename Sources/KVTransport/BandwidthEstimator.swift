@@ -11,7 +11,9 @@ import Foundation
 /// - pooled samples are folded into a time-weighted exponential average with time constant `tau`:
 ///   an interval of length dt moves the estimate by 1 - exp(-min(dt, tau)/tau), at most 63 %, so a
 ///   single long stall (a receiver that stopped reading for a while) cannot drag it to zero. The
-///   first pooled sample replaces the prior outright (a real measurement beats a guess).
+///   first pooled sample is discarded (it carries the connection's start-up burst: a token
+///   bucket's depth, an empty queue), and the second replaces the prior outright (a real
+///   measurement beats a guess).
 public struct BandwidthEstimator: Sendable, Equatable {
     public var tau: Double
     public var minInterval: Double
@@ -21,6 +23,7 @@ public struct BandwidthEstimator: Sendable, Equatable {
     private var warmupLeft: Int
     private var pooledBytes = 0.0
     private var pooledSeconds = 0.0
+    private var discarded = false
 
     public init(prior bytesPerSecond: Double, tau: Double = 0.03, minInterval: Double = 0.002, warmupBytes: Int = 0) {
         self.bytesPerSecond = bytesPerSecond
@@ -38,9 +41,12 @@ public struct BandwidthEstimator: Sendable, Equatable {
         pooledSeconds += max(0, seconds)
         guard pooledSeconds >= minInterval else { return }
         let rate = pooledBytes / pooledSeconds
-        let alpha = samples == 0 ? 1 : 1 - exp(-min(pooledSeconds, tau) / tau)
-        bytesPerSecond += alpha * (rate - bytesPerSecond)
-        samples += 1
+        if discarded {
+            let alpha = samples == 0 ? 1 : 1 - exp(-min(pooledSeconds, tau) / tau)
+            bytesPerSecond += alpha * (rate - bytesPerSecond)
+            samples += 1
+        }
+        discarded = true
         pooledBytes = 0
         pooledSeconds = 0
     }

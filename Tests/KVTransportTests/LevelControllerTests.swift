@@ -122,6 +122,8 @@ struct BandwidthEstimatorTests {
         var e = BandwidthEstimator(prior: 1e6, warmupBytes: 256 << 10)
         e.record(bytes: 256 << 10, seconds: 0.00001)
         #expect(e.samples == 0 && e.bytesPerSecond == 1e6)
+        e.record(bytes: 500_000, seconds: 0.005)  // the start-up burst: discarded
+        #expect(e.samples == 0 && e.bytesPerSecond == 1e6)
         e.record(bytes: 50_000, seconds: 0.005)
         #expect(e.samples == 1 && abs(e.bytesPerSecond - 1e7) < 1)
     }

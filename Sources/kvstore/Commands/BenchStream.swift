@@ -28,6 +28,9 @@ struct BenchStream: AsyncParsableCommand {
     @Option(help: "Concurrent streams per run (throughput mode: no decoding, aggregate bytes/s).")
     var streams = 1
 
+    @Flag(inversion: .prefixedNo, help: "Decode chunks as they arrive (default with one stream; throughput runs pass --no-decode).")
+    var decode: Bool?
+
     @Option(help: "Prior for the first level choice, Mbit/s (default: the server's).")
     var bandwidthHintMbps: Double?
 
@@ -68,7 +71,7 @@ struct BenchStream: AsyncParsableCommand {
 
     /// One run: `streams` concurrent loads; figures are for the slowest stream, bytes summed.
     func measure(mode: String, request: StreamRequest, client: StreamClient) async throws -> Row {
-        let decode = streams == 1
+        let decode = self.decode ?? (streams == 1)
         let start = ContinuousClock.now
         let results = await withTaskGroup(of: Result<StreamResult?, any Error>.self) { group in
             for _ in 0..<streams {
