@@ -11,6 +11,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
     ],
     targets: [
         // C libraries from Debian's -dev packages.
@@ -26,8 +29,23 @@ let package = Package(
             "KVTensor", "KVCodec", "CLMDB",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // Streaming transport: frame format, level controller, bandwidth estimator, HTTP client.
+        .target(name: "KVTransport", dependencies: [
+            "KVTensor", "KVCodec",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
+        // `kvstore serve`: the Hummingbird app (routes, auth, metrics).
+        .target(name: "KVServer", dependencies: [
+            "KVStore", "KVTransport", "KVCodec", "KVTensor",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "kvstore", dependencies: [
-            "KVStore", "KVCodec", "KVTensor",
+            "KVStore", "KVCodec", "KVTensor", "KVTransport", "KVServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -42,6 +60,12 @@ let package = Package(
         .testTarget(name: "KVCodecTests", dependencies: ["KVCodec", "KVTensor", "TestSupport"]),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "KVCodec", "KVTensor", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["kvstore", "KVStore", "KVTensor", "TestSupport"]),
+        .testTarget(name: "KVTransportTests", dependencies: ["KVTransport", "KVCodec", "KVTensor"]),
+        .testTarget(name: "KVServerTests", dependencies: [
+            "KVServer", "KVTransport", "KVStore", "KVCodec", "KVTensor", "TestSupport",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -2,7 +2,7 @@ import ArgumentParser
 import KVStore
 import KVTensor
 
-struct Get: ParsableCommand {
+struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the KV of the longest stored prefix of a token query.",
         discussion: "Exits with status 3 when no prefix is stored.")
@@ -19,12 +19,13 @@ struct Get: ParsableCommand {
     @Option(help: "Stored dtype to match (F16, BF16, F32), when the store holds several.")
     var dtype: String?
 
-    @Option(help: "Compression level to read (default: the best stored).")
+    @Option(help: "Compression level to read (default: the best stored; with --remote: pin every chunk to it).")
     var level: UInt8?
 
     @OptionGroup var reuse: ReuseOptions
     @OptionGroup var segmentOptions: SegmentGetOptions
     @OptionGroup var vllm: VLLMOptions
+    @OptionGroup var remoteOptions: RemoteOptions
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var out: OutputOptions
 
@@ -35,9 +36,13 @@ struct Get: ParsableCommand {
         var output: String?
     }
 
-    func run() throws {
+    func run() async throws {
         let modes = [tokens != nil, !segmentOptions.segments.isEmpty, segmentOptions.vllmHashes != nil].filter { $0 }.count
         guard modes == 1 else { throw ValidationError("give exactly one of --tokens, --segments, --vllm-hashes") }
+        if remoteOptions.remote != nil {
+            guard let tokens else { throw ValidationError("--remote takes --tokens") }
+            return try await runRemote(query: try TokenQuery.parse(tokens))
+        }
         if segmentOptions.vllmHashes != nil { return try getVLLM() }
         let dtype = try dtype.map { d in
             guard let t = DType(rawValue: d.uppercased()) else { throw ValidationError("unknown dtype \(d)") }

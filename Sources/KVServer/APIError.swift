@@ -1,0 +1,69 @@
+import Foundation
+import Hummingbird
+import KVCodec
+import KVStore
+import KVTensor
+import KVTransport
+import NIOCore
+
+/// An error answered as `{"error": "..."}` with a 4xx/5xx status.
+public struct APIError: Error, Equatable, CustomStringConvertible {
+    public var status: HTTPResponse.Status
+    public var message: String
+
+    public init(_ status: HTTPResponse.Status, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+
+    public var description: String { "\(status.code) \(message)" }
+
+    static func badRequest(_ m: String) -> APIError { APIError(.badRequest, m) }
+
+    /// Maps what the store, codec and Hummingbird throw to statuses: bad input is the client's
+    /// fault (4xx), anything else the server's (500, with the reason, never a crash).
+    static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let e as APIError: return e
+        case is NIOTooManyBytesError:
+            return APIError(.contentTooLarge, "request body is larger than the server accepts")
+        case let e as HTTPError where e.status == .contentTooLarge:
+            return APIError(.contentTooLarge, "request body is larger than the server accepts")
+        case let e as HTTPError: return APIError(e.status, e.body ?? e.status.reasonPhrase)
+        case let e as StoreError:
+            switch e {
+            case .invalidInput, .config: return APIError(.badRequest, e.description)
+            case .notFound: return APIError(.notFound, e.description)
+            case .noSpace: return APIError(HTTPResponse.Status(code: 507), e.description)
+            default: return APIError(.internalServerError, e.description)
+            }
+        case let e as TensorError: return APIError(.badRequest, "\(e)")
+        case let e as CodecError: return APIError(.badRequest, "\(e)")
+        case let e as TransportError: return APIError(.badRequest, "\(e)")
+        default: return APIError(.internalServerError, "\(error)")
+        }
+    }
+
+    func response() -> Response {
+        let body = (try? JSONSerialization.data(withJSONObject: ["error": message], options: [.sortedKeys])) ?? Data()
+        return Response(status: status, headers: [.contentType: "application/json"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
+
+/// Turns every thrown error into the JSON error response, and counts requests by route and status.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: ServerMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let route = ServerMetrics.routeLabel(request.uri.path)
+        let response: Response
+        do { response = try await next(request, context) } catch {
+            let e = APIError.from(error)
+            if e.status.code >= 500 { context.logger.error("\(request.method) \(request.uri.path): \(e.message)") }
+            response = e.response()
+        }
+        metrics.countRequest(route: route, status: response.status.code)
+        return response
+    }
+}

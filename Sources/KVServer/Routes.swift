@@ -1,0 +1,179 @@
+import Foundation
+import Hummingbird
+import KVCodec
+import KVStore
+import KVTensor
+import KVTransport
+import Logging
+import Synchronization
+
+/// The HTTP API (schemas/openapi.yaml) over one store.
+public final class KVService: Sendable {
+    public let store: ChunkStore
+    public let config: ServerConfiguration
+    public let metrics = ServerMetrics()
+    /// Last measured bandwidth per tenant (bytes/s): the next stream's prior.
+    private let priors = Mutex<[String: Double]>([:])
+
+    public init(store: ChunkStore, config: ServerConfiguration) {
+        self.store = store
+        self.config = config
+    }
+
+    public func addRoutes(to router: Router<ServeContext>) {
+        router.get("/healthz") { _, _ in try Self.json(["status": "ok"]) }
+        router.get("/metrics") { [metrics] _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render())))
+        }
+        router.post("/v1/contexts") { request, context in try await self.upload(request, context: context) }
+        router.post("/v1/lookup") { request, context in try await self.lookup(request, context: context) }
+        router.post("/v1/stream") { request, context in try await self.stream(request, context: context) }
+    }
+
+    // MARK: upload
+
+    func upload(_ request: Request, context: ServeContext) async throws -> Response {
+        let q = request.uri.queryParameters
+        var request = request
+        let body = try await request.collectBody(upTo: config.maxUploadBytes)
+        metrics.addReceived(body.readableBytes)
+        let file: SafetensorsFile
+        do { file = try SafetensorsFile(bytes: Array(buffer: body)) } catch {
+            throw APIError.badRequest("body is not a safetensors context: \(error)")
+        }
+        let ctx = try file.context()
+        guard let model = q["model"].map(String.init) ?? ctx.metadata["model"], !model.isEmpty else {
+            throw APIError.badRequest("the context names no model in __metadata__.model; pass ?model=")
+        }
+        let levels = try Self.levels(q["levels"].map(String.init) ?? "0")
+        let namespace = store.namespace(for: ctx, model: model, salt: context.tenant.salt)
+        let report = try store.put(ctx, namespace: namespace, levels: levels, name: q["name"].map(String.init) ?? "")
+        afterPut(logger: context.logger)
+        return try Self.json(report, status: .created)
+    }
+
+    /// Watermark eviction after a put (`--max-bytes`): least recently used chunks go once the
+    /// store passes 90 %, down to 80 %. A failed pass is logged, never the upload's error.
+    func afterPut(logger: Logger) {
+        guard let maxBytes = config.maxStoreBytes else { return }
+        do {
+            if let report = try store.evictIfNeeded(maxBytes: maxBytes) {
+                logger.info("evicted \(report.chunksEvicted) chunks to stay under \(maxBytes) bytes")
+            }
+        } catch {
+            logger.error("eviction failed: \(error)")
+        }
+    }
+
+    static func levels(_ text: String) throws -> [UInt8] {
+        let parts = text.split(separator: ",")
+        guard !parts.isEmpty, parts.count <= 5 else { throw APIError.badRequest("levels must list 1 to 5 levels, e.g. 0,2") }
+        return try parts.map {
+            guard let l = UInt8($0), CodecLevel.all.contains(l) else { throw APIError.badRequest("level \($0) is not in 0...4") }
+            return l
+        }
+    }
+
+    // MARK: lookup
+
+    /// The tenant's one namespace matching the query, or nil (a miss). Only the tenant's own
+    /// namespaces are considered, so another tenant's data can never change the answer.
+    func namespace(for query: TokenBody, tenant: Tenant) throws -> Namespace? {
+        let candidates = try store.namespaces().filter {
+            $0.salt == tenant.salt && $0.adapter == nil && (query.model == nil || $0.model == query.model)
+                && (query.dtype == nil || $0.dtype == query.dtype) && $0.chunkTokens == store.chunkTokens
+        }
+        guard candidates.count <= 1 else {
+            throw APIError.badRequest("several models are stored (\(candidates.map { "\($0.model) \($0.dtype.rawValue)" }.joined(separator: ", "))); pass model and dtype")
+        }
+        return candidates.first
+    }
+
+    func match(_ request: Request, context: ServeContext) async throws -> (TokenBody, Namespace?, PrefixMatch) {
+        var request = request
+        let body = try await request.collectBody(upTo: config.maxQueryBytes)
+        let query = try TokenBody.parse(request, body: body)
+        let start = ContinuousClock.now
+        let namespace = try namespace(for: query, tenant: context.tenant)
+        let match = try namespace.map { try store.lookup(query.tokens, namespace: $0) } ?? .none
+        metrics.observeLookup(seconds: (ContinuousClock.now - start).seconds)
+        return (query, namespace, match)
+    }
+
+    func lookup(_ request: Request, context: ServeContext) async throws -> Response {
+        let (query, _, match) = try await match(request, context: context)
+        return try Self.json(LookupResult(match: match, queryTokens: query.tokens.count))
+    }
+
+    // MARK: stream
+
+    func stream(_ request: Request, context: ServeContext) async throws -> Response {
+        let arrived = ContinuousClock.now
+        let q = request.uri.queryParameters
+        let sloMs = try q["slo_ms"].map { s in
+            guard let v = Double(s), v > 0, v <= 600_000 else { throw APIError.badRequest("slo_ms \(s) is not in (0, 600000]") }
+            return v
+        } ?? 1000
+        let pinned = try q["level"].map { s in
+            guard let l = UInt8(s), CodecLevel.all.contains(l) else { throw APIError.badRequest("level \(s) is not in 0...4") }
+            return l
+        }
+        let hint = try q["bandwidth_hint_mbps"].map { s in
+            guard let v = Double(s), v > 0, v < 1e7 else { throw APIError.badRequest("bandwidth_hint_mbps \(s) is not a positive number") }
+            return v * 1e6 / 8  // bytes per second
+        }
+        let encoding = q["encoding"].map(String.init) ?? "stored"
+        guard ["stored", "raw", "zstd"].contains(encoding) else { throw APIError.badRequest("encoding \(encoding) is not stored, raw or zstd") }
+        let (query, namespace, match) = try await match(request, context: context)
+        guard let namespace, !match.chunks.isEmpty else { throw APIError(.notFound, "no stored prefix for the query") }
+        if let pinned, let missing = match.chunks.firstIndex(where: { $0.record.blob(level: pinned) == nil }) {
+            let stored = match.chunks[missing].record.levels.map { String($0.level) }.joined(separator: ",")
+            throw APIError.badRequest("chunk \(missing) is not stored at level \(pinned) (stored: \(stored))")
+        }
+        // Baselines (benchmarks only): every chunk as uncompressed or generically zstd'd raw KV,
+        // prepared before the clock starts so only the transfer is timed.
+        var payloads: [[UInt8]]?
+        var started = arrived
+        var prepareMs: Double?
+        if encoding != "stored" {
+            payloads = try match.chunks.map { chunk in
+                guard let stored = try store.chunkBytes(chunk) else { throw APIError(.conflict, "the prefix changed during the request") }
+                let raw = try ChunkContainer.encode(try ChunkContainer.decode(stored), level: 0, codec: RawCodec())
+                return encoding == "raw" ? raw : try Zstd.compress(raw, level: 3)
+            }
+            started = ContinuousClock.now
+            prepareMs = (started - arrived).seconds * 1000
+        }
+        let sizes = payloads.map { p in p.map { [LevelSize(level: 0, bytes: $0.count)] } }
+            ?? match.chunks.map { $0.record.levels.map { LevelSize(level: $0.level, bytes: $0.bytes) } }
+        let controller = LevelController(deadline: sloMs / 1000 * (1 - config.deadlineSafety), chunks: sizes, pinned: payloads == nil ? pinned : 0)
+        let header = StreamHeader(
+            matchedTokens: match.tokens, queryTokens: query.tokens.count, chunks: match.chunks.count,
+            model: namespace.model, dtype: namespace.dtype.rawValue,
+            shape: [namespace.shape.layers, namespace.shape.kvHeads, namespace.shape.headDim],
+            chunkTokens: store.chunkTokens, sloMs: sloMs, pinnedLevel: pinned,
+            encoding: encoding == "stored" ? nil : encoding, prepareMs: prepareMs)
+        let tenant = context.tenant.name
+        let prior = hint ?? priors.withLock { $0[tenant] } ?? config.priorBitsPerSecond / 8
+        let sender = StreamSender(store: store, match: match, controller: controller, header: header, started: started, payloads: payloads,
+                                  prior: prior, config: config, metrics: metrics,
+                                  probe: DeliveryProbe(channel: context.channel))
+        store.recordAccess(match)
+        return Response(status: .ok, headers: [.contentType: StreamSender.contentType],
+                        body: ResponseBody { writer in
+                            let estimate = try await sender.send(to: &writer)
+                            self.priors.withLock { $0[tenant] = estimate }
+                            try await writer.finish(nil)
+                        })
+    }
+
+    // MARK: helpers
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        return Response(status: status, headers: [.contentType: "application/json"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: try enc.encode(value))))
+    }
+}
