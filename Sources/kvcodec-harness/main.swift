@@ -46,6 +46,28 @@ do {
         let levels = args.count > 4 ? args[4].split(separator: ",").compactMap { UInt8($0) } : [0, 1, 2, 3, 4]
         let ctx = try Safetensors.readContext(args[2])
         print(try CodecBenchmark.run(tensor: ctx.kv, chunkTokens: chunk, levels: levels).table)
+    case "decode-loop":
+        // Profiling aid: encodes once, then only decodes (kvcodec-harness decode-loop IN LEVEL [SECONDS]).
+        guard args.count >= 4, let level = UInt8(args[3]) else { fail("decode-loop IN LEVEL [SECONDS]") }
+        let seconds = args.count > 4 ? Double(args[4]) ?? 5 : 5
+        let ctx = try Safetensors.readContext(args[2])
+        var chunks: [[UInt8]] = []
+        var start = 0
+        while start < ctx.kv.tokens {
+            let end = min(ctx.kv.tokens, start + 256)
+            chunks.append(try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level))
+            start = end
+        }
+        var runs = 0
+        var best = Double.infinity
+        let t0 = CodecBenchmark.now()
+        while CodecBenchmark.now() - t0 < seconds {
+            let t1 = CodecBenchmark.now()
+            for c in chunks { _ = try ChunkContainer.decode(c) }
+            best = min(best, CodecBenchmark.now() - t1)
+            runs += 1
+        }
+        print("level \(level): \(runs) decodes, best \(Int(Double(ctx.kv.bytes.count) / best / 1e6)) MB/s")
     default:
         fail("unknown command \(args[1])")
     }

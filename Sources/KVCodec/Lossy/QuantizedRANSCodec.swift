@@ -9,7 +9,7 @@ import KVTensor
 /// where mean is f16, step is f32, and q is coded with the model `modelClass[c]`.
 public struct QuantizedRANSCodec: ChunkCodec {
     public var id: CodecID { .cacheGen }
-    public static let formatVersion: UInt8 = 1
+    public static let formatVersion: UInt8 = 2
     static let prefixSize = 20
     static let minTokenCode = -20, maxTokenCode = 12
     static let maxEscape = 1 << 24
@@ -100,25 +100,28 @@ public struct QuantizedRANSCodec: ChunkCodec {
                         classes[c] = Self.bestClass(hist: hist, channel: c, tables: tables)
                         sideBase.storeBytes(of: UInt8(classes[c]), toByteOffset: Self.classOffset(G: G) + g * C + c, as: UInt8.self)
                     }
+                    // Channels in decoding order: by model class, then channel index.
+                    let order = Self.channelOrder(classes: classes)
                     // Escapes in decoding order.
                     var esc: [UInt8] = []
-                    for t in 0..<T {
-                        for c in 0..<C {
+                    for c in order {
+                        let rad = tables.radius[classes[c]]
+                        for t in 0..<T {
                             let qi = q[t * C + c]
-                            if abs(qi) > tables.radius[classes[c]] { Self.appendVarint(Self.zigzag(qi), to: &esc) }
+                            if abs(qi) > rad { Self.appendVarint(Self.zigzag(qi), to: &esc) }
                         }
                     }
                     escapesPerGroup[g] = esc
-                    // rANS, last symbol first. Symbol (t, c) uses state c & 3.
+                    // rANS, last symbol first. Symbol (c, t) uses state t & 3.
                     tables.freqCum.withUnsafeBufferPointer { fc in
-                        for t in stride(from: T - 1, through: 0, by: -1) {
-                            for c in stride(from: C - 1, through: 0, by: -1) {
-                                let cls = classes[c]
-                                let rad = tables.radius[cls]
+                        for c in order.reversed() {
+                            let cls = classes[c]
+                            let rad = tables.radius[cls]
+                            for t in stride(from: T - 1, through: 0, by: -1) {
                                 let qi = q[t * C + c]
                                 let sym = abs(qi) > rad ? 2 * rad + 1 : qi + rad
                                 let e = fc[cls * 256 + Int(sym)]
-                                encoder.put(way: c & 3, freq: e & 0xFFFF, cum: e >> 16)
+                                encoder.put(way: t & 3, freq: e & 0xFFFF, cum: e >> 16)
                             }
                         }
                     }
@@ -200,6 +203,24 @@ public struct QuantizedRANSCodec: ChunkCodec {
         return best
     }
 
+    /// The order a group's channels are coded in: by model class, ties by channel index, so each
+    /// class's decode table is reused while it is in cache.
+    static func channelOrder(classes: [Int]) -> [Int] {
+        (0..<classes.count).sorted { classes[$0] != classes[$1] ? classes[$0] < classes[$1] : $0 < $1 }
+    }
+
+    /// The same order from the decoder's class offsets (class << 12), by a counting sort.
+    static func channelOrder(classOffsets off: UnsafeBufferPointer<Int>, into order: inout [Int]) {
+        var counts = [Int](repeating: 0, count: ParametricModels.classCount + 1)
+        for o in off { counts[(o >> RANS.precisionBits) + 1] += 1 }
+        for i in 1..<counts.count { counts[i] += counts[i - 1] }
+        for (c, o) in off.enumerated() {
+            let k = o >> RANS.precisionBits
+            order[counts[k]] = c
+            counts[k] += 1
+        }
+    }
+
     @inline(__always) static func zigzag(_ v: Int32) -> UInt32 { UInt32(bitPattern: (v << 1) ^ (v >> 31)) }
     @inline(__always) static func unzigzag(_ u: UInt32) -> Int32 { Int32(bitPattern: u >> 1) ^ -Int32(bitPattern: u & 1) }
 
@@ -239,17 +260,12 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let escapes = r.slice(escLen)
         let rans = r.slice(ransLen)
 
-        let tables = ParametricModels.tables
         let n = G * T * C
-        var outHalf = [UInt16](repeating: 0, count: header.dtype == .f16 ? n : 0)
-        var outFloat = [Float](repeating: 0, count: header.dtype == .f16 ? 0 : n)
-        let dec = try RANSDecoder(rans)
-        var x0 = dec.x0, x1 = dec.x1, x2 = dec.x2, x3 = dec.x3
-        var wpos = 0, overrun = false
-        let words = dec.words, wordCount = dec.wordCount
         let isHalf = header.dtype == .f16
-        var escPos = 0
-        var badEscape = false
+        var outBytes = [UInt8](repeating: 0, count: isHalf ? 2 * n : 0)
+        var outFloat = [Float](repeating: 0, count: isHalf ? 0 : n)
+        let dec = try RANSDecoder(rans)
+        var state = LossyDecodeKernel.State(x0: dec.x0, x1: dec.x1, x2: dec.x2, x3: dec.x3)
 
         try side.withUnsafeBytes { sb in
             // Validate all side info before decoding anything with it.
@@ -260,6 +276,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                 steps[g] = s
             }
             let clsBase = Self.classOffset(G: G), tokBase = Self.tokenOffset(G: G, C: C)
+            let loBase = Self.meanLoOffset(G: G, C: C), hiBase = Self.meanHiOffset(G: G, C: C)
             for i in 0..<(G * C) where Int(sb[clsBase + i]) >= ParametricModels.classCount {
                 throw CodecError.corrupt("model class \(sb[clsBase + i]) out of range")
             }
@@ -268,62 +285,40 @@ public struct QuantizedRANSCodec: ChunkCodec {
                 guard code >= Self.minTokenCode, code <= Self.maxTokenCode else { throw CodecError.corrupt("token code \(code) out of range") }
             }
             var means = [Float](repeating: 0, count: C)
-            var slotBase = [Int](repeating: 0, count: C)
-            var radius = [Int32](repeating: 0, count: C)
-
-            try tables.slotToSymbol.withUnsafeBufferPointer { s2sAll in
-                try tables.freqCum.withUnsafeBufferPointer { fcAll in
-                    try outHalf.withUnsafeMutableBufferPointer { oh in
-                        try outFloat.withUnsafeMutableBufferPointer { of in
-                            for g in 0..<G {
-                                for c in 0..<C {
-                                    let bits = UInt16(sb[Self.meanLoOffset(G: G, C: C) + g * C + c]) | UInt16(sb[Self.meanHiOffset(G: G, C: C) + g * C + c]) << 8
-                                    guard bits & 0x7C00 != 0x7C00 else { throw CodecError.corrupt("non-finite channel mean") }
-                                    means[c] = FastHalf.toFloatTable[Int(bits)]
-                                    let cls = Int(sb[clsBase + g * C + c])
-                                    slotBase[c] = cls
-                                    radius[c] = tables.radius[cls]
-                                }
-                                let out = g * T * C
-                                try means.withUnsafeBufferPointer { mu in
-                                    try slotBase.withUnsafeBufferPointer { cl in
-                                        try radius.withUnsafeBufferPointer { rad in
-                                            for t in 0..<T {
-                                                let code = Int(Int8(bitPattern: sb[tokBase + g * T + t]))
-                                                let step = steps[g] * Self.tokenMultipliers[code - Self.minTokenCode]
-                                                let row = out + t * C
-                                                var c = 0
-                                                @inline(__always) func one(_ x: inout UInt32, _ c: Int) {
-                                                    let cls = cl[c]
-                                                    let slot = Int(x & (RANS.total - 1))
-                                                    let sym = s2sAll[cls << 12 | slot]
-                                                    let e = fcAll[cls << 8 | Int(sym)]
-                                                    x = (e & 0xFFFF) &* (x >> RANS.precisionBits) &+ UInt32(slot) &- (e >> 16)
-                                                    if x < RANS.lowerBound {
-                                                        if wpos < wordCount {
-                                                            x = (x << 16) | UInt32(UInt16(littleEndian: words.loadUnaligned(fromByteOffset: 2 * wpos, as: UInt16.self)))
-                                                            wpos += 1
-                                                        } else {
-                                                            overrun = true
-                                                            x = (x << 16) | 0xFFFF
-                                                        }
-                                                    }
-                                                    let rr = rad[c]
-                                                    var qv = Int32(sym) &- rr
-                                                    if qv > rr { // escape symbol
-                                                        qv = Self.readEscape(escapes, &escPos, &badEscape)
-                                                    }
-                                                    let v = mu[c] + Float(qv) * step
-                                                    if isHalf { oh[row + c] = FastHalf.halfBits(v) } else { of[row + c] = v }
-                                                }
-                                                while c + 4 <= C {
-                                                    one(&x0, c); one(&x1, c + 1)
-                                                    one(&x2, c + 2); one(&x3, c + 3)
-                                                    c += 4
-                                                }
-                                                if c < C { one(&x0, c); c += 1 }
-                                                if c < C { one(&x1, c); c += 1 }
-                                                if c < C { one(&x2, c); c += 1 }
+            var offsets = [Int](repeating: 0, count: C)
+            var rowSteps = [Float](repeating: 0, count: T + 4)
+            var order = [Int](repeating: 0, count: C)
+            let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: T * C + 4)
+            defer { scratch.deallocate() }
+            try LossyDecodeKernel.entries.withUnsafeBufferPointer { entries in
+                try means.withUnsafeMutableBufferPointer { mu in
+                    try offsets.withUnsafeMutableBufferPointer { off in
+                        try rowSteps.withUnsafeMutableBufferPointer { rs in
+                            try outBytes.withUnsafeMutableBytes { ob in
+                                try outFloat.withUnsafeMutableBufferPointer { of in
+                                    for g in 0..<G where n > 0 {
+                                        for c in 0..<C {
+                                            let bits = UInt16(sb[loBase + g * C + c]) | UInt16(sb[hiBase + g * C + c]) << 8
+                                            guard bits & 0x7C00 != 0x7C00 else { throw CodecError.corrupt("non-finite channel mean") }
+                                            mu[c] = FastHalf.toFloatTable[Int(bits)]
+                                            off[c] = Int(sb[clsBase + g * C + c]) << RANS.precisionBits
+                                        }
+                                        for t in 0..<T {
+                                            let code = Int(Int8(bitPattern: sb[tokBase + g * T + t]))
+                                            rs[t] = steps[g] * Self.tokenMultipliers[code - Self.minTokenCode]
+                                        }
+                                        Self.channelOrder(classOffsets: UnsafeBufferPointer(off), into: &order)
+                                        order.withUnsafeBufferPointer { ord in
+                                            let group = LossyDecodeKernel.Group(T: T, C: C, order: ord.baseAddress!, classOffset: UnsafePointer(off.baseAddress!),
+                                                                                means: UnsafePointer(mu.baseAddress!), rowStep: UnsafePointer(rs.baseAddress!),
+                                                                                scratch: scratch)
+                                            if isHalf {
+                                                let o = ob.baseAddress!.assumingMemoryBound(to: UInt16.self) + g * T * C
+                                                LossyDecodeKernel.decodeHalf(group, entries: entries.baseAddress!, words: dec.words, wordCount: dec.wordCount,
+                                                                             escapes: escapes, state: &state, out: o)
+                                            } else {
+                                                LossyDecodeKernel.decodeFloat(group, entries: entries.baseAddress!, words: dec.words, wordCount: dec.wordCount,
+                                                                              escapes: escapes, state: &state, out: of.baseAddress! + g * T * C)
                                             }
                                         }
                                     }
@@ -334,13 +329,15 @@ public struct QuantizedRANSCodec: ChunkCodec {
                 }
             }
         }
-        let clean = !overrun && wpos == wordCount && [x0, x1, x2, x3].allSatisfy { $0 == RANS.lowerBound }
+        let clean = state.pos == dec.wordCount && [state.x0, state.x1, state.x2, state.x3].allSatisfy { $0 == RANS.lowerBound }
         guard clean else { throw CodecError.corrupt("rANS stream does not end where it should") }
-        guard !badEscape, escPos == escapes.count else { throw CodecError.corrupt("escape stream does not match the symbols") }
+        guard !state.badEscape, state.escPos == escapes.count else { throw CodecError.corrupt("escape stream does not match the symbols") }
         do {
-            if header.dtype == .f16 {
-                let bytes = outHalf.withUnsafeBytes { Array($0) }
-                return try KVTensor(shape: shape, tokens: T, dtype: .f16, bytes: bytes)
+            if isHalf {
+                #if _endian(big)
+                for i in 0..<n { outBytes.swapAt(2 * i, 2 * i + 1) }
+                #endif
+                return try KVTensor(shape: shape, tokens: T, dtype: .f16, bytes: outBytes)
             }
             return try KVTensor(shape: shape, tokens: T, dtype: header.dtype, floats: outFloat)
         } catch { throw CodecError.corrupt("\(error)") }
