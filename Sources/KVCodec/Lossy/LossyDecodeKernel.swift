@@ -89,10 +89,13 @@ enum LossyDecodeKernel {
                 x = need ? (x &<< 16) | w : x
                 pos &+= need ? 1 : 0
             }
+            // Escapes are resolved after each channel (q = −128 marks them), so the hot loop makes
+            // no calls and keeps its states in registers.
+            var minQByte: UInt32 = 255
             @inline(__always) func index(_ e: UInt32, _ t: Int, _ c: Int) {
-                var q = Int32(bitPattern: e &>> 24) &- 128
-                if e < 1 << 24 { q = QuantizedRANSCodec.readEscape(escapes, &state.escPos, &state.badEscape) }
-                qs[c &* T &+ t] = q
+                let qb = e &>> 24
+                minQByte = min(minQByte, qb)
+                qs[c &* T &+ t] = Int32(bitPattern: qb) &- 128
             }
             for k in 0..<C {
                 let c = g.order[k]
@@ -114,11 +117,22 @@ enum LossyDecodeKernel {
                 if t < T { let e = tab[Int(x0 & 4095)]; x0 = advance(x0, e); renorm(&x0, &pos); index(e, t, c); t &+= 1 }
                 if t < T { let e = tab[Int(x1 & 4095)]; x1 = advance(x1, e); renorm(&x1, &pos); index(e, t, c); t &+= 1 }
                 if t < T { let e = tab[Int(x2 & 4095)]; x2 = advance(x2, e); renorm(&x2, &pos); index(e, t, c); t &+= 1 }
+                if minQByte == 0 {
+                    resolveEscapes(qs + c &* T, count: T, escapes: escapes, state: &state)
+                    minQByte = 255
+                }
             }
             dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, half: half, float: float)
         }
         state.x0 = x0; state.x1 = x1; state.x2 = x2; state.x3 = x3
         state.pos = pos
+    }
+
+    @inline(never)
+    static func resolveEscapes(_ q: UnsafeMutablePointer<Int32>, count: Int, escapes: UnsafeRawBufferPointer, state: inout State) {
+        for t in 0..<count where q[t] == -128 {
+            q[t] = QuantizedRANSCodec.readEscape(escapes, &state.escPos, &state.badEscape)
+        }
     }
 
     /// out[t * C + c] = mean[c] + q[c * T + t] * steps[t], as fp16 bits (the same bits as
