@@ -53,6 +53,21 @@ func entropyBits(_ symbols: [UInt8]) -> Double {
         }
     }
 
+    @Test func reciprocalEncodingEqualsDivision() {
+        var rng = TestRNG(s: 11)
+        for freq in UInt32(1)..<RANS.total {
+            let cum = UInt32(rng.next() % UInt64(RANS.total - freq + 1))
+            let sym = RANSEncSymbol(freq: freq, cum: cum)
+            // States just below the renormalisation bound, the extremes and random values in range.
+            var xs: [UInt32] = [RANS.lowerBound, RANS.lowerBound + 1, sym.xMax - 1, sym.xMax &- freq]
+            for _ in 0..<8 { xs.append(RANS.lowerBound + UInt32(rng.next() % UInt64(sym.xMax - RANS.lowerBound))) }
+            for x in xs where x >= RANS.lowerBound && x < sym.xMax {
+                let expected = ((x / freq) << RANS.precisionBits) + x % freq + cum
+                #expect(sym.apply(x) == expected, "freq \(freq) x \(x)")
+            }
+        }
+    }
+
     @Test func decoderChannelOrderMatchesEncoder() {
         var rng = TestRNG(s: 9)
         for n in [1, 5, 192, 300] {

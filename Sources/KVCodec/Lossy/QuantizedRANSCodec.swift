@@ -32,99 +32,53 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let shape = tensor.shape
         let T = tensor.tokens, C = shape.rowElements, G = shape.layers * 2
         let weights = SensitivityProfile.weights(for: shape)
-        let values = tensor.floats()
-        for v in values where !v.isFinite { throw CodecError.nonFinite }
+        let values = try LossyEncodeKernel.floats(of: tensor)
 
         let sideCount = Self.sideInfoCount(G: G, C: C, T: T)
         var side = [UInt8](repeating: 0, count: sideCount)
         var escapesPerGroup = [[UInt8]](repeating: [], count: G)
-        let tables = ParametricModels.tables
         var encoder = RANSEncoder(maxSymbols: G * T * C)
         defer { encoder.deallocate() }
 
-        var q = [Int32](repeating: 0, count: T * C)
         var tokenCodes = [Int8](repeating: 0, count: T)
         var salient = [Bool](repeating: false, count: T)
-        var classes = [Int](repeating: 0, count: C)
-        var means = [Float](repeating: 0, count: C)
+        var work = LossyEncodeKernel.Workspace(T: T, C: C)
+        defer { work.deallocate() }
 
-        try values.withUnsafeBufferPointer { vals in
-            try side.withUnsafeMutableBytes { sideRaw in
+        values.withUnsafeBufferPointer { vals in
+            side.withUnsafeMutableBytes { sideRaw in
                 let sideBase = sideRaw.baseAddress!
                 // Groups are coded last to first: rANS is last-in, first-out.
                 for g in stride(from: G - 1, through: 0, by: -1) {
-                    let layer = g / 2, isValue = g % 2 == 1
+                    let isValue = g % 2 == 1
                     let x = UnsafeBufferPointer(rebasing: vals[(g * T * C)..<((g + 1) * T * C)])
                     if isValue {
                         Self.tokenScales(values: x, T: T, C: C, profile: profile, codes: &tokenCodes, salient: &salient)
                     } else {
-                        for t in 0..<T { tokenCodes[t] = salient[t] ? Int8(-profile.salienceShift) : 0 }
                         // salient[] still holds this layer's flags from its value group (coded just before).
+                        for t in 0..<T { tokenCodes[t] = salient[t] ? Int8(-profile.salienceShift) : 0 }
                     }
-                    // Channel means (rounded to f16) and the group's RMS channel deviation.
-                    var sumVar: Double = 0
-                    for c in 0..<C {
-                        var s: Double = 0
-                        for t in 0..<T { s += Double(x[t * C + c]) }
-                        let m = T > 0 ? s / Double(T) : 0
-                        let mh = FastHalf.halfBits(Float(m))
-                        means[c] = FastHalf.toFloatTable[Int(mh)]
-                        sideBase.storeBytes(of: UInt8(mh & 0xFF), toByteOffset: Self.meanLoOffset(G: G, C: C) + g * C + c, as: UInt8.self)
-                        sideBase.storeBytes(of: UInt8(mh >> 8), toByteOffset: Self.meanHiOffset(G: G, C: C) + g * C + c, as: UInt8.self)
-                        var v: Double = 0
-                        for t in 0..<T { let d = Double(x[t * C + c]) - m; v += d * d }
-                        sumVar += T > 0 ? v / Double(T) : 0
-                    }
-                    let rms = (sumVar / Double(C)).squareRoot()
-                    var step = Float(Double(profile.alpha) * Double(weights[g]) * rms)
-                    if !(step >= 1e-12) || !step.isFinite { step = 1e-12 }
-                    sideBase.storeBytes(of: step.bitPattern.littleEndian, toByteOffset: 4 * g, as: UInt32.self)
                     for t in 0..<T {
                         sideBase.storeBytes(of: tokenCodes[t], toByteOffset: Self.tokenOffset(G: G, C: C) + g * T + t, as: Int8.self)
+                        work.rowScale[t] = Self.tokenMultipliers[Int(tokenCodes[t]) - Self.minTokenCode]
                     }
-                    // Quantise and collect per-channel histograms.
-                    var hist = [UInt32](repeating: 0, count: C * 256) // q + 127 in 0...254, 255 = |q| > 127
-                    for t in 0..<T {
-                        let inv = 1 / (step * Self.tokenMultipliers[Int(tokenCodes[t]) - Self.minTokenCode])
-                        for c in 0..<C {
-                            var r = ((x[t * C + c] - means[c]) * inv).rounded(.toNearestOrEven)
-                            r = min(max(r, -Float(Self.maxEscape)), Float(Self.maxEscape))
-                            let qi = Int32(r)
-                            q[t * C + c] = qi
-                            let h = qi < -127 || qi > 127 ? 255 : Int(qi) + 127
-                            hist[c * 256 + h] += 1
-                        }
-                    }
-                    // Pick each channel's model: least coded size over the whole family.
+                    let rms = LossyEncodeKernel.channelStats(x.baseAddress!, &work)
                     for c in 0..<C {
-                        classes[c] = Self.bestClass(hist: hist, channel: c, tables: tables)
-                        sideBase.storeBytes(of: UInt8(classes[c]), toByteOffset: Self.classOffset(G: G) + g * C + c, as: UInt8.self)
+                        let mh = work.meanBits[c]
+                        sideBase.storeBytes(of: UInt8(mh & 0xFF), toByteOffset: Self.meanLoOffset(G: G, C: C) + g * C + c, as: UInt8.self)
+                        sideBase.storeBytes(of: UInt8(mh >> 8), toByteOffset: Self.meanHiOffset(G: G, C: C) + g * C + c, as: UInt8.self)
                     }
-                    // Channels in decoding order: by model class, then channel index.
-                    let order = Self.channelOrder(classes: classes)
-                    // Escapes in decoding order.
-                    var esc: [UInt8] = []
-                    for c in order {
-                        let rad = tables.radius[classes[c]]
-                        for t in 0..<T {
-                            let qi = q[t * C + c]
-                            if abs(qi) > rad { Self.appendVarint(Self.zigzag(qi), to: &esc) }
-                        }
+                    var step = profile.alpha * weights[g] * rms
+                    if !(step >= 1e-12) || !step.isFinite { step = 1e-12 }
+                    sideBase.storeBytes(of: step.bitPattern.littleEndian, toByteOffset: 4 * g, as: UInt32.self)
+                    LossyEncodeKernel.quantise(x.baseAddress!, step: step, &work)
+                    for c in 0..<C {
+                        let cls = LossyEncodeKernel.bestClass(channel: c, work)
+                        work.classes[c] = cls
+                        sideBase.storeBytes(of: UInt8(cls), toByteOffset: Self.classOffset(G: G) + g * C + c, as: UInt8.self)
                     }
-                    escapesPerGroup[g] = esc
-                    // rANS, last symbol first. Symbol (c, t) uses state t & 3.
-                    tables.freqCum.withUnsafeBufferPointer { fc in
-                        for c in order.reversed() {
-                            let cls = classes[c]
-                            let rad = tables.radius[cls]
-                            for t in stride(from: T - 1, through: 0, by: -1) {
-                                let qi = q[t * C + c]
-                                let sym = abs(qi) > rad ? 2 * rad + 1 : qi + rad
-                                let e = fc[cls * 256 + Int(sym)]
-                                encoder.put(way: t & 3, freq: e & 0xFFFF, cum: e >> 16)
-                            }
-                        }
-                    }
+                    let order = Self.channelOrder(classes: Array(UnsafeBufferPointer(start: work.classes, count: C)))
+                    escapesPerGroup[g] = LossyEncodeKernel.code(order: order, &work, encoder: &encoder)
                 }
             }
         }
@@ -169,38 +123,6 @@ public struct QuantizedRANSCodec: ChunkCodec {
             if sal { code -= profile.salienceShift }
             codes[t] = Int8(max(minTokenCode, min(maxTokenCode, code)))
         }
-    }
-
-    static func bestClass(hist: [UInt32], channel c: Int, tables: ParametricModels.Tables) -> Int {
-        // Estimate σ in steps to start near the right scale, then search every shape at ±3 quarter-octaves.
-        var n: Double = 0, s2: Double = 0
-        for h in 0..<255 {
-            let k = Double(hist[c * 256 + h])
-            if k > 0 { n += k; let q = Double(h - 127); s2 += k * q * q }
-        }
-        let big = Double(hist[c * 256 + 255])
-        n += big; s2 += big * 200 * 200
-        let sigma = n > 0 ? max(1e-3, (s2 / n).squareRoot()) : 1e-3
-        let k0 = Int((4 * Float.log2Approx(Float(sigma))).rounded()) + 16
-        var best = 0
-        var bestCost = Float.infinity
-        for shape in 0..<ParametricModels.shapeCount {
-            for k in max(0, k0 - 3)...min(ParametricModels.scaleCount - 1, max(0, k0 + 3)) {
-                let cls = ParametricModels.classIndex(shape: shape, scale: k)
-                let rad = Int(tables.radius[cls])
-                var cost: Float = 0
-                let escCost = tables.cost[cls * 256 + 2 * rad + 1]
-                for h in 0..<255 {
-                    let cnt = hist[c * 256 + h]
-                    if cnt == 0 { continue }
-                    let q = h - 127
-                    cost += Float(cnt) * (abs(q) > rad ? escCost + 8 : tables.cost[cls * 256 + q + rad])
-                }
-                cost += Float(big) * (escCost + 16)
-                if cost < bestCost { bestCost = cost; best = cls }
-            }
-        }
-        return best
     }
 
     /// The order a group's channels are coded in: by model class, ties by channel index, so each
