@@ -130,11 +130,12 @@ struct RANSEncoder {
 
     @inline(__always)
     static func put(_ x: inout UInt32, _ sym: RANSEncSymbol, buffer: UnsafeMutablePointer<UInt16>, pos: inout Int) {
-        if x >= sym.xMax {
-            pos -= 1
-            buffer[pos] = UInt16(truncatingIfNeeded: x)
-            x >>= 16
-        }
+        // Branch-free: the word is always stored below the stream and kept only when needed
+        // (there is always room: the buffer holds one word per symbol plus 8).
+        let need = x >= sym.xMax
+        buffer[pos &- 1] = UInt16(truncatingIfNeeded: x)
+        pos &-= need ? 1 : 0
+        x = need ? x &>> 16 : x
         x = sym.apply(x)
     }
 
