@@ -44,6 +44,10 @@ enum LossyDecodeKernel {
         var rowStep: UnsafePointer<Float>
         /// T * C indices of scratch.
         var scratch: UnsafeMutablePointer<Int32>
+        /// Keys rotated back by in-chunk position (`InChunkRoPE`): T rows of 64 lane factors each;
+        /// nil for values and chunks without the transform.
+        var ropeCos: UnsafePointer<Float>?
+        var ropeSin: UnsafePointer<Float>?
     }
 
     @inline(never)
@@ -122,7 +126,11 @@ enum LossyDecodeKernel {
                     minQByte = 255
                 }
             }
-            dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, half: half, float: float)
+            if let rc = g.ropeCos, let rs = g.ropeSin {
+                dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, half: half, float: float, ropeCos: rc, ropeSin: rs)
+            } else {
+                dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, half: half, float: float, ropeCos: nil, ropeSin: nil)
+            }
         }
         state.x0 = x0; state.x1 = x1; state.x2 = x2; state.x3 = x3
         state.pos = pos
@@ -136,19 +144,32 @@ enum LossyDecodeKernel {
     }
 
     /// out[t * C + c] = mean[c] + q[c * T + t] * steps[t], as fp16 bits (the same bits as
-    /// `FastHalf.halfBits`) or Float.
+    /// `FastHalf.halfBits`) or Float; with RoPE lane tables, each pair (a, b) of a row is then
+    /// rotated forward by its in-chunk position: (a · cos + b · (−sin), b · cos + a · sin).
     @inline(__always)
     static func dequantiseGroup(_ q: UnsafeMutablePointer<Int32>, T: Int, C: Int, means: UnsafePointer<Float>,
-                                steps: UnsafePointer<Float>, half: UnsafeMutablePointer<UInt16>?, float: UnsafeMutablePointer<Float>?) {
-        @inline(__always) func store(_ v: SIMD4<Float>, _ i: Int) {
+                                steps: UnsafePointer<Float>, half: UnsafeMutablePointer<UInt16>?, float: UnsafeMutablePointer<Float>?,
+                                ropeCos: UnsafePointer<Float>?, ropeSin: UnsafePointer<Float>?) {
+        let hd = InChunkRoPE.headDim
+        @inline(__always) func store(_ v: SIMD4<Float>, _ t: Int, _ c: Int) {
+            var v = v
+            if let ropeCos, let ropeSin {
+                let k = t &* hd &+ c % hd
+                let co = UnsafeRawPointer(ropeCos + k).loadUnaligned(as: SIMD4<Float>.self)
+                let si = UnsafeRawPointer(ropeSin + k).loadUnaligned(as: SIMD4<Float>.self)
+                let sw = SIMD4<Float>(v[1], v[0], v[3], v[2])
+                v = v * co + sw * si
+            }
+            let i = t &* C &+ c
             if let half {
                 UnsafeMutableRawPointer(half + i).storeBytes(of: SIMD4<UInt16>(truncatingIfNeeded: FastHalf.halfBits4(v)), as: SIMD4<UInt16>.self)
             } else {
                 UnsafeMutableRawPointer(float! + i).storeBytes(of: v, as: SIMD4<Float>.self)
             }
         }
+        @inline(__always) func value(_ t: Int, _ c: Int) -> Float { means[c] + Float(q[c &* T &+ t]) * steps[t] }
         @inline(__always) func one(_ t: Int, _ c: Int) {
-            let v = means[c] + Float(q[c &* T &+ t]) * steps[t]
+            let v = value(t, c)
             if let half { half[t &* C &+ c] = FastHalf.halfBits(v) } else { float![t &* C &+ c] = v }
         }
         var t = 0
@@ -158,7 +179,7 @@ enum LossyDecodeKernel {
             var c = 0
             while c &+ 4 <= C {
                 // a = channel c, tokens t...t+3, etc.
-                let ai: Int = (c) &* T &+ t
+                let ai: Int = c &* T &+ t
                 let aq: SIMD4<Int32> = UnsafeRawPointer(q + ai).loadUnaligned(as: SIMD4<Int32>.self)
                 let a = SIMD4<Float>(aq)
                 let bi: Int = (c &+ 1) &* T &+ t
@@ -171,15 +192,14 @@ enum LossyDecodeKernel {
                 let eq: SIMD4<Int32> = UnsafeRawPointer(q + ei).loadUnaligned(as: SIMD4<Int32>.self)
                 let e = SIMD4<Float>(eq)
                 let m = UnsafeRawPointer(means + c).loadUnaligned(as: SIMD4<Float>.self)
-                let r = t &* C &+ c
                 let v0: SIMD4<Float> = SIMD4(a[0], b[0], d[0], e[0])
-                store(m + v0 * s0, r)
+                store(m + v0 * s0, t, c)
                 let v1: SIMD4<Float> = SIMD4(a[1], b[1], d[1], e[1])
-                store(m + v1 * s1, r &+ C)
+                store(m + v1 * s1, t &+ 1, c)
                 let v2: SIMD4<Float> = SIMD4(a[2], b[2], d[2], e[2])
-                store(m + v2 * s2, r &+ 2 &* C)
+                store(m + v2 * s2, t &+ 2, c)
                 let v3: SIMD4<Float> = SIMD4(a[3], b[3], d[3], e[3])
-                store(m + v3 * s3, r &+ 3 &* C)
+                store(m + v3 * s3, t &+ 3, c)
                 c &+= 4
             }
             while c < C {
@@ -189,7 +209,17 @@ enum LossyDecodeKernel {
             t &+= 4
         }
         while t < T {
-            for c in 0..<C { one(t, c) }
+            if ropeCos != nil {
+                // Rotation needs whole pairs: C is a multiple of headDim (64) here.
+                var c = 0
+                while c &+ 4 <= C {
+                    let v = SIMD4<Float>(value(t, c), value(t, c &+ 1), value(t, c &+ 2), value(t, c &+ 3))
+                    store(v, t, c)
+                    c &+= 4
+                }
+            } else {
+                for c in 0..<C { one(t, c) }
+            }
             t &+= 1
         }
     }

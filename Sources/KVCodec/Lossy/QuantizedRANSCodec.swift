@@ -11,6 +11,8 @@ public struct QuantizedRANSCodec: ChunkCodec {
     public var id: CodecID { .cacheGen }
     public static let formatVersion: UInt8 = 2
     static let prefixSize = 20
+    /// Payload flag: keys were rotated back by in-chunk position (`InChunkRoPE`).
+    static let flagRoPE: UInt8 = 1
     static let minTokenCode = -20, maxTokenCode = 12
     static let maxEscape = 1 << 24
 
@@ -44,14 +46,27 @@ public struct QuantizedRANSCodec: ChunkCodec {
         var salient = [Bool](repeating: false, count: T)
         var work = LossyEncodeKernel.Workspace(T: T, C: C)
         defer { work.deallocate() }
+        // Keys are rotated back by in-chunk position when the head layout is RoPE's (head_dim 64).
+        let rotate = shape.headDim == InChunkRoPE.headDim && T > 1
+        let rope = rotate ? InChunkRoPE.laneTables(tokens: T) : ([], [])
+        var unrotated = [Float](repeating: 0, count: rotate ? T * C : 0)
 
         values.withUnsafeBufferPointer { vals in
+          unrotated.withUnsafeMutableBufferPointer { unrot in
             side.withUnsafeMutableBytes { sideRaw in
                 let sideBase = sideRaw.baseAddress!
                 // Groups are coded last to first: rANS is last-in, first-out.
                 for g in stride(from: G - 1, through: 0, by: -1) {
                     let isValue = g % 2 == 1
-                    let x = UnsafeBufferPointer(rebasing: vals[(g * T * C)..<((g + 1) * T * C)])
+                    var x = UnsafeBufferPointer(rebasing: vals[(g * T * C)..<((g + 1) * T * C)])
+                    // The step follows the spread of the keys as stored (what the sensitivity weights
+                    // were calibrated on); un-rotating then makes the same step cost fewer bits.
+                    var rmsAsStored: Float? = nil
+                    if rotate && !isValue {
+                        rmsAsStored = LossyEncodeKernel.channelStats(x.baseAddress!, &work)
+                        InChunkRoPE.unrotate(x.baseAddress!, into: unrot.baseAddress!, T: T, C: C, cos: rope.0, sin: rope.1)
+                        x = UnsafeBufferPointer(unrot)
+                    }
                     if isValue {
                         Self.tokenScales(values: x, T: T, C: C, profile: profile, codes: &tokenCodes, salient: &salient)
                     } else {
@@ -62,7 +77,8 @@ public struct QuantizedRANSCodec: ChunkCodec {
                         sideBase.storeBytes(of: tokenCodes[t], toByteOffset: Self.tokenOffset(G: G, C: C) + g * T + t, as: Int8.self)
                         work.rowScale[t] = Self.tokenMultipliers[Int(tokenCodes[t]) - Self.minTokenCode]
                     }
-                    let rms = LossyEncodeKernel.channelStats(x.baseAddress!, &work)
+                    let rmsHere = LossyEncodeKernel.channelStats(x.baseAddress!, &work)
+                    let rms = rmsAsStored ?? rmsHere
                     for c in 0..<C {
                         let mh = work.meanBits[c]
                         sideBase.storeBytes(of: UInt8(mh & 0xFF), toByteOffset: Self.meanLoOffset(G: G, C: C) + g * C + c, as: UInt8.self)
@@ -81,13 +97,14 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     escapesPerGroup[g] = LossyEncodeKernel.code(order: order, &work, encoder: &encoder)
                 }
             }
+          }
         }
 
         let sideZ = try Zstd.compress(side, level: 3)
         let escapes = escapesPerGroup.flatMap { $0 }
         var w = ByteWriter(capacity: Self.prefixSize + sideZ.count + escapes.count + encoder.byteCount)
         w.append(Self.formatVersion)
-        w.append(UInt8(0))
+        w.append(rotate ? Self.flagRoPE : UInt8(0))
         w.append(UInt16(0))
         w.append(UInt32(sideCount))
         w.append(UInt32(sideZ.count))
@@ -169,7 +186,12 @@ public struct QuantizedRANSCodec: ChunkCodec {
         var r = ByteReader(payload)
         let version: UInt8 = r.read()
         guard version == Self.formatVersion else { throw CodecError.unsupported("lossy format version \(version)") }
-        let _: UInt8 = r.read()
+        let flags: UInt8 = r.read()
+        guard flags & ~Self.flagRoPE == 0 else { throw CodecError.unsupported("lossy flags \(flags)") }
+        let rotate = flags & Self.flagRoPE != 0
+        guard !rotate || shape.headDim == InChunkRoPE.headDim else {
+            throw CodecError.corrupt("RoPE flag on head_dim \(shape.headDim), the transform needs \(InChunkRoPE.headDim)")
+        }
         let _: UInt16 = r.read()
         let sideRaw = Int(r.read() as UInt32), sideZ = Int(r.read() as UInt32)
         let escLen = Int(r.read() as UInt32), ransLen = Int(r.read() as UInt32)
@@ -210,6 +232,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
             var offsets = [Int](repeating: 0, count: C)
             var rowSteps = [Float](repeating: 0, count: T + 4)
             var order = [Int](repeating: 0, count: C)
+            let rope = rotate ? InChunkRoPE.laneTables(tokens: T) : ([], [])
             let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: T * C + 4)
             defer { scratch.deallocate() }
             try LossyDecodeKernel.entries.withUnsafeBufferPointer { entries in
@@ -231,9 +254,13 @@ public struct QuantizedRANSCodec: ChunkCodec {
                                         }
                                         Self.channelOrder(classOffsets: UnsafeBufferPointer(off), into: &order)
                                         order.withUnsafeBufferPointer { ord in
-                                            let group = LossyDecodeKernel.Group(T: T, C: C, order: ord.baseAddress!, classOffset: UnsafePointer(off.baseAddress!),
+                                          rope.0.withUnsafeBufferPointer { ropeCos in
+                                           rope.1.withUnsafeBufferPointer { ropeSin in
+                                            let keyRope = rotate && g % 2 == 0
+                                            var group = LossyDecodeKernel.Group(T: T, C: C, order: ord.baseAddress!, classOffset: UnsafePointer(off.baseAddress!),
                                                                                 means: UnsafePointer(mu.baseAddress!), rowStep: UnsafePointer(rs.baseAddress!),
-                                                                                scratch: scratch)
+                                                                                scratch: scratch, ropeCos: nil, ropeSin: nil)
+                                            if keyRope { group.ropeCos = ropeCos.baseAddress; group.ropeSin = ropeSin.baseAddress }
                                             if isHalf {
                                                 let o = ob.baseAddress!.assumingMemoryBound(to: UInt16.self) + g * T * C
                                                 LossyDecodeKernel.decodeHalf(group, entries: entries.baseAddress!, words: dec.words, wordCount: dec.wordCount,
@@ -242,6 +269,8 @@ public struct QuantizedRANSCodec: ChunkCodec {
                                                 LossyDecodeKernel.decodeFloat(group, entries: entries.baseAddress!, words: dec.words, wordCount: dec.wordCount,
                                                                               escapes: escapes, state: &state, out: of.baseAddress! + g * T * C)
                                             }
+                                           }
+                                          }
                                         }
                                     }
                                 }
