@@ -27,12 +27,18 @@ do {
             : try ChunkContainer.codec(forLevel: level)
         let ctx = try Safetensors.readContext(args[2])
         var parts: [KVTensor] = []
-        var total = 0
+        var total = 0, sideBytes = 0, escapeBytes = 0
         var start = 0
         while start < ctx.kv.tokens {
             let end = min(ctx.kv.tokens, start + chunk)
             let enc = try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level, codec: codec)
             total += enc.count
+            if level > 0, enc.count >= ChunkHeader.size + 20 {
+                // Lossy payload prefix: version, flags, reserved, side raw, side zstd, escapes, rANS.
+                func u32(_ o: Int) -> Int { Int(enc[o]) | Int(enc[o + 1]) << 8 | Int(enc[o + 2]) << 16 | Int(enc[o + 3]) << 24 }
+                sideBytes += u32(ChunkHeader.size + 8)
+                escapeBytes += u32(ChunkHeader.size + 12)
+            }
             parts.append(try ChunkContainer.decode(enc))
             start = end
         }
@@ -40,6 +46,7 @@ do {
         let fp16 = ctx.kv.elementCount * 2
         if level == 0 && out != ctx.kv { fail("level 0 round trip is not bit-identical") }
         try FileIO.writeAtomically(Safetensors.serialize(KVContext(kv: out, tokens: ctx.tokens, metadata: ctx.metadata)), to: args[3], sync: false)
+        if level > 0 { print("side info \(sideBytes) bytes, escapes \(escapeBytes) bytes of \(total)") }
         print("level \(level) chunk \(chunk): \(total) bytes, ratio vs fp16 \(Double(fp16) / Double(total))")
     case "bench":
         let chunk = args.count > 3 ? Int(args[3]) ?? 256 : 256

@@ -6,10 +6,10 @@ import KVTensor
 ///
 /// A group is one layer's keys or values: T tokens x C = kvHeads * headDim channels.
 ///   x̂[t, c] = mean[c] + q[t, c] * step * 2^(tokenCode[t] / 2)
-/// where mean is f16, step is f32, and q is coded with the model `modelClass[c]`.
+/// where mean = k[c] * (step * 1/8) (k an i16), step is f32, and q is coded with the model `modelClass[c]`.
 public struct QuantizedRANSCodec: ChunkCodec {
     public var id: CodecID { .cacheGen }
-    public static let formatVersion: UInt8 = 2
+    public static let formatVersion: UInt8 = 3
     static let prefixSize = 20
     /// Payload flag: keys were rotated back by in-chunk position (`InChunkRoPE`).
     static let flagRoPE: UInt8 = 1
@@ -79,14 +79,16 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     }
                     let rmsHere = LossyEncodeKernel.channelStats(x.baseAddress!, &work)
                     let rms = rmsAsStored ?? rmsHere
+                    var step = profile.alpha * weights[g] * rms
+                    if !(step >= 1e-12) || !step.isFinite { step = 1e-12 }
+                    // The stored step's sign says how the means are stored: + on the step grid, − as f16.
+                    let onGrid = LossyEncodeKernel.snapMeans(step: step, &work)
                     for c in 0..<C {
                         let mh = work.meanBits[c]
                         sideBase.storeBytes(of: UInt8(mh & 0xFF), toByteOffset: Self.meanLoOffset(G: G, C: C) + g * C + c, as: UInt8.self)
                         sideBase.storeBytes(of: UInt8(mh >> 8), toByteOffset: Self.meanHiOffset(G: G, C: C) + g * C + c, as: UInt8.self)
                     }
-                    var step = profile.alpha * weights[g] * rms
-                    if !(step >= 1e-12) || !step.isFinite { step = 1e-12 }
-                    sideBase.storeBytes(of: step.bitPattern.littleEndian, toByteOffset: 4 * g, as: UInt32.self)
+                    sideBase.storeBytes(of: (onGrid ? step : -step).bitPattern.littleEndian, toByteOffset: 4 * g, as: UInt32.self)
                     LossyEncodeKernel.quantise(x.baseAddress!, step: step, &work)
                     for c in 0..<C {
                         let cls = LossyEncodeKernel.bestClass(channel: c, work)
@@ -214,10 +216,12 @@ public struct QuantizedRANSCodec: ChunkCodec {
         try side.withUnsafeBytes { sb in
             // Validate all side info before decoding anything with it.
             var steps = [Float](repeating: 0, count: G)
+            var meansOnGrid = [Bool](repeating: true, count: G)
             for g in 0..<G {
                 let s = Float(bitPattern: UInt32(littleEndian: sb.loadUnaligned(fromByteOffset: 4 * g, as: UInt32.self)))
-                guard s.isFinite, s > 0 else { throw CodecError.corrupt("step of group \(g) is \(s)") }
-                steps[g] = s
+                guard s.isFinite, s != 0 else { throw CodecError.corrupt("step of group \(g) is \(s)") }
+                steps[g] = abs(s)
+                meansOnGrid[g] = s > 0
             }
             let clsBase = Self.classOffset(G: G), tokBase = Self.tokenOffset(G: G, C: C)
             let loBase = Self.meanLoOffset(G: G, C: C), hiBase = Self.meanHiOffset(G: G, C: C)
@@ -244,8 +248,12 @@ public struct QuantizedRANSCodec: ChunkCodec {
                                     for g in 0..<G where n > 0 {
                                         for c in 0..<C {
                                             let bits = UInt16(sb[loBase + g * C + c]) | UInt16(sb[hiBase + g * C + c]) << 8
-                                            guard bits & 0x7C00 != 0x7C00 else { throw CodecError.corrupt("non-finite channel mean") }
-                                            mu[c] = FastHalf.toFloatTable[Int(bits)]
+                                            if meansOnGrid[g] {
+                                                mu[c] = Float(Int16(bitPattern: bits)) * (steps[g] * LossyEncodeKernel.meanGrid)
+                                            } else {
+                                                guard bits & 0x7C00 != 0x7C00 else { throw CodecError.corrupt("non-finite channel mean") }
+                                                mu[c] = FastHalf.toFloatTable[Int(bits)]
+                                            }
                                             off[c] = Int(sb[clsBase + g * C + c]) << RANS.precisionBits
                                         }
                                         for t in 0..<T {
