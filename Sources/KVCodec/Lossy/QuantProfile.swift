@@ -23,9 +23,9 @@ public struct QuantProfile: Sendable, Equatable {
     /// The level → profile table (see schemas/codec-design.md for the measurements behind it).
     public static func forLevel(_ level: UInt8) throws -> QuantProfile {
         switch level {
-        case 1: QuantProfile(alpha: 0.22)
+        case 1: QuantProfile(alpha: 0.2)
         case 2: QuantProfile(alpha: 0.58)
-        case 3: QuantProfile(alpha: 1.1)
+        case 3: QuantProfile(alpha: 1.05)
         case 4: QuantProfile(alpha: 1.55)
         default: throw CodecError.unsupported("lossy level \(level), expected 1...4")
         }
