@@ -51,39 +51,37 @@ enum LossyDecodeKernel {
     }
 
     @inline(never)
-    static func decodeHalf(_ g: Group, entries: UnsafePointer<UInt32>, words: UnsafeRawPointer, wordCount: Int,
+    static func decodeHalf(_ g: Group, entries: UnsafePointer<UInt32>, words: UnsafePointer<UInt16>, wordCount: Int,
                            escapes: UnsafeRawBufferPointer, state: inout State, out: UnsafeMutablePointer<UInt16>) {
         run(g, entries: entries, words: words, wordCount: wordCount, escapes: escapes, state: &state,
             half: out, float: nil)
     }
 
     @inline(never)
-    static func decodeFloat(_ g: Group, entries: UnsafePointer<UInt32>, words: UnsafeRawPointer, wordCount: Int,
+    static func decodeFloat(_ g: Group, entries: UnsafePointer<UInt32>, words: UnsafePointer<UInt16>, wordCount: Int,
                             escapes: UnsafeRawBufferPointer, state: inout State, out: UnsafeMutablePointer<Float>) {
         run(g, entries: entries, words: words, wordCount: wordCount, escapes: escapes, state: &state,
             half: nil, float: out)
     }
 
     @inline(__always)
-    static func run(_ g: Group, entries: UnsafePointer<UInt32>, words: UnsafeRawPointer, wordCount: Int,
+    static func run(_ g: Group, entries: UnsafePointer<UInt32>, words: UnsafePointer<UInt16>, wordCount: Int,
                     escapes: UnsafeRawBufferPointer, state: inout State,
                     half: UnsafeMutablePointer<UInt16>?, float: UnsafeMutablePointer<Float>?) {
         var x0 = state.x0, x1 = state.x1, x2 = state.x2, x3 = state.x3
         var pos = state.pos
-        // Reads are clamped to the last word (or to a zero word when there is none): a valid stream
-        // never reads past its end, a damaged one is caught by `pos != wordCount` afterwards.
-        var zero: UInt16 = 0
-        let last = max(0, wordCount &- 1)
+        // `words` holds the stream's words followed by at least T + 8 zero words: one channel reads
+        // at most T words, and decoding stops after any channel that read past the stream, so every
+        // read stays in the buffer without a bounds check (a damaged stream is reported by the
+        // caller from `pos != wordCount`).
+        guard pos <= wordCount else { return }
         let T = g.T, C = g.C
         // The group's quantisation indices, channel-major ([c][t], written sequentially by the
         // serial rANS loop); then 4x4 tiles are transposed in registers, dequantised and converted
         // 4 lanes at a time and stored to 4 output rows.
         let qs = g.scratch
-        withUnsafeMutablePointer(to: &zero) { zp in
-            let wp = wordCount > 0 ? words : UnsafeRawPointer(zp)
-            @inline(__always) func word(_ p: Int) -> UInt32 {
-                UInt32(UInt16(littleEndian: wp.loadUnaligned(fromByteOffset: min(p, last) &<< 1, as: UInt16.self)))
-            }
+        do {
+            @inline(__always) func word(_ p: Int) -> UInt32 { UInt32(UInt16(littleEndian: words[p])) }
             @inline(__always) func advance(_ x: UInt32, _ e: UInt32) -> UInt32 {
                 (e & 0xFFF) &* (x &>> RANS.precisionBits) &+ ((e &>> 12) & 0xFFF)
             }
@@ -121,6 +119,7 @@ enum LossyDecodeKernel {
                 if t < T { let e = tab[Int(x0 & 4095)]; x0 = advance(x0, e); renorm(&x0, &pos); index(e, t, c); t &+= 1 }
                 if t < T { let e = tab[Int(x1 & 4095)]; x1 = advance(x1, e); renorm(&x1, &pos); index(e, t, c); t &+= 1 }
                 if t < T { let e = tab[Int(x2 & 4095)]; x2 = advance(x2, e); renorm(&x2, &pos); index(e, t, c); t &+= 1 }
+                if pos > wordCount { break }
                 if minQByte == 0 {
                     resolveEscapes(qs + c &* T, count: T, escapes: escapes, state: &state)
                     minQByte = 255

@@ -212,6 +212,12 @@ public struct QuantizedRANSCodec: ChunkCodec {
         var outFloat = [Float](repeating: 0, count: isHalf ? 0 : n)
         let dec = try RANSDecoder(rans)
         var state = LossyDecodeKernel.State(x0: dec.x0, x1: dec.x1, x2: dec.x2, x3: dec.x3)
+        // The words, then T + 8 zero words of padding (see LossyDecodeKernel.run).
+        let paddedCount = dec.wordCount + T + 8
+        let words = UnsafeMutablePointer<UInt16>.allocate(capacity: paddedCount)
+        defer { words.deallocate() }
+        UnsafeMutableRawPointer(words).copyMemory(from: dec.words, byteCount: 2 * dec.wordCount)
+        (words + dec.wordCount).initialize(repeating: 0, count: T + 8)
 
         try side.withUnsafeBytes { sb in
             // Validate all side info before decoding anything with it.
@@ -271,10 +277,10 @@ public struct QuantizedRANSCodec: ChunkCodec {
                                             if keyRope { group.ropeCos = ropeCos.baseAddress; group.ropeSin = ropeSin.baseAddress }
                                             if isHalf {
                                                 let o = ob.baseAddress!.assumingMemoryBound(to: UInt16.self) + g * T * C
-                                                LossyDecodeKernel.decodeHalf(group, entries: entries.baseAddress!, words: dec.words, wordCount: dec.wordCount,
+                                                LossyDecodeKernel.decodeHalf(group, entries: entries.baseAddress!, words: words, wordCount: dec.wordCount,
                                                                              escapes: escapes, state: &state, out: o)
                                             } else {
-                                                LossyDecodeKernel.decodeFloat(group, entries: entries.baseAddress!, words: dec.words, wordCount: dec.wordCount,
+                                                LossyDecodeKernel.decodeFloat(group, entries: entries.baseAddress!, words: words, wordCount: dec.wordCount,
                                                                               escapes: escapes, state: &state, out: of.baseAddress! + g * T * C)
                                             }
                                            }
