@@ -167,7 +167,7 @@ enum LossyEncodeKernel {
         var best = 0
         var bestCost = Float.infinity
         for shape in 0..<ParametricModels.shapeCount {
-            for k in max(0, k0 - 1)...min(ParametricModels.scaleCount - 1, max(0, k0 + 1)) {
+            for k in max(0, k0 - 2)...min(ParametricModels.scaleCount - 1, max(0, k0 + 2)) {
                 let cls = ParametricModels.classIndex(shape: shape, scale: k)
                 var cost: Float = 0
                 for (a, cnt) in nz { cost += cnt * costs[cls &* histBins &+ a] }
