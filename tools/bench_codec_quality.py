@@ -37,6 +37,9 @@ def main(argv=None):
     ap.add_argument("--harness", default=os.path.join(ROOT, ".build", "release", "kvcodec-harness"))
     ap.add_argument("--tools", default=TOOLS, help="directory with extract_kv.py and eval_quality.py")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--alphas", nargs="+", type=float, default=None,
+                    help="tuning: base step (alpha) per entry of --levels, overriding the level profiles")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the CacheGen/int8 rows (faster tuning runs)")
     a = ap.parse_args(argv)
     os.makedirs(a.data, exist_ok=True)
     rows = {}  # name -> list of (top1, ppl_ratio, ratio)
@@ -46,17 +49,19 @@ def main(argv=None):
         if not os.path.exists(kv):
             sh([sys.executable, os.path.join(a.tools, "extract_kv.py"), tpath, kv, "--tokens", str(a.tokens)])
         decoded, ratios = [], []
-        for level in a.levels:
-            out = os.path.join(a.data, f"{text}_L{level}.safetensors")
-            line = sh([a.harness, "roundtrip", kv, out, str(level), str(a.chunk)])
+        for i, level in enumerate(a.levels):
+            extra = [str(a.alphas[i])] if a.alphas else []
+            out = os.path.join(a.data, f"{text}_L{level}{'_a' + extra[0] if extra else ''}.safetensors")
+            line = sh([a.harness, "roundtrip", kv, out, str(level), str(a.chunk), *extra])
             ratios.append(float(line.split()[-1]))
             decoded.append(out)
         res = json.loads(sh([sys.executable, os.path.join(a.tools, "eval_quality.py"), tpath, *decoded,
-                             "--exact", kv, "--cachegen-baseline", "--json"]))["results"]
+                             "--exact", kv, *([] if a.no_baselines else ["--cachegen-baseline"]), "--json"]))["results"]
         keys = ["decoded"] + [f"decoded_{i + 1}" for i in range(1, len(decoded))]
-        for level, key, ratio in zip(a.levels, keys, ratios):
+        for i, (level, key, ratio) in enumerate(zip(a.levels, keys, ratios)):
             r = res[key]
-            rows.setdefault(f"kvstore level {level}", []).append((r["top1"], r["ppl_ratio"], ratio))
+            name = f"kvstore level {level}" + (f" (alpha {a.alphas[i]})" if a.alphas else "")
+            rows.setdefault(name, []).append((r["top1"], r["ppl_ratio"], ratio))
         for base in ("cachegen", "int8_token"):
             if base in res:
                 r = res[base]

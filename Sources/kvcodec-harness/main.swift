@@ -27,12 +27,18 @@ do {
             : try ChunkContainer.codec(forLevel: level)
         let ctx = try Safetensors.readContext(args[2])
         var parts: [KVTensor] = []
-        var total = 0
+        var total = 0, sideBytes = 0, escapeBytes = 0
         var start = 0
         while start < ctx.kv.tokens {
             let end = min(ctx.kv.tokens, start + chunk)
             let enc = try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level, codec: codec)
             total += enc.count
+            if level > 0, enc.count >= ChunkHeader.size + 20 {
+                // Lossy payload prefix: version, flags, reserved, side raw, side zstd, escapes, rANS.
+                func u32(_ o: Int) -> Int { Int(enc[o]) | Int(enc[o + 1]) << 8 | Int(enc[o + 2]) << 16 | Int(enc[o + 3]) << 24 }
+                sideBytes += u32(ChunkHeader.size + 8)
+                escapeBytes += u32(ChunkHeader.size + 12)
+            }
             parts.append(try ChunkContainer.decode(enc))
             start = end
         }
@@ -40,12 +46,35 @@ do {
         let fp16 = ctx.kv.elementCount * 2
         if level == 0 && out != ctx.kv { fail("level 0 round trip is not bit-identical") }
         try FileIO.writeAtomically(Safetensors.serialize(KVContext(kv: out, tokens: ctx.tokens, metadata: ctx.metadata)), to: args[3], sync: false)
+        if level > 0 { print("side info \(sideBytes) bytes, escapes \(escapeBytes) bytes of \(total)") }
         print("level \(level) chunk \(chunk): \(total) bytes, ratio vs fp16 \(Double(fp16) / Double(total))")
     case "bench":
         let chunk = args.count > 3 ? Int(args[3]) ?? 256 : 256
         let levels = args.count > 4 ? args[4].split(separator: ",").compactMap { UInt8($0) } : [0, 1, 2, 3, 4]
         let ctx = try Safetensors.readContext(args[2])
         print(try CodecBenchmark.run(tensor: ctx.kv, chunkTokens: chunk, levels: levels).table)
+    case "decode-loop":
+        // Profiling aid: encodes once, then only decodes (kvcodec-harness decode-loop IN LEVEL [SECONDS]).
+        guard args.count >= 4, let level = UInt8(args[3]) else { fail("decode-loop IN LEVEL [SECONDS]") }
+        let seconds = args.count > 4 ? Double(args[4]) ?? 5 : 5
+        let ctx = try Safetensors.readContext(args[2])
+        var chunks: [[UInt8]] = []
+        var start = 0
+        while start < ctx.kv.tokens {
+            let end = min(ctx.kv.tokens, start + 256)
+            chunks.append(try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level))
+            start = end
+        }
+        var runs = 0
+        var best = Double.infinity
+        let t0 = CodecBenchmark.now()
+        while CodecBenchmark.now() - t0 < seconds {
+            let t1 = CodecBenchmark.now()
+            for c in chunks { _ = try ChunkContainer.decode(c) }
+            best = min(best, CodecBenchmark.now() - t1)
+            runs += 1
+        }
+        print("level \(level): \(runs) decodes, best \(Int(Double(ctx.kv.bytes.count) / best / 1e6)) MB/s")
     default:
         fail("unknown command \(args[1])")
     }

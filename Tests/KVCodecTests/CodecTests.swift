@@ -39,6 +39,46 @@ func entropyBits(_ symbols: [UInt8]) -> Double {
         }
     }
 
+    @Test func fourLaneHalfConversionMatchesScalar() {
+        var rng = TestRNG(s: 7)
+        for i in 0..<100_000 {
+            var v = SIMD4<Float>()
+            for k in 0..<4 {
+                // Alternate raw bit patterns (NaN, inf, overflow, subnormals) and small values.
+                v[k] = (i + k) % 2 == 0 ? Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))
+                                        : Float((rng.unit() - 0.5) * 1e-3)
+            }
+            let h = FastHalf.halfBits4(v)
+            for k in 0..<4 { #expect(UInt16(truncatingIfNeeded: h[k]) == FastHalf.halfBits(v[k]), "float \(v[k])") }
+        }
+    }
+
+    @Test func reciprocalEncodingEqualsDivision() {
+        var rng = TestRNG(s: 11)
+        for freq in UInt32(1)..<RANS.total {
+            let cum = UInt32(rng.next() % UInt64(RANS.total - freq + 1))
+            let sym = RANSEncSymbol(freq: freq, cum: cum)
+            // States just below the renormalisation bound, the extremes and random values in range.
+            var xs: [UInt32] = [RANS.lowerBound, RANS.lowerBound + 1, sym.xMax - 1, sym.xMax &- freq]
+            for _ in 0..<8 { xs.append(RANS.lowerBound + UInt32(rng.next() % UInt64(sym.xMax - RANS.lowerBound))) }
+            for x in xs where x >= RANS.lowerBound && x < sym.xMax {
+                let expected = ((x / freq) << RANS.precisionBits) + x % freq + cum
+                #expect(sym.apply(x) == expected, "freq \(freq) x \(x)")
+            }
+        }
+    }
+
+    @Test func decoderChannelOrderMatchesEncoder() {
+        var rng = TestRNG(s: 9)
+        for n in [1, 5, 192, 300] {
+            let classes = (0..<n).map { _ in Int(rng.next() % UInt64(ParametricModels.classCount)) }
+            let offsets = classes.map { $0 << RANS.precisionBits }
+            var order = [Int](repeating: 0, count: n)
+            offsets.withUnsafeBufferPointer { QuantizedRANSCodec.channelOrder(classOffsets: $0, into: &order) }
+            #expect(order == QuantizedRANSCodec.channelOrder(classes: classes))
+        }
+    }
+
     @Test(arguments: [0.05, 0.5, 3.0, 20.0])
     func rangeCoderIsWithinTwoPercentOfEmpiricalEntropy(sigma: Double) throws {
         // Laplace-distributed symbols, coded with a table normalised from their own histogram.
@@ -140,7 +180,7 @@ func entropyBits(_ symbols: [UInt8]) -> Double {
             let kv = try KVTensor(shape: shape, tokens: tokens, dtype: .f16, floats: floats)
             let out = try ChunkContainer.decode(ChunkContainer.encode(kv, level: 1))
             #expect(out.shape == shape && out.tokens == tokens)
-            if constant { #expect(out == kv) }
+            if constant { #expect(out == kv) } else { #expect(Self.relativeRMSE(kv, out) < 0.1, "\(tokens) tokens") }
         }
     }
 

@@ -69,12 +69,42 @@ public struct FrequencyTable: Sendable {
     }
 }
 
+/// One symbol prepared for division-free encoding (F. Giesen's RansEncSymbol, widened so the
+/// reciprocal is exact for every 32-bit state): x / freq = (x * rcp) >> (32 + shift) with
+/// rcp = ceil(2^(32 + shift) / freq) and 2^(shift - 1) < freq ≤ 2^shift (Granlund–Montgomery).
+struct RANSEncSymbol {
+    var rcp: UInt64
+    var xMax: UInt32
+    var bias: UInt32
+    var cmplFreq: UInt32
+    var shift: UInt32
+
+    init(freq: UInt32, cum: UInt32) {
+        precondition(freq >= 1 && freq < RANS.total)
+        var sh: UInt32 = 0
+        while (1 << sh) < freq { sh += 1 }
+        shift = sh
+        rcp = ((UInt64(1) << (32 + UInt64(sh))) + UInt64(freq) - 1) / UInt64(freq)
+        xMax = freq << (32 - RANS.precisionBits)
+        bias = cum
+        cmplFreq = RANS.total - freq
+    }
+
+    /// x → (x / freq) * total + x % freq + cum, written as x + cum + (x / freq) * (total − freq).
+    @inline(__always)
+    func apply(_ x: UInt32) -> UInt32 {
+        let p = UInt64(x).multipliedFullWidth(by: rcp)
+        let q = UInt32(truncatingIfNeeded: (p.high << (32 - UInt64(shift))) | (p.low >> (32 + UInt64(shift))))
+        return x &+ bias &+ q &* cmplFreq
+    }
+}
+
 /// Encodes symbols with 4 interleaved states. Symbols are pushed in reverse order (last first).
 struct RANSEncoder {
     /// Words written backwards from the end of `buffer`.
-    private(set) var buffer: UnsafeMutablePointer<UInt16>
+    var buffer: UnsafeMutablePointer<UInt16>
     private let capacity: Int
-    private(set) var pos: Int
+    var pos: Int
     var x0 = RANS.lowerBound, x1 = RANS.lowerBound, x2 = RANS.lowerBound, x3 = RANS.lowerBound
 
     /// `maxSymbols` bounds the words written: at most one per symbol.
@@ -96,6 +126,17 @@ struct RANSEncoder {
             x >>= 16
         }
         x = ((x / freq) << RANS.precisionBits) &+ (x % freq) &+ cum
+    }
+
+    @inline(__always)
+    static func put(_ x: inout UInt32, _ sym: RANSEncSymbol, buffer: UnsafeMutablePointer<UInt16>, pos: inout Int) {
+        // Branch-free: the word is always stored below the stream and kept only when needed
+        // (there is always room: the buffer holds one word per symbol plus 8).
+        let need = x >= sym.xMax
+        buffer[pos &- 1] = UInt16(truncatingIfNeeded: x)
+        pos &-= need ? 1 : 0
+        x = need ? x &>> 16 : x
+        x = sym.apply(x)
     }
 
     /// Encodes one symbol on state `way` (0...3).

@@ -24,9 +24,9 @@ public struct QuantProfile: Sendable, Equatable {
     public static func forLevel(_ level: UInt8) throws -> QuantProfile {
         switch level {
         case 1: QuantProfile(alpha: 0.2)
-        case 2: QuantProfile(alpha: 0.6)
-        case 3: QuantProfile(alpha: 1.1)
-        case 4: QuantProfile(alpha: 1.6)
+        case 2: QuantProfile(alpha: 0.58)
+        case 3: QuantProfile(alpha: 1.05)
+        case 4: QuantProfile(alpha: 1.55)
         default: throw CodecError.unsupported("lossy level \(level), expected 1...4")
         }
     }

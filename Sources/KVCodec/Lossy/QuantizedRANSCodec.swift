@@ -6,11 +6,13 @@ import KVTensor
 ///
 /// A group is one layer's keys or values: T tokens x C = kvHeads * headDim channels.
 ///   x̂[t, c] = mean[c] + q[t, c] * step * 2^(tokenCode[t] / 2)
-/// where mean is f16, step is f32, and q is coded with the model `modelClass[c]`.
+/// where mean = k[c] * (step * 1/8) (k an i16), step is f32, and q is coded with the model `modelClass[c]`.
 public struct QuantizedRANSCodec: ChunkCodec {
     public var id: CodecID { .cacheGen }
-    public static let formatVersion: UInt8 = 1
+    public static let formatVersion: UInt8 = 3
     static let prefixSize = 20
+    /// Payload flag: keys were rotated back by in-chunk position (`InChunkRoPE`).
+    static let flagRoPE: UInt8 = 1
     static let minTokenCode = -20, maxTokenCode = 12
     static let maxEscape = 1 << 24
 
@@ -32,105 +34,79 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let shape = tensor.shape
         let T = tensor.tokens, C = shape.rowElements, G = shape.layers * 2
         let weights = SensitivityProfile.weights(for: shape)
-        let values = tensor.floats()
-        for v in values where !v.isFinite { throw CodecError.nonFinite }
+        let values = try LossyEncodeKernel.floats(of: tensor)
 
         let sideCount = Self.sideInfoCount(G: G, C: C, T: T)
         var side = [UInt8](repeating: 0, count: sideCount)
         var escapesPerGroup = [[UInt8]](repeating: [], count: G)
-        let tables = ParametricModels.tables
         var encoder = RANSEncoder(maxSymbols: G * T * C)
         defer { encoder.deallocate() }
 
-        var q = [Int32](repeating: 0, count: T * C)
         var tokenCodes = [Int8](repeating: 0, count: T)
         var salient = [Bool](repeating: false, count: T)
-        var classes = [Int](repeating: 0, count: C)
-        var means = [Float](repeating: 0, count: C)
+        var work = LossyEncodeKernel.Workspace(T: T, C: C)
+        defer { work.deallocate() }
+        // Keys are rotated back by in-chunk position when the head layout is RoPE's (head_dim 64).
+        let rotate = shape.headDim == InChunkRoPE.headDim && T > 1
+        let rope = rotate ? InChunkRoPE.laneTables(tokens: T) : ([], [])
+        var unrotated = [Float](repeating: 0, count: rotate ? T * C : 0)
 
-        try values.withUnsafeBufferPointer { vals in
-            try side.withUnsafeMutableBytes { sideRaw in
+        values.withUnsafeBufferPointer { vals in
+          unrotated.withUnsafeMutableBufferPointer { unrot in
+            side.withUnsafeMutableBytes { sideRaw in
                 let sideBase = sideRaw.baseAddress!
                 // Groups are coded last to first: rANS is last-in, first-out.
                 for g in stride(from: G - 1, through: 0, by: -1) {
-                    let layer = g / 2, isValue = g % 2 == 1
-                    let x = UnsafeBufferPointer(rebasing: vals[(g * T * C)..<((g + 1) * T * C)])
+                    let isValue = g % 2 == 1
+                    var x = UnsafeBufferPointer(rebasing: vals[(g * T * C)..<((g + 1) * T * C)])
+                    // The step follows the spread of the keys as stored (what the sensitivity weights
+                    // were calibrated on); un-rotating then makes the same step cost fewer bits.
+                    var rmsAsStored: Float? = nil
+                    if rotate && !isValue {
+                        rmsAsStored = LossyEncodeKernel.channelStats(x.baseAddress!, &work)
+                        InChunkRoPE.unrotate(x.baseAddress!, into: unrot.baseAddress!, T: T, C: C, cos: rope.0, sin: rope.1)
+                        x = UnsafeBufferPointer(unrot)
+                    }
                     if isValue {
                         Self.tokenScales(values: x, T: T, C: C, profile: profile, codes: &tokenCodes, salient: &salient)
                     } else {
-                        for t in 0..<T { tokenCodes[t] = salient[t] ? Int8(-profile.salienceShift) : 0 }
                         // salient[] still holds this layer's flags from its value group (coded just before).
+                        for t in 0..<T { tokenCodes[t] = salient[t] ? Int8(-profile.salienceShift) : 0 }
                     }
-                    // Channel means (rounded to f16) and the group's RMS channel deviation.
-                    var sumVar: Double = 0
-                    for c in 0..<C {
-                        var s: Double = 0
-                        for t in 0..<T { s += Double(x[t * C + c]) }
-                        let m = T > 0 ? s / Double(T) : 0
-                        let mh = FastHalf.halfBits(Float(m))
-                        means[c] = FastHalf.toFloatTable[Int(mh)]
-                        sideBase.storeBytes(of: UInt8(mh & 0xFF), toByteOffset: Self.meanLoOffset(G: G, C: C) + g * C + c, as: UInt8.self)
-                        sideBase.storeBytes(of: UInt8(mh >> 8), toByteOffset: Self.meanHiOffset(G: G, C: C) + g * C + c, as: UInt8.self)
-                        var v: Double = 0
-                        for t in 0..<T { let d = Double(x[t * C + c]) - m; v += d * d }
-                        sumVar += T > 0 ? v / Double(T) : 0
-                    }
-                    let rms = (sumVar / Double(C)).squareRoot()
-                    var step = Float(Double(profile.alpha) * Double(weights[g]) * rms)
-                    if !(step >= 1e-12) || !step.isFinite { step = 1e-12 }
-                    sideBase.storeBytes(of: step.bitPattern.littleEndian, toByteOffset: 4 * g, as: UInt32.self)
                     for t in 0..<T {
                         sideBase.storeBytes(of: tokenCodes[t], toByteOffset: Self.tokenOffset(G: G, C: C) + g * T + t, as: Int8.self)
+                        work.rowScale[t] = Self.tokenMultipliers[Int(tokenCodes[t]) - Self.minTokenCode]
                     }
-                    // Quantise and collect per-channel histograms.
-                    var hist = [UInt32](repeating: 0, count: C * 256) // q + 127 in 0...254, 255 = |q| > 127
-                    for t in 0..<T {
-                        let inv = 1 / (step * Self.tokenMultipliers[Int(tokenCodes[t]) - Self.minTokenCode])
-                        for c in 0..<C {
-                            var r = ((x[t * C + c] - means[c]) * inv).rounded(.toNearestOrEven)
-                            r = min(max(r, -Float(Self.maxEscape)), Float(Self.maxEscape))
-                            let qi = Int32(r)
-                            q[t * C + c] = qi
-                            let h = qi < -127 || qi > 127 ? 255 : Int(qi) + 127
-                            hist[c * 256 + h] += 1
-                        }
-                    }
-                    // Pick each channel's model: least coded size over the whole family.
+                    let rmsHere = LossyEncodeKernel.channelStats(x.baseAddress!, &work)
+                    let rms = rmsAsStored ?? rmsHere
+                    var step = profile.alpha * weights[g] * rms
+                    if !(step >= 1e-12) || !step.isFinite { step = 1e-12 }
+                    // The stored step's sign says how the means are stored: + on the step grid, − as f16.
+                    let onGrid = LossyEncodeKernel.snapMeans(step: step, &work)
                     for c in 0..<C {
-                        classes[c] = Self.bestClass(hist: hist, channel: c, tables: tables)
-                        sideBase.storeBytes(of: UInt8(classes[c]), toByteOffset: Self.classOffset(G: G) + g * C + c, as: UInt8.self)
+                        let mh = work.meanBits[c]
+                        sideBase.storeBytes(of: UInt8(mh & 0xFF), toByteOffset: Self.meanLoOffset(G: G, C: C) + g * C + c, as: UInt8.self)
+                        sideBase.storeBytes(of: UInt8(mh >> 8), toByteOffset: Self.meanHiOffset(G: G, C: C) + g * C + c, as: UInt8.self)
                     }
-                    // Escapes in decoding order.
-                    var esc: [UInt8] = []
-                    for t in 0..<T {
-                        for c in 0..<C {
-                            let qi = q[t * C + c]
-                            if abs(qi) > tables.radius[classes[c]] { Self.appendVarint(Self.zigzag(qi), to: &esc) }
-                        }
+                    sideBase.storeBytes(of: (onGrid ? step : -step).bitPattern.littleEndian, toByteOffset: 4 * g, as: UInt32.self)
+                    LossyEncodeKernel.quantise(x.baseAddress!, step: step, &work)
+                    for c in 0..<C {
+                        let cls = LossyEncodeKernel.bestClass(channel: c, work)
+                        work.classes[c] = cls
+                        sideBase.storeBytes(of: UInt8(cls), toByteOffset: Self.classOffset(G: G) + g * C + c, as: UInt8.self)
                     }
-                    escapesPerGroup[g] = esc
-                    // rANS, last symbol first. Symbol (t, c) uses state c & 3.
-                    tables.freqCum.withUnsafeBufferPointer { fc in
-                        for t in stride(from: T - 1, through: 0, by: -1) {
-                            for c in stride(from: C - 1, through: 0, by: -1) {
-                                let cls = classes[c]
-                                let rad = tables.radius[cls]
-                                let qi = q[t * C + c]
-                                let sym = abs(qi) > rad ? 2 * rad + 1 : qi + rad
-                                let e = fc[cls * 256 + Int(sym)]
-                                encoder.put(way: c & 3, freq: e & 0xFFFF, cum: e >> 16)
-                            }
-                        }
-                    }
+                    let order = Self.channelOrder(classes: Array(UnsafeBufferPointer(start: work.classes, count: C)))
+                    escapesPerGroup[g] = LossyEncodeKernel.code(order: order, &work, encoder: &encoder)
                 }
             }
+          }
         }
 
         let sideZ = try Zstd.compress(side, level: 3)
         let escapes = escapesPerGroup.flatMap { $0 }
         var w = ByteWriter(capacity: Self.prefixSize + sideZ.count + escapes.count + encoder.byteCount)
         w.append(Self.formatVersion)
-        w.append(UInt8(0))
+        w.append(rotate ? Self.flagRoPE : UInt8(0))
         w.append(UInt16(0))
         w.append(UInt32(sideCount))
         w.append(UInt32(sideZ.count))
@@ -168,36 +144,22 @@ public struct QuantizedRANSCodec: ChunkCodec {
         }
     }
 
-    static func bestClass(hist: [UInt32], channel c: Int, tables: ParametricModels.Tables) -> Int {
-        // Estimate σ in steps to start near the right scale, then search every shape at ±3 quarter-octaves.
-        var n: Double = 0, s2: Double = 0
-        for h in 0..<255 {
-            let k = Double(hist[c * 256 + h])
-            if k > 0 { n += k; let q = Double(h - 127); s2 += k * q * q }
+    /// The order a group's channels are coded in: by model class, ties by channel index, so each
+    /// class's decode table is reused while it is in cache.
+    static func channelOrder(classes: [Int]) -> [Int] {
+        (0..<classes.count).sorted { classes[$0] != classes[$1] ? classes[$0] < classes[$1] : $0 < $1 }
+    }
+
+    /// The same order from the decoder's class offsets (class << 12), by a counting sort.
+    static func channelOrder(classOffsets off: UnsafeBufferPointer<Int>, into order: inout [Int]) {
+        var counts = [Int](repeating: 0, count: ParametricModels.classCount + 1)
+        for o in off { counts[(o >> RANS.precisionBits) + 1] += 1 }
+        for i in 1..<counts.count { counts[i] += counts[i - 1] }
+        for (c, o) in off.enumerated() {
+            let k = o >> RANS.precisionBits
+            order[counts[k]] = c
+            counts[k] += 1
         }
-        let big = Double(hist[c * 256 + 255])
-        n += big; s2 += big * 200 * 200
-        let sigma = n > 0 ? max(1e-3, (s2 / n).squareRoot()) : 1e-3
-        let k0 = Int((4 * Float.log2Approx(Float(sigma))).rounded()) + 16
-        var best = 0
-        var bestCost = Float.infinity
-        for shape in 0..<ParametricModels.shapeCount {
-            for k in max(0, k0 - 3)...min(ParametricModels.scaleCount - 1, max(0, k0 + 3)) {
-                let cls = ParametricModels.classIndex(shape: shape, scale: k)
-                let rad = Int(tables.radius[cls])
-                var cost: Float = 0
-                let escCost = tables.cost[cls * 256 + 2 * rad + 1]
-                for h in 0..<255 {
-                    let cnt = hist[c * 256 + h]
-                    if cnt == 0 { continue }
-                    let q = h - 127
-                    cost += Float(cnt) * (abs(q) > rad ? escCost + 8 : tables.cost[cls * 256 + q + rad])
-                }
-                cost += Float(big) * (escCost + 16)
-                if cost < bestCost { bestCost = cost; best = cls }
-            }
-        }
-        return best
     }
 
     @inline(__always) static func zigzag(_ v: Int32) -> UInt32 { UInt32(bitPattern: (v << 1) ^ (v >> 31)) }
@@ -226,7 +188,12 @@ public struct QuantizedRANSCodec: ChunkCodec {
         var r = ByteReader(payload)
         let version: UInt8 = r.read()
         guard version == Self.formatVersion else { throw CodecError.unsupported("lossy format version \(version)") }
-        let _: UInt8 = r.read()
+        let flags: UInt8 = r.read()
+        guard flags & ~Self.flagRoPE == 0 else { throw CodecError.unsupported("lossy flags \(flags)") }
+        let rotate = flags & Self.flagRoPE != 0
+        guard !rotate || shape.headDim == InChunkRoPE.headDim else {
+            throw CodecError.corrupt("RoPE flag on head_dim \(shape.headDim), the transform needs \(InChunkRoPE.headDim)")
+        }
         let _: UInt16 = r.read()
         let sideRaw = Int(r.read() as UInt32), sideZ = Int(r.read() as UInt32)
         let escLen = Int(r.read() as UInt32), ransLen = Int(r.read() as UInt32)
@@ -239,27 +206,31 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let escapes = r.slice(escLen)
         let rans = r.slice(ransLen)
 
-        let tables = ParametricModels.tables
         let n = G * T * C
-        var outHalf = [UInt16](repeating: 0, count: header.dtype == .f16 ? n : 0)
-        var outFloat = [Float](repeating: 0, count: header.dtype == .f16 ? 0 : n)
-        let dec = try RANSDecoder(rans)
-        var x0 = dec.x0, x1 = dec.x1, x2 = dec.x2, x3 = dec.x3
-        var wpos = 0, overrun = false
-        let words = dec.words, wordCount = dec.wordCount
         let isHalf = header.dtype == .f16
-        var escPos = 0
-        var badEscape = false
+        var outBytes = [UInt8](repeating: 0, count: isHalf ? 2 * n : 0)
+        var outFloat = [Float](repeating: 0, count: isHalf ? 0 : n)
+        let dec = try RANSDecoder(rans)
+        var state = LossyDecodeKernel.State(x0: dec.x0, x1: dec.x1, x2: dec.x2, x3: dec.x3)
+        // The words, then T + 8 zero words of padding (see LossyDecodeKernel.run).
+        let paddedCount = dec.wordCount + T + 8
+        let words = UnsafeMutablePointer<UInt16>.allocate(capacity: paddedCount)
+        defer { words.deallocate() }
+        UnsafeMutableRawPointer(words).copyMemory(from: dec.words, byteCount: 2 * dec.wordCount)
+        (words + dec.wordCount).initialize(repeating: 0, count: T + 8)
 
         try side.withUnsafeBytes { sb in
             // Validate all side info before decoding anything with it.
             var steps = [Float](repeating: 0, count: G)
+            var meansOnGrid = [Bool](repeating: true, count: G)
             for g in 0..<G {
                 let s = Float(bitPattern: UInt32(littleEndian: sb.loadUnaligned(fromByteOffset: 4 * g, as: UInt32.self)))
-                guard s.isFinite, s > 0 else { throw CodecError.corrupt("step of group \(g) is \(s)") }
-                steps[g] = s
+                guard s.isFinite, s != 0 else { throw CodecError.corrupt("step of group \(g) is \(s)") }
+                steps[g] = abs(s)
+                meansOnGrid[g] = s > 0
             }
             let clsBase = Self.classOffset(G: G), tokBase = Self.tokenOffset(G: G, C: C)
+            let loBase = Self.meanLoOffset(G: G, C: C), hiBase = Self.meanHiOffset(G: G, C: C)
             for i in 0..<(G * C) where Int(sb[clsBase + i]) >= ParametricModels.classCount {
                 throw CodecError.corrupt("model class \(sb[clsBase + i]) out of range")
             }
@@ -268,63 +239,52 @@ public struct QuantizedRANSCodec: ChunkCodec {
                 guard code >= Self.minTokenCode, code <= Self.maxTokenCode else { throw CodecError.corrupt("token code \(code) out of range") }
             }
             var means = [Float](repeating: 0, count: C)
-            var slotBase = [Int](repeating: 0, count: C)
-            var radius = [Int32](repeating: 0, count: C)
-
-            try tables.slotToSymbol.withUnsafeBufferPointer { s2sAll in
-                try tables.freqCum.withUnsafeBufferPointer { fcAll in
-                    try outHalf.withUnsafeMutableBufferPointer { oh in
-                        try outFloat.withUnsafeMutableBufferPointer { of in
-                            for g in 0..<G {
-                                for c in 0..<C {
-                                    let bits = UInt16(sb[Self.meanLoOffset(G: G, C: C) + g * C + c]) | UInt16(sb[Self.meanHiOffset(G: G, C: C) + g * C + c]) << 8
-                                    guard bits & 0x7C00 != 0x7C00 else { throw CodecError.corrupt("non-finite channel mean") }
-                                    means[c] = FastHalf.toFloatTable[Int(bits)]
-                                    let cls = Int(sb[clsBase + g * C + c])
-                                    slotBase[c] = cls
-                                    radius[c] = tables.radius[cls]
-                                }
-                                let out = g * T * C
-                                try means.withUnsafeBufferPointer { mu in
-                                    try slotBase.withUnsafeBufferPointer { cl in
-                                        try radius.withUnsafeBufferPointer { rad in
-                                            for t in 0..<T {
-                                                let code = Int(Int8(bitPattern: sb[tokBase + g * T + t]))
-                                                let step = steps[g] * Self.tokenMultipliers[code - Self.minTokenCode]
-                                                let row = out + t * C
-                                                var c = 0
-                                                @inline(__always) func one(_ x: inout UInt32, _ c: Int) {
-                                                    let cls = cl[c]
-                                                    let slot = Int(x & (RANS.total - 1))
-                                                    let sym = s2sAll[cls << 12 | slot]
-                                                    let e = fcAll[cls << 8 | Int(sym)]
-                                                    x = (e & 0xFFFF) &* (x >> RANS.precisionBits) &+ UInt32(slot) &- (e >> 16)
-                                                    if x < RANS.lowerBound {
-                                                        if wpos < wordCount {
-                                                            x = (x << 16) | UInt32(UInt16(littleEndian: words.loadUnaligned(fromByteOffset: 2 * wpos, as: UInt16.self)))
-                                                            wpos += 1
-                                                        } else {
-                                                            overrun = true
-                                                            x = (x << 16) | 0xFFFF
-                                                        }
-                                                    }
-                                                    let rr = rad[c]
-                                                    var qv = Int32(sym) &- rr
-                                                    if qv > rr { // escape symbol
-                                                        qv = Self.readEscape(escapes, &escPos, &badEscape)
-                                                    }
-                                                    let v = mu[c] + Float(qv) * step
-                                                    if isHalf { oh[row + c] = FastHalf.halfBits(v) } else { of[row + c] = v }
-                                                }
-                                                while c + 4 <= C {
-                                                    one(&x0, c); one(&x1, c + 1)
-                                                    one(&x2, c + 2); one(&x3, c + 3)
-                                                    c += 4
-                                                }
-                                                if c < C { one(&x0, c); c += 1 }
-                                                if c < C { one(&x1, c); c += 1 }
-                                                if c < C { one(&x2, c); c += 1 }
+            var offsets = [Int](repeating: 0, count: C)
+            var rowSteps = [Float](repeating: 0, count: T + 4)
+            var order = [Int](repeating: 0, count: C)
+            let rope = rotate ? InChunkRoPE.laneTables(tokens: T) : ([], [])
+            let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: T * C + 4)
+            defer { scratch.deallocate() }
+            try LossyDecodeKernel.entries.withUnsafeBufferPointer { entries in
+                try means.withUnsafeMutableBufferPointer { mu in
+                    try offsets.withUnsafeMutableBufferPointer { off in
+                        try rowSteps.withUnsafeMutableBufferPointer { rs in
+                            try outBytes.withUnsafeMutableBytes { ob in
+                                try outFloat.withUnsafeMutableBufferPointer { of in
+                                    for g in 0..<G where n > 0 {
+                                        for c in 0..<C {
+                                            let bits = UInt16(sb[loBase + g * C + c]) | UInt16(sb[hiBase + g * C + c]) << 8
+                                            if meansOnGrid[g] {
+                                                mu[c] = Float(Int16(bitPattern: bits)) * (steps[g] * LossyEncodeKernel.meanGrid)
+                                            } else {
+                                                guard bits & 0x7C00 != 0x7C00 else { throw CodecError.corrupt("non-finite channel mean") }
+                                                mu[c] = FastHalf.toFloatTable[Int(bits)]
                                             }
+                                            off[c] = Int(sb[clsBase + g * C + c]) << RANS.precisionBits
+                                        }
+                                        for t in 0..<T {
+                                            let code = Int(Int8(bitPattern: sb[tokBase + g * T + t]))
+                                            rs[t] = steps[g] * Self.tokenMultipliers[code - Self.minTokenCode]
+                                        }
+                                        Self.channelOrder(classOffsets: UnsafeBufferPointer(off), into: &order)
+                                        order.withUnsafeBufferPointer { ord in
+                                          rope.0.withUnsafeBufferPointer { ropeCos in
+                                           rope.1.withUnsafeBufferPointer { ropeSin in
+                                            let keyRope = rotate && g % 2 == 0
+                                            var group = LossyDecodeKernel.Group(T: T, C: C, order: ord.baseAddress!, classOffset: UnsafePointer(off.baseAddress!),
+                                                                                means: UnsafePointer(mu.baseAddress!), rowStep: UnsafePointer(rs.baseAddress!),
+                                                                                scratch: scratch, ropeCos: nil, ropeSin: nil)
+                                            if keyRope { group.ropeCos = ropeCos.baseAddress; group.ropeSin = ropeSin.baseAddress }
+                                            if isHalf {
+                                                let o = ob.baseAddress!.assumingMemoryBound(to: UInt16.self) + g * T * C
+                                                LossyDecodeKernel.decodeHalf(group, entries: entries.baseAddress!, words: words, wordCount: dec.wordCount,
+                                                                             escapes: escapes, state: &state, out: o)
+                                            } else {
+                                                LossyDecodeKernel.decodeFloat(group, entries: entries.baseAddress!, words: words, wordCount: dec.wordCount,
+                                                                              escapes: escapes, state: &state, out: of.baseAddress! + g * T * C)
+                                            }
+                                           }
+                                          }
                                         }
                                     }
                                 }
@@ -334,13 +294,15 @@ public struct QuantizedRANSCodec: ChunkCodec {
                 }
             }
         }
-        let clean = !overrun && wpos == wordCount && [x0, x1, x2, x3].allSatisfy { $0 == RANS.lowerBound }
+        let clean = state.pos == dec.wordCount && [state.x0, state.x1, state.x2, state.x3].allSatisfy { $0 == RANS.lowerBound }
         guard clean else { throw CodecError.corrupt("rANS stream does not end where it should") }
-        guard !badEscape, escPos == escapes.count else { throw CodecError.corrupt("escape stream does not match the symbols") }
+        guard !state.badEscape, state.escPos == escapes.count else { throw CodecError.corrupt("escape stream does not match the symbols") }
         do {
-            if header.dtype == .f16 {
-                let bytes = outHalf.withUnsafeBytes { Array($0) }
-                return try KVTensor(shape: shape, tokens: T, dtype: .f16, bytes: bytes)
+            if isHalf {
+                #if _endian(big)
+                for i in 0..<n { outBytes.swapAt(2 * i, 2 * i + 1) }
+                #endif
+                return try KVTensor(shape: shape, tokens: T, dtype: .f16, bytes: outBytes)
             }
             return try KVTensor(shape: shape, tokens: T, dtype: header.dtype, floats: outFloat)
         } catch { throw CodecError.corrupt("\(error)") }

@@ -28,4 +28,20 @@ enum FastHalf {
         }
         return UInt16(truncatingIfNeeded: o | (sign >> 16))
     }
+
+    /// `halfBits` on 4 lanes without branches (both paths computed, then selected).
+    @inline(__always)
+    static func halfBits4(_ f: SIMD4<Float>) -> SIMD4<UInt32> {
+        var u = unsafeBitCast(f, to: SIMD4<UInt32>.self)
+        let sign = u & 0x8000_0000
+        u ^= sign
+        let ui = unsafeBitCast(u, to: SIMD4<Int32>.self) // sign cleared: signed compares are exact
+        let mantOdd = (u &>> 13) & 1
+        var o = (u &+ 0xC800_0FFF &+ mantOdd) &>> 13
+        let sub = unsafeBitCast(unsafeBitCast(u, to: SIMD4<Float>.self) + SIMD4<Float>(repeating: 0.5), to: SIMD4<UInt32>.self) &- 0x3F00_0000
+        o.replace(with: sub, where: ui .< 0x3880_0000)
+        o.replace(with: SIMD4(repeating: 0x7C00), where: ui .>= 0x4780_0000)
+        o.replace(with: SIMD4(repeating: 0x7E00), where: ui .> 0x7F80_0000)
+        return o | (sign &>> 16)
+    }
 }

@@ -1,0 +1,260 @@
+import KVTensor
+
+/// The lossy encoder's per-group work, flat: row-major Float statistics, quantisation with
+/// magic-number rounding, a per-channel |q| histogram, a model choice among a few candidates near
+/// the channel's measured scale, and division-free rANS.
+enum LossyEncodeKernel {
+    /// |q| histogram bins per channel; the last bin collects |q| ≥ histBins − 1.
+    static let histBins = 128
+    /// Quantisation indices are clamped to ±2^22 (the magic-number rounding is exact below 2^23;
+    /// the decoder accepts escapes up to 2^24).
+    static let maxIndex: Float = 4_194_304
+
+    /// Scratch for one group, reused across groups.
+    struct Workspace {
+        let T: Int, C: Int
+        var q: UnsafeMutablePointer<Int32>       // T * C, row-major
+        var hist: UnsafeMutablePointer<UInt32>   // C * histBins
+        var meanBits: UnsafeMutablePointer<UInt16>
+        var means: UnsafeMutablePointer<Float>   // f16-rounded means
+        var classes: UnsafeMutablePointer<Int>
+        var rowScale: UnsafeMutablePointer<Float> // 2^(token code / 2) per row
+        var acc: UnsafeMutablePointer<Float>     // C accumulators
+
+        init(T: Int, C: Int) {
+            self.T = T
+            self.C = C
+            q = .allocate(capacity: max(1, T * C))
+            hist = .allocate(capacity: C * LossyEncodeKernel.histBins)
+            meanBits = .allocate(capacity: C)
+            means = .allocate(capacity: C)
+            classes = .allocate(capacity: C)
+            rowScale = .allocate(capacity: max(1, T))
+            acc = .allocate(capacity: C)
+        }
+
+        func deallocate() {
+            q.deallocate(); hist.deallocate(); meanBits.deallocate(); means.deallocate()
+            classes.deallocate(); rowScale.deallocate(); acc.deallocate()
+        }
+    }
+
+    /// The tensor as Float (f16 through the lookup table); throws `nonFinite` on NaN or infinity.
+    static func floats(of tensor: KVTensor) throws -> [Float] {
+        guard tensor.dtype == .f16 else {
+            let v = tensor.floats()
+            for x in v where !x.isFinite { throw CodecError.nonFinite }
+            return v
+        }
+        let n = tensor.elementCount
+        var bad = false
+        let out = [Float](unsafeUninitializedCapacity: n) { buf, count in
+            tensor.bytes.withUnsafeBytes { raw in
+                FastHalf.toFloatTable.withUnsafeBufferPointer { table in
+                    var allExp: UInt16 = 0x7C00
+                    for i in 0..<n {
+                        let h = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 &* i, as: UInt16.self))
+                        // A non-finite half has all exponent bits set.
+                        if h & 0x7C00 == 0x7C00 { allExp = 0 }
+                        buf[i] = table[Int(h)]
+                    }
+                    bad = allExp == 0
+                }
+            }
+            count = n
+        }
+        if bad { throw CodecError.nonFinite }
+        return out
+    }
+
+    /// Mean grid as a fraction of the step (a power of two, so step · meanGrid is exact).
+    static let meanGrid: Float = 0.125
+
+    /// Puts each channel mean on a grid of step/8: mean = k · step/8 with k an i16 (stored in
+    /// `meanBits`). k takes far fewer bits than an f16 mean; a grid as coarse as the step itself
+    /// would shift the symbols off centre by up to half a step, which the symmetric models pay for
+    /// at the large steps of level 4 (measured: −5% there, +1% at level 1).
+    /// Returns false, and rounds the means to f16 instead, when some mean is more than 32767 grid
+    /// points from 0 (e.g. a constant channel, whose step is the 1e-12 floor).
+    static func snapMeans(step: Float, _ w: inout Workspace) -> Bool {
+        let grid = step * meanGrid
+        let inv = 1 / grid
+        var fits = true
+        for c in 0..<w.C where !(abs(w.means[c] * inv) <= 32767) { fits = false }
+        for c in 0..<w.C {
+            if fits {
+                let ki = Int16((w.means[c] * inv).rounded(.toNearestOrEven))
+                w.meanBits[c] = UInt16(bitPattern: ki)
+                w.means[c] = Float(ki) * grid
+            } else {
+                let mh = FastHalf.halfBits(w.means[c])
+                w.meanBits[c] = mh
+                w.means[c] = FastHalf.toFloatTable[Int(mh)]
+            }
+        }
+        return fits
+    }
+
+    /// Channel means (exact, stored in the workspace) and the group's RMS channel
+    /// standard deviation (around the exact means). Row-major passes in Float.
+    static func channelStats(_ x: UnsafePointer<Float>, _ w: inout Workspace) -> Float {
+        let T = w.T, C = w.C
+        guard T > 0 else {
+            for c in 0..<C { w.means[c] = 0 }
+            return 0
+        }
+        let acc = w.acc
+        acc.initialize(repeating: 0, count: C)
+        for t in 0..<T {
+            let row = x + t &* C
+            for c in 0..<C { acc[c] += row[c] }
+        }
+        let invT = 1 / Float(T)
+        let exact = UnsafeMutablePointer<Float>.allocate(capacity: C)
+        defer { exact.deallocate() }
+        for c in 0..<C {
+            let m = acc[c] * invT
+            exact[c] = m
+            w.means[c] = m // exact until `snapMeans` puts them on the step grid
+        }
+        acc.initialize(repeating: 0, count: C)
+        for t in 0..<T {
+            let row = x + t &* C
+            for c in 0..<C { let d = row[c] - exact[c]; acc[c] += d * d }
+        }
+        var sumVar: Float = 0
+        for c in 0..<C { sumVar += acc[c] * invT }
+        return (sumVar / Float(C)).squareRoot()
+    }
+
+    /// q = round((x − mean) / (step · rowScale)), clamped; fills the |q| histograms.
+    static func quantise(_ x: UnsafePointer<Float>, step: Float, _ w: inout Workspace) {
+        let T = w.T, C = w.C, hist = w.hist, means = w.means, qOut = w.q
+        hist.initialize(repeating: 0, count: C * histBins)
+        let magic: Float = 12_582_912 // 1.5 · 2^23: adding and subtracting it rounds to nearest even
+        for t in 0..<T {
+            let inv = 1 / (step * w.rowScale[t])
+            let row = x + t &* C
+            let qRow = qOut + t &* C
+            for c in 0..<C {
+                let v = min(max((row[c] - means[c]) * inv, -maxIndex), maxIndex)
+                let r = (v + magic) - magic
+                let qi = Int32(r)
+                qRow[c] = qi
+                let a = Int(min(qi.magnitude, UInt32(histBins - 1)))
+                hist[c &* histBins &+ a] &+= 1
+            }
+        }
+    }
+
+    /// The model class with the least estimated code length: every shape at the quarter-octave
+    /// scale nearest the channel's RMS index and its two neighbours, costed on the |q| histogram.
+    static func bestClass(channel c: Int, _ w: Workspace) -> Int {
+        let h = w.hist + c &* histBins
+        var n: Float = 0, s2: Float = 0
+        var nz = [(Int, Float)]()
+        nz.reserveCapacity(16)
+        for a in 0..<histBins where h[a] != 0 {
+            let k = Float(h[a])
+            let qa: Float = a == histBins - 1 ? 200 : Float(a)
+            n += k
+            s2 += k * qa * qa
+            nz.append((a, k))
+        }
+        let sigma = n > 0 ? max(1e-3, (s2 / n).squareRoot()) : 1e-3
+        let k0 = Int((4 * Float.log2Approx(sigma)).rounded()) + 16
+        let costs = ParametricModels.absCost
+        var best = 0
+        var bestCost = Float.infinity
+        for shape in 0..<ParametricModels.shapeCount {
+            for k in max(0, k0 - 2)...min(ParametricModels.scaleCount - 1, max(0, k0 + 2)) {
+                let cls = ParametricModels.classIndex(shape: shape, scale: k)
+                var cost: Float = 0
+                for (a, cnt) in nz { cost += cnt * costs[cls &* histBins &+ a] }
+                if cost < bestCost { bestCost = cost; best = cls }
+            }
+        }
+        return best
+    }
+
+    /// rANS-codes the group (channels in `order`, tokens in order; pushed in reverse) and returns
+    /// its escape stream in decoding order.
+    static func code(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder) -> [UInt8] {
+        let T = w.T, C = w.C, q = w.q
+        var escaped: [Int32] = [] // in reverse decoding order
+        let radius = ParametricModels.tables.radius
+        ParametricModels.encodeSymbols.withUnsafeBufferPointer { symbols in
+            var x0 = encoder.x0, x1 = encoder.x1, x2 = encoder.x2, x3 = encoder.x3
+            var pos = encoder.pos
+            let buf = encoder.buffer
+            for k in stride(from: C - 1, through: 0, by: -1) {
+                let c = order[k]
+                let cls = w.classes[c]
+                let rad = radius[cls]
+                let tab = symbols.baseAddress! + (cls &* 256 &+ Int(rad))
+                var t = T - 1
+                @inline(__always) func sym(_ t: Int) -> RANSEncSymbol {
+                    let qi = q[t &* C &+ c]
+                    if qi > rad || qi < -rad { escaped.append(qi); return tab[Int(rad) &+ 1] }
+                    return tab[Int(qi)]
+                }
+                // Token t uses state t & 3; walk down to a multiple of 4 first.
+                while t >= 0 && t & 3 != 3 {
+                    switch t & 3 {
+                    case 0: RANSEncoder.put(&x0, sym(t), buffer: buf, pos: &pos)
+                    case 1: RANSEncoder.put(&x1, sym(t), buffer: buf, pos: &pos)
+                    default: RANSEncoder.put(&x2, sym(t), buffer: buf, pos: &pos)
+                    }
+                    t -= 1
+                }
+                while t >= 3 {
+                    RANSEncoder.put(&x3, sym(t), buffer: buf, pos: &pos)
+                    RANSEncoder.put(&x2, sym(t &- 1), buffer: buf, pos: &pos)
+                    RANSEncoder.put(&x1, sym(t &- 2), buffer: buf, pos: &pos)
+                    RANSEncoder.put(&x0, sym(t &- 3), buffer: buf, pos: &pos)
+                    t &-= 4
+                }
+            }
+            encoder.x0 = x0; encoder.x1 = x1; encoder.x2 = x2; encoder.x3 = x3
+            encoder.pos = pos
+        }
+        var esc: [UInt8] = []
+        for v in escaped.reversed() { QuantizedRANSCodec.appendVarint(QuantizedRANSCodec.zigzag(v), to: &esc) }
+        return esc
+    }
+}
+
+extension ParametricModels {
+    /// classCount * 256 encode symbols (index: class * 256 + symbol).
+    static let encodeSymbols: [RANSEncSymbol] = {
+        let t = tables
+        var out = [RANSEncSymbol](repeating: RANSEncSymbol(freq: 1, cum: 0), count: classCount * 256)
+        for cls in 0..<classCount {
+            for s in 0...(2 * Int(t.radius[cls]) + 1) {
+                let e = t.freqCum[cls * 256 + s]
+                out[cls * 256 + s] = RANSEncSymbol(freq: e & 0xFFFF, cum: e >> 16)
+            }
+        }
+        return out
+    }()
+
+    /// classCount * 128: estimated bits to code |q| = a with a class (mean of ±a; escapes cost
+    /// the escape symbol plus a varint estimate).
+    static let absCost: [Float] = {
+        let t = tables
+        let bins = LossyEncodeKernel.histBins
+        var out = [Float](repeating: 0, count: classCount * bins)
+        for cls in 0..<classCount {
+            let rad = Int(t.radius[cls])
+            let esc = t.cost[cls * 256 + 2 * rad + 1]
+            for a in 0..<bins {
+                if a <= rad {
+                    out[cls * bins + a] = (t.cost[cls * 256 + rad + a] + t.cost[cls * 256 + rad - a]) / 2
+                } else {
+                    out[cls * bins + a] = esc + (a >= bins - 1 ? 16 : 8)
+                }
+            }
+        }
+        return out
+    }()
+}
