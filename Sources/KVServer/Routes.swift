@@ -46,7 +46,7 @@ public final class KVService: Sendable {
         guard let model = q["model"].map(String.init) ?? ctx.metadata["model"], !model.isEmpty else {
             throw APIError.badRequest("the context names no model in __metadata__.model; pass ?model=")
         }
-        let levels = try Self.levels(q["levels"].map(String.init) ?? "0")
+        let levels = try Self.levels(q["levels"].map(String.init) ?? CodecLevel.storedByDefaultText)
         let namespace = store.namespace(for: ctx, model: model, salt: context.tenant.salt)
         let report = try store.put(ctx, namespace: namespace, levels: levels, name: q["name"].map(String.init) ?? "")
         afterPut(logger: context.logger)

@@ -45,7 +45,7 @@ import TestSupport
 
     @Test func removeByIdPrefixFreesTheBlobs() throws {
         defer { TestSupport.removeTree(dir) }
-        let put = try TestSupport.run(["put", fixture, "--store", store, "--name", "doc1"])
+        let put = try TestSupport.run(["put", fixture, "--store", store, "--name", "doc1", "--levels", "0"])
         #expect(put.status == 0)
         let rm = try TestSupport.run(["rm", "doc1", "--store", store])
         #expect(rm.status == 0, "\(rm.stderr)")
@@ -120,10 +120,10 @@ import TestSupport
             try Safetensors.write(ctx, to: path)
             files.append(path)
         }
-        _ = try TestSupport.run(["put", files[0], "--store", store, "--chunk-tokens", "16"])
+        _ = try TestSupport.run(["put", files[0], "--store", store, "--chunk-tokens", "16", "--levels", "0"])
         let script = { (range: [Int]) -> String in
             range.map { i in
-                "\(TestSupport.binary) put \(files[i]) --store \(self.store) && \(TestSupport.binary) get --tokens \(files[0]) -o \(self.dir)/g\(i).safetensors --store \(self.store)"
+                "\(TestSupport.binary) put \(files[i]) --store \(self.store) --levels 0 && \(TestSupport.binary) get --tokens \(files[0]) -o \(self.dir)/g\(i).safetensors --store \(self.store)"
             }.joined(separator: " && ")
         }
         let writers = try [[1, 2, 3], [4, 5]].map { range -> Process in

@@ -276,7 +276,7 @@ final class Tally: @unchecked Sendable {
     @Test func gcPinAndFsckCommandsReportAndRejectBadInput() throws {
         defer { TestSupport.removeTree(dir) }
         let fixture = TestSupport.fixture("smollm2_ctx96_f16.safetensors")
-        #expect(try TestSupport.run(["put", fixture, "--store", store, "--chunk-tokens", "16", "--name", "doc"]).status == 0)
+        #expect(try TestSupport.run(["put", fixture, "--store", store, "--chunk-tokens", "16", "--name", "doc", "--levels", "0"]).status == 0)
         let pin = try TestSupport.run(["pin", "doc", "--for", "2h", "--store", store])
         #expect(pin.status == 0 && pin.stdout.hasPrefix("pinned "), "\(pin.stderr)")
         let gc = try TestSupport.run(["gc", "--max-bytes", "0", "--store", store])

@@ -104,7 +104,7 @@ struct ShapedLinkTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let ns = try ShapedNamespace(rate: "100mbit")
         defer { ns.remove() }
-        try ShapedNamespace.run([ShapedNamespace.binary, "put", Self.fixture, "--store", dir + "/store", "--chunk-tokens", "16"])
+        try ShapedNamespace.run([ShapedNamespace.binary, "put", Self.fixture, "--store", dir + "/store", "--chunk-tokens", "16", "--levels", "0"])
         let (server, port) = try ns.serve(store: dir + "/store", chunkTokens: 16, portFile: dir + "/port")
         defer { server.terminate(); server.waitUntilExit() }
         let fixture = try Safetensors.readContext(Self.fixture)

@@ -13,4 +13,9 @@ public protocol ChunkCodec: Sendable {
 public enum CodecLevel {
     public static let lossless: UInt8 = 0
     public static let all: ClosedRange<UInt8> = 0...4
+    /// What `put` and uploads store unless told otherwise: lossless for exact reuse, and two lossy
+    /// levels (about 6x and 11x smaller) so a stream can trade quality for bandwidth per chunk by
+    /// picking stored bytes, with no encoding on the hot path.
+    public static let storedByDefault: [UInt8] = [0, 2, 4]
+    public static var storedByDefaultText: String { storedByDefault.map(String.init).joined(separator: ",") }
 }

@@ -12,8 +12,8 @@ struct Put: ParsableCommand {
     @Option(help: "Model id (default: the file's __metadata__.model).")
     var model: String?
 
-    @Option(help: "Compression levels to store, e.g. 0 or 0,2,4 (0 = lossless).")
-    var levels = "0"
+    @Option(help: "Compression levels to store, e.g. 0 or 0,1,2,3,4 (0 = lossless).")
+    var levels = CodecLevel.storedByDefaultText
 
     @Option(help: "A name to find the context by in ls and rm.")
     var name = ""
