@@ -53,13 +53,13 @@ MODES=adaptive,raw,zstd
 for l in ${LEVELS//,/ }; do MODES="$MODES,L$l"; done
 echo
 echo "== shaped link: tbf rate 100mbit burst 32kb latency 50ms, deadline $SLO ms, median of 3"
-ip netns exec "$NS" timeout 300 "$BIN" bench-stream --remote "$URL" --tokens "$CTX" --slo-ms "$SLO" --modes "$MODES" --runs 3 --bandwidth-hint-mbps 100
+ip netns exec "$NS" timeout 300 "$BIN" bench stream --remote "$URL" --tokens "$CTX" --slo-ms "$SLO" --modes "$MODES" --runs 3 --bandwidth-hint-mbps 100
 
 ip netns exec "$NS" tc qdisc del dev lo root
 echo
 echo "== unshaped loopback: stored-chunk stream throughput (lossless, one stream, median of 5; without and with client decoding)"
-ip netns exec "$NS" timeout 300 "$BIN" bench-stream --remote "$URL" --tokens "$CTX" --slo-ms 60000 --modes L0,L4 --runs 5 --no-decode
-ip netns exec "$NS" timeout 300 "$BIN" bench-stream --remote "$URL" --tokens "$CTX" --slo-ms 60000 --modes L0 --runs 5 --decode
+ip netns exec "$NS" timeout 300 "$BIN" bench stream --remote "$URL" --tokens "$CTX" --slo-ms 60000 --modes L0,L4 --runs 5 --no-decode
+ip netns exec "$NS" timeout 300 "$BIN" bench stream --remote "$URL" --tokens "$CTX" --slo-ms 60000 --modes L0 --runs 5 --decode
 echo
 echo "== unshaped loopback: 64 concurrent streams (no client decoding), 3 runs"
-ip netns exec "$NS" timeout 300 "$BIN" bench-stream --remote "$URL" --tokens "$CTX" --slo-ms 60000 --modes adaptive --runs 3 --streams 64
+ip netns exec "$NS" timeout 300 "$BIN" bench stream --remote "$URL" --tokens "$CTX" --slo-ms 60000 --modes adaptive --runs 3 --streams 64

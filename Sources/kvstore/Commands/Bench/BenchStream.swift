@@ -7,7 +7,7 @@ import KVTransport
 /// over a shaped namespace link).
 struct BenchStream: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-stream",
+        commandName: "stream",
         abstract: "Benchmark streamed loads from a kvstore server: adaptive vs raw fp16 vs zstd vs fixed levels.")
 
     @Option(help: "Server, http://HOST:PORT.")
