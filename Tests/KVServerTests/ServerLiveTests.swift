@@ -62,7 +62,10 @@ struct ServerLiveTests {
                 for _ in 0..<64 {
                     group.addTask {
                         do {
-                            guard let r = try await client.stream(StreamRequest(tokens: ctx.tokens, sloMs: 60_000)) else { return "miss" }
+                            // Level pinned: this checks concurrency; level choice under a deadline is
+                            // LevelControllerTests' job, and a starved in-process client makes
+                            // delivered-bandwidth estimates (and so the choice) depend on the machine's load.
+                            guard let r = try await client.stream(StreamRequest(tokens: ctx.tokens, sloMs: 60_000, level: 0)) else { return "miss" }
                             return try r.contiguousKV() == ctx.kv ? "ok" : "levels \(r.chunks.map(\.choice))"
                         } catch { return "\(error)" }
                     }
