@@ -13,6 +13,8 @@ public struct PutReport: Sendable, Codable, Equatable {
     public var bytesWritten: Int
     /// Bytes of this context's stored encodings (shared ones included).
     public var storedBytes: Int
+    /// `storedBytes` by compression level ("0", "2", …), so each level's ratio can be read off.
+    public var storedBytesByLevel: [String: Int] = [:]
     /// Bytes of the context's KV as given.
     public var inputBytes: Int
     public var alreadyStored: Bool
@@ -71,6 +73,7 @@ extension ChunkStore {
         let now = clock()
         let contextKey = chain.last!.bytes
         var storedBytes = 0
+        var byLevel: [String: Int] = [:]
         let alreadyStored: Bool = try env.write { txn in
             // A context GC cut short lists a prefix of its chain; this put completes it again.
             let stored = try txn.get(contextDB, contextKey).map(ContextRecord.init(decoding:))
@@ -100,6 +103,7 @@ extension ChunkStore {
                 }
                 if i >= listed || created { record.refs += 1 }
                 storedBytes += record.storedBytes
+                for l in record.levels { byLevel[String(l.level), default: 0] += l.bytes }
                 try txn.put(chunkDB, chain[i].bytes, record.encoded())
             }
             if listed < chain.count {
@@ -114,7 +118,8 @@ extension ChunkStore {
         }
         return PutReport(contextID: chain.last!.hex, tokens: context.tokens.count, chunks: chain.count,
                          deduplicatedChunks: deduplicated, blobsWritten: blobsWritten, bytesWritten: bytesWritten,
-                         storedBytes: storedBytes, inputBytes: context.kv.bytes.count, alreadyStored: alreadyStored)
+                         storedBytes: storedBytes, storedBytesByLevel: byLevel, inputBytes: context.kv.bytes.count,
+                         alreadyStored: alreadyStored)
     }
 
     /// Adds a reference to a blob inside a write transaction. A blob with no record may have lost its

@@ -13,6 +13,12 @@ import TestSupport
         let put = try TestSupport.run(["put", fixture, "--store", store, "--chunk-tokens", "32", "--json"])
         #expect(put.status == 0, "\(put.stderr)")
         #expect(put.stdout.contains("\"chunks\":3"))
+        // Levels 0, 2 and 4 by default; the per-level sizes add up to the total and shrink with the level.
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(put.stdout.utf8)) as? [String: Any])
+        let byLevel = try #require(report["storedBytesByLevel"] as? [String: Int])
+        #expect(byLevel.keys.sorted() == ["0", "2", "4"])
+        #expect(byLevel.values.reduce(0, +) == report["storedBytes"] as? Int)
+        #expect(byLevel["0"]! > byLevel["2"]! && byLevel["2"]! > byLevel["4"]!)
         let again = try TestSupport.run(["put", fixture, "--store", store])
         #expect(again.stdout.contains("wrote 0 blobs, 0 B"), "\(again.stdout)")
 

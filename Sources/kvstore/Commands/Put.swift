@@ -44,8 +44,15 @@ struct Put: ParsableCommand {
             """
             stored context \(report.contextID.prefix(16)) (\(report.tokens) tokens, \(report.chunks) chunks)\(report.alreadyStored ? ", already stored" : "")
             chunks: \(report.chunks - report.deduplicatedChunks) new, \(report.deduplicatedChunks) deduplicated
-            wrote \(report.blobsWritten) blobs, \(Format.bytes(report.bytesWritten)); stored \(Format.bytes(report.storedBytes)) for \(Format.bytes(report.inputBytes)) of KV (\(Format.ratio(report.inputBytes, report.storedBytes)))\(report.vllmBlocks.map { "\nindexed \($0) vLLM block hashes" } ?? "")
+            wrote \(report.blobsWritten) blobs, \(Format.bytes(report.bytesWritten)); \(Format.bytes(report.inputBytes)) of KV stored as \(levelSizes(report))\(report.vllmBlocks.map { "\nindexed \($0) vLLM block hashes" } ?? "")
             """
         }
+    }
+
+    /// "L0 19.5 MiB (1.16x), L2 3.8 MiB (5.97x)": each level's size and ratio to the input.
+    func levelSizes(_ report: PutReport) -> String {
+        report.storedBytesByLevel.sorted { $0.key < $1.key }
+            .map { "L\($0.key) \(Format.bytes($0.value)) (\(Format.ratio(report.inputBytes, $0.value)))" }
+            .joined(separator: ", ")
     }
 }
