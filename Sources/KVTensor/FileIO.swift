@@ -8,6 +8,13 @@ import Darwin
 public enum FileIO {
     public static func errnoMessage(_ code: Int32 = errno) -> String { String(cString: strerror(code)) }
 
+    /// The error for a failed write: a full disk or size limit is its own case, so callers can tell
+    /// it apart without reading the message.
+    static func writeError(_ what: String, _ code: Int32 = errno) -> TensorError {
+        let message = "\(what): \(errnoMessage(code))"
+        return [ENOSPC, EDQUOT, EFBIG].contains(code) ? .noSpace(message) : .io(message)
+    }
+
     /// Reads a whole file. `limit` bounds the allocation before anything is read.
     public static func readAll(_ path: String, limit: Int = 1 << 36) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -39,7 +46,7 @@ public enum FileIO {
         let dir = tempDirectory ?? directoryOf(path)
         let tmp = "\(dir)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw TensorError.io("cannot create \(tmp): \(errnoMessage())") }
+        guard fd >= 0 else { throw writeError("cannot create \(tmp)") }
         var ok = false
         defer {
             if !ok { unlink(tmp) }
@@ -47,7 +54,7 @@ public enum FileIO {
         do {
             defer { close(fd) }
             for chunk in chunks { try writeAll(fd, chunk, path: path) }
-            if sync, fsync(fd) != 0 { throw TensorError.io("cannot sync \(path): \(errnoMessage())") }
+            if sync, fsync(fd) != 0 { throw writeError("cannot sync \(path)") }
         }
         guard rename(tmp, path) == 0 else { throw TensorError.io("cannot rename into \(path): \(errnoMessage())") }
         ok = true
@@ -56,15 +63,15 @@ public enum FileIO {
 
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {
         var done = 0
-        let err: String? = bytes.withUnsafeBytes { buf in
+        let code: Int32? = bytes.withUnsafeBytes { buf in
             while done < buf.count {
                 let n = write(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 { if errno == EINTR { continue }; return errnoMessage() }
+                if n < 0 { if errno == EINTR { continue }; return errno }
                 done += n
             }
             return nil
         }
-        if let err { throw TensorError.io("cannot write \(path): \(err)") }
+        if let code { throw writeError("cannot write \(path)", code) }
     }
 
     public static func syncDirectory(_ dir: String) {

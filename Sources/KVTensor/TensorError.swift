@@ -8,6 +8,8 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
     case badShape(String)
     case mismatch(String)
     case tooLarge(String)
+    /// The file system is full or the file size limit was reached (ENOSPC, EDQUOT, EFBIG).
+    case noSpace(String)
 
     public var description: String {
         switch self {
@@ -19,6 +21,7 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
         case .badShape(let s): "bad shape: \(s)"
         case .mismatch(let s): "mismatch: \(s)"
         case .tooLarge(let s): "too large: \(s)"
+        case .noSpace(let s): "no space left: \(s)"
         }
     }
 
@@ -26,7 +29,7 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
     public var detail: String {
         switch self {
         case .io(let s), .truncated(let s), .badHeader(let s), .missingTensor(let s),
-             .unknownDType(let s), .badShape(let s), .mismatch(let s), .tooLarge(let s): s
+             .unknownDType(let s), .badShape(let s), .mismatch(let s), .tooLarge(let s), .noSpace(let s): s
         }
     }
 }

@@ -33,10 +33,10 @@ public struct BlobStore: Sendable {
         if !FileIO.exists(dir) { try FileIO.makeDirectories(dir) }
         do {
             try FileIO.writeAtomically([bytes], to: target, tempDirectory: tempDirectory)
+        } catch TensorError.noSpace(let msg) {
+            throw StoreError.noSpace(msg)
         } catch let e as TensorError {
-            let msg = e.detail
-            if msg.contains("No space left") || msg.contains("File too large") { throw StoreError.noSpace(msg) }
-            throw StoreError.notWritable(msg)
+            throw StoreError.notWritable(e.detail)
         }
         return true
     }
