@@ -93,12 +93,19 @@ extension ChunkStore {
                     }
                 }
                 for level in levels where record.blob(level: level) == nil {
-                    // Another process may have removed what the pre-check saw; encode again then.
-                    let blob = try encoded[i]?[level] ?? {
+                    // Another process may have removed what the pre-check saw; encode again then, once.
+                    var reencoded: [UInt8]?
+                    let encodeNow = { () throws -> [UInt8] in
+                        if let bytes = reencoded { return bytes }
                         let bytes = try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level)
+                        reencoded = bytes
+                        return bytes
+                    }
+                    let blob = try encoded[i]?[level] ?? {
+                        let bytes = try encodeNow()
                         return LevelBlob(level: level, blob: Hash32.sha256(bytes), bytes: bytes.count)
                     }()
-                    try retain(blob, txn: txn) { try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level) }
+                    try retain(blob, txn: txn, bytes: encodeNow)
                     record.levels.append(blob)
                 }
                 if i >= listed || created { record.refs += 1 }
