@@ -67,12 +67,7 @@ public final class KVService: Sendable {
     }
 
     static func levels(_ text: String) throws -> [UInt8] {
-        let parts = text.split(separator: ",")
-        guard !parts.isEmpty, parts.count <= 5 else { throw APIError.badRequest("levels must list 1 to 5 levels, e.g. 0,2") }
-        return try parts.map {
-            guard let l = UInt8($0), CodecLevel.all.contains(l) else { throw APIError.badRequest("level \($0) is not in 0...4") }
-            return l
-        }
+        do { return try CodecLevel.parseList(text) } catch let e as CodecLevel.ListError { throw APIError.badRequest(e.description) }
     }
 
     // MARK: lookup

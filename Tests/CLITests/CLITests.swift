@@ -93,6 +93,8 @@ import TestSupport
         try Safetensors.write(KVContext(kv: ctx.kv, tokens: ctx.tokens), to: noModel)
         let r = try TestSupport.run(["put", noModel, "--store", store])
         #expect(r.status != 0 && r.stderr.contains("names no model"), "\(r.stderr)")
+        let badLevels = try TestSupport.run(["put", fixture, "--store", store, "--levels", "0,9"])
+        #expect(badLevels.status != 0 && badLevels.stderr.contains("level 9 is not in 0...4"), "\(badLevels.stderr)")
         let badQuery = try TestSupport.run(["get", "--tokens", "[1, -2]", "-o", dir + "/x", "--store", store])
         #expect(badQuery.status != 0 && badQuery.stderr.contains("token 1 of the query is not an id"), "\(badQuery.stderr)")
         let ls = try TestSupport.run(["ls", "--store", store, "--json"])

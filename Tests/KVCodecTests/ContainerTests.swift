@@ -49,4 +49,14 @@ import TestSupport
         #expect(throws: CodecError.corrupt("1 trailing bytes")) { try ContextFile.decode(file + [0]) }
         #expect(throws: CodecError.self) { try ContextFile.decode(Array(file.prefix(30))) }
     }
+
+    @Test func levelListsParseOrSayWhatIsWrong() throws {
+        #expect(try CodecLevel.parseList("0,2,4") == [0, 2, 4])
+        #expect(try CodecLevel.parseList(" 1, 3") == [1, 3])
+        #expect(throws: CodecLevel.ListError(description: "level 5 is not in 0...4")) { try CodecLevel.parseList("0,5") }
+        #expect(throws: CodecLevel.ListError(description: "level x is not in 0...4")) { try CodecLevel.parseList("x") }
+        #expect(throws: CodecLevel.ListError(description: "levels must list 1 to 5 levels, e.g. 0,2")) { try CodecLevel.parseList("") }
+        #expect(throws: CodecLevel.ListError(description: "levels must list 1 to 5 levels, e.g. 0,2")) { try CodecLevel.parseList("0,1,2,3,4,0") }
+        #expect(try CodecLevel.parseList(CodecLevel.storedByDefaultText) == CodecLevel.storedByDefault)
+    }
 }

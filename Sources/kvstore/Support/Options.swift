@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KVCodec
 import KVStore
 import KVTensor
 
@@ -75,10 +76,5 @@ enum TokenQuery {
 }
 
 func parseLevels(_ text: String) throws -> [UInt8] {
-    let parts = text.split(separator: ",")
-    guard !parts.isEmpty else { throw ValidationError("--levels needs a list such as 0,2") }
-    return try parts.map {
-        guard let l = UInt8($0.trimmingCharacters(in: .whitespaces)), l <= 4 else { throw ValidationError("level \($0) is not in 0...4") }
-        return l
-    }
+    do { return try CodecLevel.parseList(text) } catch let e as CodecLevel.ListError { throw ValidationError(e.description) }
 }
