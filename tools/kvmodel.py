@@ -295,8 +295,11 @@ class Model:
             return out
         return np.concatenate([out, x[..., r:]], -1)
 
-    def forward(self, tokens, past_kv=None, start_pos=None, logits=True):
+    def forward(self, tokens, past_kv=None, start_pos=None, logits=True, on_query=None):
         """Run tokens (1-D ints) on top of past_kv ([L,2,P,KVH,hd] or None).
+
+        ``on_query(layer, q)``, if given, sees each layer's queries after RoPE ([T, heads, hd]):
+        the calibration tools measure which key channels attention actually reads.
 
         Returns (logits, kv): logits float32 [T, vocab] (``logits="last"`` -> [1, vocab],
         ``logits=False`` -> None) and kv float32 [L, 2, T, KVH, hd] of the NEW tokens
@@ -338,6 +341,8 @@ class Model:
             v = qkv[:, nq + nk:].reshape(T, KVH, hd)
             q = self._rope(q, cos, sin)
             k = self._rope(k, cos, sin)
+            if on_query is not None:
+                on_query(l, q)
             kv_out[l, 0] = k
             kv_out[l, 1] = v
             if P:

@@ -1,6 +1,6 @@
 // Development harness for the codec (not the product CLI): chunked round trips for the quality
 // script and the benchmark table.
-//   kvcodec-harness roundtrip IN.safetensors OUT.safetensors LEVEL [CHUNK_TOKENS]
+//   kvcodec-harness roundtrip IN.safetensors OUT.safetensors LEVEL [CHUNK_TOKENS [ALPHA [GAMMA]]]
 //   kvcodec-harness bench IN.safetensors [CHUNK_TOKENS] [LEVELS e.g. 0,1,2,3,4]
 import KVCodec
 import KVTensor
@@ -21,9 +21,11 @@ do {
     case "roundtrip":
         guard args.count >= 5, let level = UInt8(args[4]) else { fail("roundtrip IN OUT LEVEL [CHUNK]") }
         let chunk = args.count > 5 ? Int(args[5]) ?? 256 : 256
-        // Optional 6th argument: a base step (alpha) overriding the level's profile, for tuning.
+        // Optional 6th and 7th arguments: a base step (alpha) and a key-channel gamma overriding the
+        // level's profile, for tuning.
         let codec: any ChunkCodec = args.count > 6
-            ? QuantizedRANSCodec(profile: QuantProfile(alpha: Float(args[6]) ?? 0.5))
+            ? QuantizedRANSCodec(profile: QuantProfile(alpha: Float(args[6]) ?? 0.5,
+                                                       keyChannelGamma: args.count > 7 ? Float(args[7]) ?? 0.75 : 0.75))
             : try ChunkContainer.codec(forLevel: level)
         let ctx = try Safetensors.readContext(args[2])
         var parts: [KVTensor] = []

@@ -42,6 +42,8 @@ enum LossyDecodeKernel {
         var classOffset: UnsafePointer<Int>
         var means: UnsafePointer<Float>
         var rowStep: UnsafePointer<Float>
+        /// Per-channel step multiplier (key channels by query energy; 1 for values).
+        var colScale: UnsafePointer<Float>
         /// T * C indices of scratch.
         var scratch: UnsafeMutablePointer<Int32>
         /// Keys rotated back by in-chunk position (`InChunkRoPE`): T rows of 64 lane factors each;
@@ -126,9 +128,9 @@ enum LossyDecodeKernel {
                 }
             }
             if let rc = g.ropeCos, let rs = g.ropeSin {
-                dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, half: half, float: float, ropeCos: rc, ropeSin: rs)
+                dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: float, ropeCos: rc, ropeSin: rs)
             } else {
-                dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, half: half, float: float, ropeCos: nil, ropeSin: nil)
+                dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: float, ropeCos: nil, ropeSin: nil)
             }
         }
         state.x0 = x0; state.x1 = x1; state.x2 = x2; state.x3 = x3
@@ -142,12 +144,12 @@ enum LossyDecodeKernel {
         }
     }
 
-    /// out[t * C + c] = mean[c] + q[c * T + t] * steps[t], as fp16 bits (the same bits as
+    /// out[t * C + c] = mean[c] + (q[c * T + t] * colScale[c]) * steps[t], as fp16 bits (the same bits as
     /// `FastHalf.halfBits`) or Float; with RoPE lane tables, each pair (a, b) of a row is then
     /// rotated forward by its in-chunk position: (a · cos + b · (−sin), b · cos + a · sin).
     @inline(__always)
     static func dequantiseGroup(_ q: UnsafeMutablePointer<Int32>, T: Int, C: Int, means: UnsafePointer<Float>,
-                                steps: UnsafePointer<Float>, half: UnsafeMutablePointer<UInt16>?, float: UnsafeMutablePointer<Float>?,
+                                steps: UnsafePointer<Float>, colScale: UnsafePointer<Float>, half: UnsafeMutablePointer<UInt16>?, float: UnsafeMutablePointer<Float>?,
                                 ropeCos: UnsafePointer<Float>?, ropeSin: UnsafePointer<Float>?) {
         let hd = InChunkRoPE.headDim
         @inline(__always) func store(_ v: SIMD4<Float>, _ t: Int, _ c: Int) {
@@ -166,7 +168,7 @@ enum LossyDecodeKernel {
                 UnsafeMutableRawPointer(float! + i).storeBytes(of: v, as: SIMD4<Float>.self)
             }
         }
-        @inline(__always) func value(_ t: Int, _ c: Int) -> Float { means[c] + Float(q[c &* T &+ t]) * steps[t] }
+        @inline(__always) func value(_ t: Int, _ c: Int) -> Float { means[c] + (Float(q[c &* T &+ t]) * colScale[c]) * steps[t] }
         @inline(__always) func one(_ t: Int, _ c: Int) {
             let v = value(t, c)
             if let half { half[t &* C &+ c] = FastHalf.halfBits(v) } else { float![t &* C &+ c] = v }
@@ -191,14 +193,15 @@ enum LossyDecodeKernel {
                 let eq: SIMD4<Int32> = UnsafeRawPointer(q + ei).loadUnaligned(as: SIMD4<Int32>.self)
                 let e = SIMD4<Float>(eq)
                 let m = UnsafeRawPointer(means + c).loadUnaligned(as: SIMD4<Float>.self)
+                let cs = UnsafeRawPointer(colScale + c).loadUnaligned(as: SIMD4<Float>.self)
                 let v0: SIMD4<Float> = SIMD4(a[0], b[0], d[0], e[0])
-                store(m + v0 * s0, t, c)
+                store(m + (v0 * cs) * s0, t, c)
                 let v1: SIMD4<Float> = SIMD4(a[1], b[1], d[1], e[1])
-                store(m + v1 * s1, t &+ 1, c)
+                store(m + (v1 * cs) * s1, t &+ 1, c)
                 let v2: SIMD4<Float> = SIMD4(a[2], b[2], d[2], e[2])
-                store(m + v2 * s2, t &+ 2, c)
+                store(m + (v2 * cs) * s2, t &+ 2, c)
                 let v3: SIMD4<Float> = SIMD4(a[3], b[3], d[3], e[3])
-                store(m + v3 * s3, t &+ 3, c)
+                store(m + (v3 * cs) * s3, t &+ 3, c)
                 c &+= 4
             }
             while c < C {

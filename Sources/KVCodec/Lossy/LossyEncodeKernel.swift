@@ -19,6 +19,7 @@ enum LossyEncodeKernel {
         var means: UnsafeMutablePointer<Float>   // f16-rounded means
         var classes: UnsafeMutablePointer<Int>
         var rowScale: UnsafeMutablePointer<Float> // 2^(token code / 2) per row
+        var colScale: UnsafeMutablePointer<Float> // 2^(channel code / 2) per channel
         var acc: UnsafeMutablePointer<Float>     // C accumulators
 
         init(T: Int, C: Int) {
@@ -30,12 +31,14 @@ enum LossyEncodeKernel {
             means = .allocate(capacity: C)
             classes = .allocate(capacity: C)
             rowScale = .allocate(capacity: max(1, T))
+            colScale = .allocate(capacity: C)
+            colScale.initialize(repeating: 1, count: C)
             acc = .allocate(capacity: C)
         }
 
         func deallocate() {
             q.deallocate(); hist.deallocate(); meanBits.deallocate(); means.deallocate()
-            classes.deallocate(); rowScale.deallocate(); acc.deallocate()
+            classes.deallocate(); rowScale.deallocate(); colScale.deallocate(); acc.deallocate()
         }
     }
 
@@ -70,22 +73,21 @@ enum LossyEncodeKernel {
     /// Mean grid as a fraction of the step (a power of two, so step · meanGrid is exact).
     static let meanGrid: Float = 0.125
 
-    /// Puts each channel mean on a grid of step/8: mean = k · step/8 with k an i16 (stored in
+    /// Puts each channel mean on a grid of its step/8: mean = k · step · colScale/8 with k an i16 (stored in
     /// `meanBits`). k takes far fewer bits than an f16 mean; a grid as coarse as the step itself
     /// would shift the symbols off centre by up to half a step, which the symmetric models pay for
     /// at the large steps of level 4 (measured: −5% there, +1% at level 1).
     /// Returns false, and rounds the means to f16 instead, when some mean is more than 32767 grid
     /// points from 0 (e.g. a constant channel, whose step is the 1e-12 floor).
     static func snapMeans(step: Float, _ w: inout Workspace) -> Bool {
-        let grid = step * meanGrid
-        let inv = 1 / grid
+        @inline(__always) func grid(_ c: Int) -> Float { step * w.colScale[c] * meanGrid }
         var fits = true
-        for c in 0..<w.C where !(abs(w.means[c] * inv) <= 32767) { fits = false }
+        for c in 0..<w.C where !(abs(w.means[c] / grid(c)) <= 32767) { fits = false }
         for c in 0..<w.C {
             if fits {
-                let ki = Int16((w.means[c] * inv).rounded(.toNearestOrEven))
+                let ki = Int16((w.means[c] / grid(c)).rounded(.toNearestOrEven))
                 w.meanBits[c] = UInt16(bitPattern: ki)
-                w.means[c] = Float(ki) * grid
+                w.means[c] = Float(ki) * grid(c)
             } else {
                 let mh = FastHalf.halfBits(w.means[c])
                 w.meanBits[c] = mh
@@ -127,9 +129,11 @@ enum LossyEncodeKernel {
         return (sumVar / Float(C)).squareRoot()
     }
 
-    /// q = round((x − mean) / (step · rowScale)), clamped; fills the |q| histograms.
+    /// q = round((x − mean) / (step · rowScale · colScale)), clamped; fills the |q| histograms.
     static func quantise(_ x: UnsafePointer<Float>, step: Float, _ w: inout Workspace) {
         let T = w.T, C = w.C, hist = w.hist, means = w.means, qOut = w.q
+        let invCol = w.acc // free scratch here
+        for c in 0..<C { invCol[c] = 1 / w.colScale[c] }
         hist.initialize(repeating: 0, count: C * histBins)
         let magic: Float = 12_582_912 // 1.5 · 2^23: adding and subtracting it rounds to nearest even
         for t in 0..<T {
@@ -137,7 +141,7 @@ enum LossyEncodeKernel {
             let row = x + t &* C
             let qRow = qOut + t &* C
             for c in 0..<C {
-                let v = min(max((row[c] - means[c]) * inv, -maxIndex), maxIndex)
+                let v = min(max((row[c] - means[c]) * inv * invCol[c], -maxIndex), maxIndex)
                 let r = (v + magic) - magic
                 let qi = Int32(r)
                 qRow[c] = qi

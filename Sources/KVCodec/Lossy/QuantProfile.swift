@@ -12,21 +12,26 @@ public struct QuantProfile: Sendable, Equatable {
     /// value get `salienceShift` half-octaves finer steps.
     public var salienceTau: Float
     public var salienceShift: Int
+    /// Key channel c is quantised with step · (mean w / w_c)^(gamma/2), w from `KeyChannelProfile`
+    /// (query energy); 0 gives every channel of a group the same step.
+    public var keyChannelGamma: Float
 
-    public init(alpha: Float, valueTokenBeta: Float = 0.5, salienceTau: Float = 0.4, salienceShift: Int = 6) {
+    public init(alpha: Float, valueTokenBeta: Float = 0.5, salienceTau: Float = 0.4, salienceShift: Int = 6,
+                keyChannelGamma: Float = 0.75) {
         self.alpha = alpha
         self.valueTokenBeta = valueTokenBeta
         self.salienceTau = salienceTau
         self.salienceShift = salienceShift
+        self.keyChannelGamma = keyChannelGamma
     }
 
     /// The level → profile table (see schemas/codec-design.md for the measurements behind it).
     public static func forLevel(_ level: UInt8) throws -> QuantProfile {
         switch level {
-        case 1: QuantProfile(alpha: 0.2)
-        case 2: QuantProfile(alpha: 0.58)
-        case 3: QuantProfile(alpha: 1.05)
-        case 4: QuantProfile(alpha: 1.55)
+        case 1: QuantProfile(alpha: 0.21)
+        case 2: QuantProfile(alpha: 0.54)
+        case 3: QuantProfile(alpha: 0.95)
+        case 4: QuantProfile(alpha: 1.35)
         default: throw CodecError.unsupported("lossy level \(level), expected 1...4")
         }
     }

@@ -5,11 +5,11 @@ import KVTensor
 /// parametric per-channel models. Layout: schemas/codec-bitstream.md; rationale: schemas/codec-design.md.
 ///
 /// A group is one layer's keys or values: T tokens x C = kvHeads * headDim channels.
-///   x̂[t, c] = mean[c] + q[t, c] * step * 2^(tokenCode[t] / 2)
-/// where mean = k[c] * (step * 1/8) (k an i16), step is f32, and q is coded with the model `modelClass[c]`.
+///   x̂[t, c] = mean[c] + (q[t, c] * 2^(channelCode[c] / 2)) * step * 2^(tokenCode[t] / 2)
+/// where mean = k[c] * (step * 2^(channelCode[c] / 2) * 1/8) (k an i16), step is f32, and q is coded with the model `modelClass[c]`.
 public struct QuantizedRANSCodec: ChunkCodec {
     public var id: CodecID { .cacheGen }
-    public static let formatVersion: UInt8 = 3
+    public static let formatVersion: UInt8 = 4
     static let prefixSize = 20
     /// Payload flag: keys were rotated back by in-chunk position (`InChunkRoPE`).
     static let flagRoPE: UInt8 = 1
@@ -76,6 +76,12 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     for t in 0..<T {
                         sideBase.storeBytes(of: tokenCodes[t], toByteOffset: Self.tokenOffset(G: G, C: C) + g * T + t, as: Int8.self)
                         work.rowScale[t] = Self.tokenMultipliers[Int(tokenCodes[t]) - Self.minTokenCode]
+                    }
+                    let channelCodes = isValue ? nil : KeyChannelProfile.stepCodes(shape: shape, layer: g / 2, gamma: profile.keyChannelGamma)
+                    for c in 0..<C {
+                        let code = channelCodes?[c] ?? 0
+                        sideBase.storeBytes(of: code, toByteOffset: Self.channelOffset(G: G, C: C, T: T) + g * C + c, as: Int8.self)
+                        work.colScale[c] = Self.tokenMultipliers[Int(code) - Self.minTokenCode]
                     }
                     let rmsHere = LossyEncodeKernel.channelStats(x.baseAddress!, &work)
                     let rms = rmsAsStored ?? rmsHere
@@ -173,11 +179,12 @@ public struct QuantizedRANSCodec: ChunkCodec {
 
     // MARK: side-info layout (all sizes follow from checked header dimensions)
 
-    static func sideInfoCount(G: Int, C: Int, T: Int) -> Int { 4 * G + 3 * G * C + G * T }
+    static func sideInfoCount(G: Int, C: Int, T: Int) -> Int { 4 * G + 4 * G * C + G * T }
     static func classOffset(G: Int) -> Int { 4 * G }
     static func meanLoOffset(G: Int, C: Int) -> Int { 4 * G + G * C }
     static func meanHiOffset(G: Int, C: Int) -> Int { 4 * G + 2 * G * C }
     static func tokenOffset(G: Int, C: Int) -> Int { 4 * G + 3 * G * C }
+    static func channelOffset(G: Int, C: Int, T: Int) -> Int { 4 * G + 3 * G * C + G * T }
 
     // MARK: decode
 
@@ -238,7 +245,13 @@ public struct QuantizedRANSCodec: ChunkCodec {
                 let code = Int(Int8(bitPattern: sb[tokBase + i]))
                 guard code >= Self.minTokenCode, code <= Self.maxTokenCode else { throw CodecError.corrupt("token code \(code) out of range") }
             }
+            let chanBase = Self.channelOffset(G: G, C: C, T: T)
+            for i in 0..<(G * C) {
+                let code = Int(Int8(bitPattern: sb[chanBase + i]))
+                guard abs(code) <= KeyChannelProfile.maxCode else { throw CodecError.corrupt("channel step code \(code) out of range") }
+            }
             var means = [Float](repeating: 0, count: C)
+            var colScale = [Float](repeating: 1, count: C)
             var offsets = [Int](repeating: 0, count: C)
             var rowSteps = [Float](repeating: 0, count: T + 4)
             var order = [Int](repeating: 0, count: C)
@@ -247,15 +260,18 @@ public struct QuantizedRANSCodec: ChunkCodec {
             defer { scratch.deallocate() }
             try LossyDecodeKernel.entries.withUnsafeBufferPointer { entries in
                 try means.withUnsafeMutableBufferPointer { mu in
+                  try colScale.withUnsafeMutableBufferPointer { cs in
                     try offsets.withUnsafeMutableBufferPointer { off in
                         try rowSteps.withUnsafeMutableBufferPointer { rs in
                             try outBytes.withUnsafeMutableBytes { ob in
                                 try outFloat.withUnsafeMutableBufferPointer { of in
                                     for g in 0..<G where n > 0 {
                                         for c in 0..<C {
+                                            let code = Int(Int8(bitPattern: sb[chanBase + g * C + c]))
+                                            cs[c] = Self.tokenMultipliers[code - Self.minTokenCode]
                                             let bits = UInt16(sb[loBase + g * C + c]) | UInt16(sb[hiBase + g * C + c]) << 8
                                             if meansOnGrid[g] {
-                                                mu[c] = Float(Int16(bitPattern: bits)) * (steps[g] * LossyEncodeKernel.meanGrid)
+                                                mu[c] = Float(Int16(bitPattern: bits)) * (steps[g] * cs[c] * LossyEncodeKernel.meanGrid)
                                             } else {
                                                 guard bits & 0x7C00 != 0x7C00 else { throw CodecError.corrupt("non-finite channel mean") }
                                                 mu[c] = FastHalf.toFloatTable[Int(bits)]
@@ -273,6 +289,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                                             let keyRope = rotate && g % 2 == 0
                                             var group = LossyDecodeKernel.Group(T: T, C: C, order: ord.baseAddress!, classOffset: UnsafePointer(off.baseAddress!),
                                                                                 means: UnsafePointer(mu.baseAddress!), rowStep: UnsafePointer(rs.baseAddress!),
+                                                                                colScale: UnsafePointer(cs.baseAddress!),
                                                                                 scratch: scratch, ropeCos: nil, ropeSin: nil)
                                             if keyRope { group.ropeCos = ropeCos.baseAddress; group.ropeSin = ropeSin.baseAddress }
                                             if isHalf {
@@ -291,6 +308,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                             }
                         }
                     }
+                  }
                 }
             }
         }
