@@ -306,3 +306,21 @@ def test_fixtures_match_model(model):
         assert t["kv"].shape == (30, 2, n, 3, 64)
         assert np.abs(t["kv"] - kv[:, :, :n]).max() < tol, name
         assert meta["rope_pairs"] == "adjacent"
+
+
+def test_query_hook_and_key_channel_calibration(model, modern_tokens):
+    import calibrate_key_channels as ckc
+    seen = []
+    _, kv = model.forward(modern_tokens[:16], logits=False, on_query=lambda l, q: seen.append((l, q.shape)))
+    assert [l for l, _ in seen] == list(range(model.n_layers))
+    assert all(s == (16, model.n_heads, model.head_dim) for _, s in seen)
+    e = ckc.pair_energy(model, modern_tokens[:32])
+    assert e.shape == (model.n_layers, model.n_kv_heads, model.head_dim // 2) and (e > 0).all()
+    codes = ckc.quarter_octaves(e)
+    # quarter-octaves relative to each layer's mean: a channel 4x the mean is +8, the order is kept
+    flat = e.reshape(model.n_layers, -1)
+    assert codes.shape == flat.shape
+    for layer in range(model.n_layers):
+        order = np.argsort(flat[layer])
+        assert (np.diff(codes[layer][order]) >= 0).all()
+    assert (ckc.quarter_octaves(np.array([[[1.0, 1.0, 4.0, 2.0]]])) == [[-4, -4, 4, 0]]).all()
