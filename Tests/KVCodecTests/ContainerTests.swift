@@ -26,6 +26,20 @@ import TestSupport
         }
     }
 
+    @Test func bytePlanesMatchTheirDefinitionForEveryWidthAndTail() {
+        var rng = TestRNG(s: 77)
+        for width in [1, 2, 4] {
+            for n in [0, 1, 15, 16, 17, 33, 100] {
+                let bytes = (0..<(n * width)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                let planes = BytePlanes.split(bytes, width: width)
+                var expected = [UInt8](repeating: 0, count: bytes.count)
+                for i in 0..<n { for b in 0..<width { expected[b * n + i] = bytes[i * width + b] } }
+                #expect(planes == expected, "width \(width), \(n) elements")
+                #expect(BytePlanes.join(planes, width: width) == bytes, "width \(width), \(n) elements")
+            }
+        }
+    }
+
     @Test func everyTruncationAndHeaderCorruptionIsAnError() throws {
         let kv = try TestSupport.realContext().kv.slice(tokens: 0..<8)
         let bytes = try ChunkContainer.encode(kv, level: CodecLevel.lossless)

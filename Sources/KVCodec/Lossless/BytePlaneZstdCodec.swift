@@ -27,6 +27,11 @@ public enum BytePlanes {
         let n = bytes.count / width
         return [UInt8](unsafeUninitializedCapacity: bytes.count) { out, count in
             bytes.withUnsafeBufferPointer { src in
+                if width == 2, isLittleEndian {
+                    split2(UnsafeRawPointer(src.baseAddress!), n, out.baseAddress!)
+                    count = bytes.count
+                    return
+                }
                 for b in 0..<width {
                     let plane = out.baseAddress! + b * n
                     for i in 0..<n { plane[i] = src[i * width + b] }
@@ -40,12 +45,57 @@ public enum BytePlanes {
         let n = planes.count / width
         return [UInt8](unsafeUninitializedCapacity: planes.count) { out, count in
             planes.withUnsafeBufferPointer { src in
+                if width == 2, isLittleEndian {
+                    join2(src.baseAddress!, n, UnsafeMutableRawPointer(out.baseAddress!))
+                    count = planes.count
+                    return
+                }
                 for b in 0..<width {
                     let plane = src.baseAddress! + b * n
                     for i in 0..<n { out[i * width + b] = plane[i] }
                 }
             }
             count = planes.count
+        }
+    }
+
+    #if _endian(little)
+    static let isLittleEndian = true
+    #else
+    static let isLittleEndian = false
+    #endif
+
+    // 16-bit elements (f16, bf16: the hot case) 16 at a time (lanes are little-endian u16, hence the endianness guard): the strided byte loops above run at a
+    // fraction of memory speed and cost level 0 a quarter of its decode time.
+    static func split2(_ src: UnsafeRawPointer, _ n: Int, _ out: UnsafeMutablePointer<UInt8>) {
+        let lo = UnsafeMutableRawPointer(out), hi = UnsafeMutableRawPointer(out + n)
+        var i = 0
+        while i &+ 16 <= n {
+            let v = src.loadUnaligned(fromByteOffset: 2 &* i, as: SIMD16<UInt16>.self)
+            lo.storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v), toByteOffset: i, as: SIMD16<UInt8>.self)
+            hi.storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v &>> UInt16(8)), toByteOffset: i, as: SIMD16<UInt8>.self)
+            i &+= 16
+        }
+        while i < n {
+            out[i] = src.load(fromByteOffset: 2 &* i, as: UInt8.self)
+            out[n &+ i] = src.load(fromByteOffset: 2 &* i &+ 1, as: UInt8.self)
+            i &+= 1
+        }
+    }
+
+    static func join2(_ src: UnsafePointer<UInt8>, _ n: Int, _ out: UnsafeMutableRawPointer) {
+        let lo = UnsafeRawPointer(src), hi = UnsafeRawPointer(src + n)
+        var i = 0
+        while i &+ 16 <= n {
+            let l = SIMD16<UInt16>(truncatingIfNeeded: lo.loadUnaligned(fromByteOffset: i, as: SIMD16<UInt8>.self))
+            let h = SIMD16<UInt16>(truncatingIfNeeded: hi.loadUnaligned(fromByteOffset: i, as: SIMD16<UInt8>.self))
+            out.storeBytes(of: l | h &<< UInt16(8), toByteOffset: 2 &* i, as: SIMD16<UInt16>.self)
+            i &+= 16
+        }
+        while i < n {
+            out.storeBytes(of: src[i], toByteOffset: 2 &* i, as: UInt8.self)
+            out.storeBytes(of: src[n &+ i], toByteOffset: 2 &* i &+ 1, as: UInt8.self)
+            i &+= 1
         }
     }
 }
