@@ -91,4 +91,22 @@ import TestSupport
         let good = try Sections(bytes).chunk(header: Array(bytes[0..<ChunkHeader.size]))
         #expect(try ChunkContainer.decode(good) == ChunkContainer.decode(bytes))
     }
+
+    @Test func version3ChunksWithoutChannelCodesStillDecode() throws {
+        let kv = try TestSupport.realContext().kv.slice(tokens: 0..<16)
+        let G = kv.shape.layers * 2, C = kv.shape.rowElements
+        // With gamma 0 every channel code is 0: the same reconstruction a version-3 chunk describes.
+        let codec = QuantizedRANSCodec(profile: QuantProfile(alpha: 0.5, keyChannelGamma: 0))
+        let v4 = try ChunkContainer.encode(kv, level: 2, codec: codec)
+        var s = try Sections(v4)
+        let base = QuantizedRANSCodec.channelOffset(G: G, C: C, T: kv.tokens)
+        #expect(s.side[base...].allSatisfy { $0 == 0 })
+        s.side.removeSubrange(base...)
+        s.prefix[0] = 3
+        withUnsafeBytes(of: UInt32(s.side.count).littleEndian) { for i in 0..<4 { s.prefix[4 + i] = $0[i] } }
+        let v3 = try s.chunk(header: Array(v4[0..<ChunkHeader.size]))
+        #expect(try ChunkContainer.decode(v3) == ChunkContainer.decode(v4))
+        s.prefix[0] = 2
+        #expect(throws: CodecError.unsupported("lossy format version 2")) { try ChunkContainer.decode(s.chunk(header: Array(v4[0..<ChunkHeader.size]))) }
+    }
 }

@@ -10,6 +10,9 @@ import KVTensor
 public struct QuantizedRANSCodec: ChunkCodec {
     public var id: CodecID { .cacheGen }
     public static let formatVersion: UInt8 = 4
+    /// Version 3 is version 4 without the channel step codes (every channel at its group's step):
+    /// stores written before the codes still decode.
+    static let oldestDecodedVersion: UInt8 = 3
     static let prefixSize = 20
     /// Payload flag: keys were rotated back by in-chunk position (`InChunkRoPE`).
     static let flagRoPE: UInt8 = 1
@@ -179,7 +182,9 @@ public struct QuantizedRANSCodec: ChunkCodec {
 
     // MARK: side-info layout (all sizes follow from checked header dimensions)
 
-    static func sideInfoCount(G: Int, C: Int, T: Int) -> Int { 4 * G + 4 * G * C + G * T }
+    static func sideInfoCount(G: Int, C: Int, T: Int, version: UInt8 = formatVersion) -> Int {
+        4 * G + (version >= 4 ? 4 : 3) * G * C + G * T
+    }
     static func classOffset(G: Int) -> Int { 4 * G }
     static func meanLoOffset(G: Int, C: Int) -> Int { 4 * G + G * C }
     static func meanHiOffset(G: Int, C: Int) -> Int { 4 * G + 2 * G * C }
@@ -194,7 +199,10 @@ public struct QuantizedRANSCodec: ChunkCodec {
         guard payload.count >= Self.prefixSize else { throw CodecError.truncated("lossy payload of \(payload.count) bytes") }
         var r = ByteReader(payload)
         let version: UInt8 = r.read()
-        guard version == Self.formatVersion else { throw CodecError.unsupported("lossy format version \(version)") }
+        guard version >= Self.oldestDecodedVersion, version <= Self.formatVersion else {
+            throw CodecError.unsupported("lossy format version \(version)")
+        }
+        let hasChannelCodes = version >= 4
         let flags: UInt8 = r.read()
         guard flags & ~Self.flagRoPE == 0 else { throw CodecError.unsupported("lossy flags \(flags)") }
         let rotate = flags & Self.flagRoPE != 0
@@ -204,7 +212,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let _: UInt16 = r.read()
         let sideRaw = Int(r.read() as UInt32), sideZ = Int(r.read() as UInt32)
         let escLen = Int(r.read() as UInt32), ransLen = Int(r.read() as UInt32)
-        let sideCount = Self.sideInfoCount(G: G, C: C, T: T)
+        let sideCount = Self.sideInfoCount(G: G, C: C, T: T, version: version)
         guard sideRaw == sideCount else { throw CodecError.corrupt("side info of \(sideRaw) bytes, the shape needs \(sideCount)") }
         guard sideZ + escLen + ransLen == r.remaining else {
             throw CodecError.corrupt("section lengths \(sideZ) + \(escLen) + \(ransLen) do not add up to \(r.remaining)")
@@ -246,7 +254,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                 guard code >= Self.minTokenCode, code <= Self.maxTokenCode else { throw CodecError.corrupt("token code \(code) out of range") }
             }
             let chanBase = Self.channelOffset(G: G, C: C, T: T)
-            for i in 0..<(G * C) {
+            for i in 0..<(hasChannelCodes ? G * C : 0) {
                 let code = Int(Int8(bitPattern: sb[chanBase + i]))
                 guard abs(code) <= KeyChannelProfile.maxCode else { throw CodecError.corrupt("channel step code \(code) out of range") }
             }
@@ -267,7 +275,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                                 try outFloat.withUnsafeMutableBufferPointer { of in
                                     for g in 0..<G where n > 0 {
                                         for c in 0..<C {
-                                            let code = Int(Int8(bitPattern: sb[chanBase + g * C + c]))
+                                            let code = hasChannelCodes ? Int(Int8(bitPattern: sb[chanBase + g * C + c])) : 0
                                             cs[c] = Self.tokenMultipliers[code - Self.minTokenCode]
                                             let bits = UInt16(sb[loBase + g * C + c]) | UInt16(sb[hiBase + g * C + c]) << 8
                                             if meansOnGrid[g] {
