@@ -2,6 +2,7 @@
 // script and the benchmark table.
 //   kvcodec-harness roundtrip IN.safetensors OUT.safetensors LEVEL [CHUNK_TOKENS [ALPHA [GAMMA]]]
 //   kvcodec-harness bench IN.safetensors [CHUNK_TOKENS] [LEVELS e.g. 0,1,2,3,4]
+//   kvcodec-harness sideinfo IN.safetensors LEVEL     (side-info bytes per section)
 import KVCodec
 import KVTensor
 
@@ -77,6 +78,39 @@ do {
             runs += 1
         }
         print("level \(level): \(runs) decodes, best \(Int(Double(ctx.kv.bytes.count) / best / 1e6)) MB/s")
+    case "sideinfo":
+        // Side-info budget per section (kvcodec-harness sideinfo IN LEVEL): each section of the
+        // layout in schemas/codec-bitstream.md zstd-compressed alone, summed over 256-token chunks.
+        guard args.count >= 4, let level = UInt8(args[3]) else { fail("sideinfo IN LEVEL") }
+        let ctx = try Safetensors.readContext(args[2])
+        let G = ctx.kv.shape.layers * 2, C = ctx.kv.shape.rowElements
+        var names = ["steps", "model classes", "mean codes (low bytes)", "mean codes (high bytes)", "token codes", "channel codes", "all side info (one frame)"]
+        var sums = [Int](repeating: 0, count: names.count)
+        var total = 0, header = 0
+        var start = 0
+        while start < ctx.kv.tokens {
+            let end = min(ctx.kv.tokens, start + 256)
+            let T = end - start
+            let chunk = try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level)
+            total += chunk.count
+            header += ChunkHeader.size + 20
+            let p = Array(chunk[ChunkHeader.size...])
+            func u32(_ o: Int) -> Int { Int(p[o]) | Int(p[o + 1]) << 8 | Int(p[o + 2]) << 16 | Int(p[o + 3]) << 24 }
+            let side = try p.withUnsafeBytes { try Zstd.decompress(UnsafeRawBufferPointer(rebasing: $0[20..<(20 + u32(8))]), size: u32(4)) }
+            let sizes = [4 * G, G * C, G * C, G * C, G * T, G * C]
+            var o = 0
+            for (i, n) in sizes.enumerated() {
+                sums[i] += try Zstd.compress(Array(side[o..<(o + n)]), level: 3).count
+                o += n
+            }
+            sums[sizes.count] += u32(8)
+            start = end
+        }
+        names.append("chunk header + payload prefix")
+        sums.append(header)
+        for (n, b) in zip(names, sums) {
+            print("\(n): \(b) bytes, \(String(format: "%.2f", 100 * Double(b) / Double(total)))% of \(total)")
+        }
     default:
         fail("unknown command \(args[1])")
     }
