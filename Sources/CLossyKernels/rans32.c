@@ -24,12 +24,15 @@ ptrdiff_t clossy_rans32_scalar(uint32_t *states, const uint16_t *words, ptrdiff_
         const uint32_t *tab = entries + class_offset[c];
         int32_t *q = scratch + c * T;
         int escaped = 0;
+        // Branch-free renormalisation (a branch mispredicts on a large share of symbols); the
+        // next word is read unconditionally from the zero-padded buffer.
         for (ptrdiff_t t = 0; t < T; t++) {
             uint32_t *s = &x[t & (CLOSSY_STATES - 1)];
             uint32_t e = tab[*s & 4095];
             uint32_t v = (e & 0xFFF) * (*s >> 12) + ((e >> 12) & 0xFFF);
-            if (v < LOWER_BOUND) v = (v << 16) | words[pos++];
-            *s = v;
+            uint32_t need = v < LOWER_BOUND, w = words[pos];
+            *s = (v << (16 * need)) | (w & (0u - need)); // arithmetic, so no compiler makes it a branch
+            pos += need;
             uint32_t qb = e >> 24;
             escaped |= qb == 0;
             q[t] = (int32_t)qb - 128;

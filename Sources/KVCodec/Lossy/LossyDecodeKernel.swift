@@ -145,13 +145,23 @@ enum LossyDecodeKernel {
         }
     }
 
-    /// `dequantiseGroup` as a call (the portable path of format version 5).
+    /// `dequantiseGroup` as a call (the portable path of format version 5); one entry per output
+    /// type so each specialisation inlines its stores.
     @inline(never)
-    static func dequantise(_ q: UnsafeMutablePointer<Int32>, _ g: Group, half: UnsafeMutablePointer<UInt16>?, float: UnsafeMutablePointer<Float>?) {
+    static func dequantise(_ q: UnsafeMutablePointer<Int32>, _ g: Group, half: UnsafeMutablePointer<UInt16>) {
         if let rc = g.ropeCos, let rs = g.ropeSin {
-            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: float, ropeCos: rc, ropeSin: rs)
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: nil, ropeCos: rc, ropeSin: rs)
         } else {
-            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: float, ropeCos: nil, ropeSin: nil)
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: nil, ropeCos: nil, ropeSin: nil)
+        }
+    }
+
+    @inline(never)
+    static func dequantise(_ q: UnsafeMutablePointer<Int32>, _ g: Group, float: UnsafeMutablePointer<Float>) {
+        if let rc = g.ropeCos, let rs = g.ropeSin {
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: nil, float: float, ropeCos: rc, ropeSin: rs)
+        } else {
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: nil, float: float, ropeCos: nil, ropeSin: nil)
         }
     }
 

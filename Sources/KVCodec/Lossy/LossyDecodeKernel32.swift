@@ -44,8 +44,10 @@ enum LossyDecodeKernel32 {
             let rope = g.ropeCos != nil
             clossy_dequant_half_avx2(g.scratch, T, C, g.means, g.rowStep, g.colScale,
                                      rope ? ropeCosT : nil, rope ? ropeSinT : nil, half)
-        } else {
-            LossyDecodeKernel.dequantise(g.scratch, g, half: half, float: float)
+        } else if let half {
+            LossyDecodeKernel.dequantise(g.scratch, g, half: half)
+        } else if let float {
+            LossyDecodeKernel.dequantise(g.scratch, g, float: float)
         }
     }
 
