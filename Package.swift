@@ -22,8 +22,11 @@ let package = Package(
 
         // Tensor model, safetensors I/O and file helpers: no dependencies.
         .target(name: "KVTensor"),
+        // The lossy decoder's SIMD kernels (AVX2 + F16C, chosen at run time, scalar fallback).
+        // No contraction to FMA: the bitstream fixes every rounding.
+        .target(name: "CLossyKernels", cSettings: [.unsafeFlags(["-ffp-contract=off"])]),
         // Chunk container and the codecs (lossless, CacheGen-style).
-        .target(name: "KVCodec", dependencies: ["KVTensor", "CZstd"]),
+        .target(name: "KVCodec", dependencies: ["KVTensor", "CZstd", "CLossyKernels"]),
         // Prefix hashing, blob store, LMDB index and the store that ties them together.
         .target(name: "KVStore", dependencies: [
             "KVTensor", "KVCodec", "CLMDB",

@@ -11,7 +11,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 if ! swift build --scratch-path "$scratch" --product DecoderFuzz \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >"$log" 2>&1; then
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xcc -fsanitize=address >"$log" 2>&1; then
     grep -E 'error' "$log" | head -20
     echo "fuzz: build failed" >&2
     exit 1

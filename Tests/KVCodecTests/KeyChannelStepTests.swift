@@ -95,8 +95,9 @@ import TestSupport
     @Test func version3ChunksWithoutChannelCodesStillDecode() throws {
         let kv = try TestSupport.realContext().kv.slice(tokens: 0..<16)
         let G = kv.shape.layers * 2, C = kv.shape.rowElements
-        // With gamma 0 every channel code is 0: the same reconstruction a version-3 chunk describes.
-        let codec = QuantizedRANSCodec(profile: QuantProfile(alpha: 0.5, keyChannelGamma: 0))
+        // With gamma 0 every channel code is 0: the same reconstruction a version-3 chunk describes
+        // (4 rANS states, as version 4 writes them).
+        let codec = QuantizedRANSCodec(profile: QuantProfile(alpha: 0.5, keyChannelGamma: 0), writeVersion: 4)
         let v4 = try ChunkContainer.encode(kv, level: 2, codec: codec)
         var s = try Sections(v4)
         let base = QuantizedRANSCodec.channelOffset(G: G, C: C, T: kv.tokens)

@@ -99,22 +99,28 @@ struct RANSEncSymbol {
     }
 }
 
-/// Encodes symbols with 4 interleaved states. Symbols are pushed in reverse order (last first).
+/// Encodes symbols with `ways` interleaved states (4, or 32 for lossy format version 5).
+/// Symbols are pushed in reverse order (last first).
 struct RANSEncoder {
     /// Words written backwards from the end of `buffer`.
     var buffer: UnsafeMutablePointer<UInt16>
     private let capacity: Int
     var pos: Int
-    var x0 = RANS.lowerBound, x1 = RANS.lowerBound, x2 = RANS.lowerBound, x3 = RANS.lowerBound
+    let ways: Int
+    /// The `ways` states, each starting at `lowerBound`.
+    let states: UnsafeMutablePointer<UInt32>
 
     /// `maxSymbols` bounds the words written: at most one per symbol.
-    init(maxSymbols: Int) {
+    init(maxSymbols: Int, ways: Int = RANS.ways) {
         capacity = maxSymbols + 8
         buffer = .allocate(capacity: capacity)
         pos = capacity
+        self.ways = ways
+        states = .allocate(capacity: ways)
+        states.initialize(repeating: RANS.lowerBound, count: ways)
     }
 
-    func deallocate() { buffer.deallocate() }
+    func deallocate() { buffer.deallocate(); states.deallocate() }
 
     @inline(__always)
     static func put(_ x: inout UInt32, freq: UInt32, cum: UInt32, buffer: UnsafeMutablePointer<UInt16>, pos: inout Int) {
@@ -139,25 +145,20 @@ struct RANSEncoder {
         x = sym.apply(x)
     }
 
-    /// Encodes one symbol on state `way` (0...3).
+    /// Encodes one symbol on state `way` (0..<ways).
     @inline(__always)
     mutating func put(way: Int, freq: UInt32, cum: UInt32) {
-        switch way {
-        case 0: Self.put(&x0, freq: freq, cum: cum, buffer: buffer, pos: &pos)
-        case 1: Self.put(&x1, freq: freq, cum: cum, buffer: buffer, pos: &pos)
-        case 2: Self.put(&x2, freq: freq, cum: cum, buffer: buffer, pos: &pos)
-        default: Self.put(&x3, freq: freq, cum: cum, buffer: buffer, pos: &pos)
-        }
+        Self.put(&states[way], freq: freq, cum: cum, buffer: buffer, pos: &pos)
     }
 
     /// The finished stream: states, then words in decoding order.
     func finish(into w: inout ByteWriter) {
-        for x in [x0, x1, x2, x3] { w.append(x) }
+        for i in 0..<ways { w.append(states[i]) }
         let words = UnsafeBufferPointer(start: buffer + pos, count: capacity - pos)
         w.append(UnsafeRawBufferPointer(words))
     }
 
-    var byteCount: Int { 16 + 2 * (capacity - pos) }
+    var byteCount: Int { 4 * ways + 2 * (capacity - pos) }
 }
 
 /// Decodes a stream made by `RANSEncoder`. Reads never go past the stream: a hostile stream that

@@ -1,4 +1,5 @@
-/// The lossy decoder's hot loop: one group (T token rows x C channels) of 4-way interleaved rANS,
+/// The lossy decoder's hot loop for format versions 3 and 4 (version 5: `LossyDecodeKernel32`):
+/// one group (T token rows x C channels) of 4-way interleaved rANS,
 /// dequantised and written straight to the output. Flat on purpose: raw pointers, no closures or
 /// generics, one table load per symbol and branch-free renormalisation.
 enum LossyDecodeKernel {
@@ -72,7 +73,7 @@ enum LossyDecodeKernel {
                     half: UnsafeMutablePointer<UInt16>?, float: UnsafeMutablePointer<Float>?) {
         var x0 = state.x0, x1 = state.x1, x2 = state.x2, x3 = state.x3
         var pos = state.pos
-        // `words` holds the stream's words followed by at least T + 8 zero words: one channel reads
+        // `words` holds the stream's words followed by at least T + 40 zero words: one channel reads
         // at most T words, and decoding stops after any channel that read past the stream, so every
         // read stays in the buffer without a bounds check (a damaged stream is reported by the
         // caller from `pos != wordCount`).
@@ -123,7 +124,7 @@ enum LossyDecodeKernel {
                 if t < T { let e = tab[Int(x2 & 4095)]; x2 = advance(x2, e); renorm(&x2, &pos); index(e, t, c); t &+= 1 }
                 if pos > wordCount { break }
                 if minQByte == 0 {
-                    resolveEscapes(qs + c &* T, count: T, escapes: escapes, state: &state)
+                    resolveEscapes(qs + c &* T, count: T, escapes: escapes, escPos: &state.escPos, bad: &state.badEscape)
                     minQByte = 255
                 }
             }
@@ -138,9 +139,29 @@ enum LossyDecodeKernel {
     }
 
     @inline(never)
-    static func resolveEscapes(_ q: UnsafeMutablePointer<Int32>, count: Int, escapes: UnsafeRawBufferPointer, state: inout State) {
+    static func resolveEscapes(_ q: UnsafeMutablePointer<Int32>, count: Int, escapes: UnsafeRawBufferPointer, escPos: inout Int, bad: inout Bool) {
         for t in 0..<count where q[t] == -128 {
-            q[t] = QuantizedRANSCodec.readEscape(escapes, &state.escPos, &state.badEscape)
+            q[t] = QuantizedRANSCodec.readEscape(escapes, &escPos, &bad)
+        }
+    }
+
+    /// `dequantiseGroup` as a call (the portable path of format version 5); one entry per output
+    /// type so each specialisation inlines its stores.
+    @inline(never)
+    static func dequantise(_ q: UnsafeMutablePointer<Int32>, _ g: Group, half: UnsafeMutablePointer<UInt16>) {
+        if let rc = g.ropeCos, let rs = g.ropeSin {
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: nil, ropeCos: rc, ropeSin: rs)
+        } else {
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: nil, ropeCos: nil, ropeSin: nil)
+        }
+    }
+
+    @inline(never)
+    static func dequantise(_ q: UnsafeMutablePointer<Int32>, _ g: Group, float: UnsafeMutablePointer<Float>) {
+        if let rc = g.ropeCos, let rs = g.ropeSin {
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: nil, float: float, ropeCos: rc, ropeSin: rs)
+        } else {
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: nil, float: float, ropeCos: nil, ropeSin: nil)
         }
     }
 

@@ -188,7 +188,8 @@ enum LossyEncodeKernel {
         var escaped: [Int32] = [] // in reverse decoding order
         let radius = ParametricModels.tables.radius
         ParametricModels.encodeSymbols.withUnsafeBufferPointer { symbols in
-            var x0 = encoder.x0, x1 = encoder.x1, x2 = encoder.x2, x3 = encoder.x3
+            // Token t uses state t mod ways (a power of two).
+            let xs = encoder.states, mask = encoder.ways - 1
             var pos = encoder.pos
             let buf = encoder.buffer
             for k in stride(from: C - 1, through: 0, by: -1) {
@@ -197,29 +198,14 @@ enum LossyEncodeKernel {
                 let rad = radius[cls]
                 let tab = symbols.baseAddress! + (cls &* 256 &+ Int(rad))
                 var t = T - 1
-                @inline(__always) func sym(_ t: Int) -> RANSEncSymbol {
+                while t >= 0 {
                     let qi = q[t &* C &+ c]
-                    if qi > rad || qi < -rad { escaped.append(qi); return tab[Int(rad) &+ 1] }
-                    return tab[Int(qi)]
-                }
-                // Token t uses state t & 3; walk down to a multiple of 4 first.
-                while t >= 0 && t & 3 != 3 {
-                    switch t & 3 {
-                    case 0: RANSEncoder.put(&x0, sym(t), buffer: buf, pos: &pos)
-                    case 1: RANSEncoder.put(&x1, sym(t), buffer: buf, pos: &pos)
-                    default: RANSEncoder.put(&x2, sym(t), buffer: buf, pos: &pos)
-                    }
-                    t -= 1
-                }
-                while t >= 3 {
-                    RANSEncoder.put(&x3, sym(t), buffer: buf, pos: &pos)
-                    RANSEncoder.put(&x2, sym(t &- 1), buffer: buf, pos: &pos)
-                    RANSEncoder.put(&x1, sym(t &- 2), buffer: buf, pos: &pos)
-                    RANSEncoder.put(&x0, sym(t &- 3), buffer: buf, pos: &pos)
-                    t &-= 4
+                    let s: RANSEncSymbol
+                    if qi > rad || qi < -rad { escaped.append(qi); s = tab[Int(rad) &+ 1] } else { s = tab[Int(qi)] }
+                    RANSEncoder.put(&xs[t & mask], s, buffer: buf, pos: &pos)
+                    t &-= 1
                 }
             }
-            encoder.x0 = x0; encoder.x1 = x1; encoder.x2 = x2; encoder.x3 = x3
             encoder.pos = pos
         }
         var esc: [UInt8] = []

@@ -9,9 +9,9 @@ import KVTensor
 /// where mean = k[c] * (step * 2^(channelCode[c] / 2) * 1/8) (k an i16), step is f32, and q is coded with the model `modelClass[c]`.
 public struct QuantizedRANSCodec: ChunkCodec {
     public var id: CodecID { .cacheGen }
-    public static let formatVersion: UInt8 = 4
-    /// Version 3 is version 4 without the channel step codes (every channel at its group's step):
-    /// stores written before the codes still decode.
+    public static let formatVersion: UInt8 = 5
+    /// Version 5 has 32 interleaved rANS states (SIMD decoding), 4 has 4; version 3 is version 4
+    /// without the channel step codes (every channel at its group's step). Older stores still decode.
     static let oldestDecodedVersion: UInt8 = 3
     static let prefixSize = 20
     /// Payload flag: keys were rotated back by in-chunk position (`InChunkRoPE`).
@@ -20,7 +20,17 @@ public struct QuantizedRANSCodec: ChunkCodec {
     static let maxEscape = 1 << 24
 
     public var profileOverride: QuantProfile?
+    /// The version `encode` writes: 5, or 4 (tests keep the 4-state decoder covered).
+    var writeVersion: UInt8 = formatVersion
     public init(profile: QuantProfile? = nil) { profileOverride = profile }
+    init(profile: QuantProfile? = nil, writeVersion: UInt8) {
+        precondition(writeVersion == 4 || writeVersion == 5)
+        profileOverride = profile
+        self.writeVersion = writeVersion
+    }
+
+    /// rANS states of a format version.
+    static func ransWays(version: UInt8) -> Int { version >= 5 ? LossyDecodeKernel32.ways : RANS.ways }
 
     /// 2^(code/2) for code in minTokenCode...maxTokenCode, from exact powers of two and √2.
     static let tokenMultipliers: [Float] = (minTokenCode...maxTokenCode).map { code in
@@ -42,7 +52,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let sideCount = Self.sideInfoCount(G: G, C: C, T: T)
         var side = [UInt8](repeating: 0, count: sideCount)
         var escapesPerGroup = [[UInt8]](repeating: [], count: G)
-        var encoder = RANSEncoder(maxSymbols: G * T * C)
+        var encoder = RANSEncoder(maxSymbols: G * T * C, ways: Self.ransWays(version: writeVersion))
         defer { encoder.deallocate() }
 
         var tokenCodes = [Int8](repeating: 0, count: T)
@@ -114,7 +124,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let sideZ = try Zstd.compress(side, level: 3)
         let escapes = escapesPerGroup.flatMap { $0 }
         var w = ByteWriter(capacity: Self.prefixSize + sideZ.count + escapes.count + encoder.byteCount)
-        w.append(Self.formatVersion)
+        w.append(writeVersion)
         w.append(rotate ? Self.flagRoPE : UInt8(0))
         w.append(UInt16(0))
         w.append(UInt32(sideCount))
@@ -194,6 +204,12 @@ public struct QuantizedRANSCodec: ChunkCodec {
     // MARK: decode
 
     public func decode(_ payload: UnsafeRawBufferPointer, header: ChunkHeader) throws -> KVTensor {
+        try decode(payload, header: header, simd: LossyDecodeKernel32.cpuHasAVX2)
+    }
+
+    /// `simd: false` runs the portable kernels on any CPU (tests compare both).
+    func decode(_ payload: UnsafeRawBufferPointer, header: ChunkHeader, simd: Bool) throws -> KVTensor {
+        let simd = simd && LossyDecodeKernel32.cpuHasAVX2
         let shape = header.shape
         let T = header.tokens, C = shape.rowElements, G = shape.layers * 2
         guard payload.count >= Self.prefixSize else { throw CodecError.truncated("lossy payload of \(payload.count) bytes") }
@@ -225,14 +241,29 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let isHalf = header.dtype == .f16
         var outBytes = [UInt8](repeating: 0, count: isHalf ? 2 * n : 0)
         var outFloat = [Float](repeating: 0, count: isHalf ? 0 : n)
-        let dec = try RANSDecoder(rans)
-        var state = LossyDecodeKernel.State(x0: dec.x0, x1: dec.x1, x2: dec.x2, x3: dec.x3)
-        // The words, then T + 8 zero words of padding (see LossyDecodeKernel.run).
-        let paddedCount = dec.wordCount + T + 8
+        // The rANS stream: `ways` initial states (u32, each ≥ lowerBound), then u16 words.
+        let ways = Self.ransWays(version: version)
+        guard rans.count >= 4 * ways, rans.count % 2 == 0 else { throw CodecError.corrupt("rANS stream of \(rans.count) bytes") }
+        let x = UnsafeMutablePointer<UInt32>.allocate(capacity: ways)
+        defer { x.deallocate() }
+        for i in 0..<ways {
+            x[i] = UInt32(littleEndian: rans.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+            guard x[i] >= RANS.lowerBound else { throw CodecError.corrupt("rANS state below its lower bound") }
+        }
+        let wordCount = (rans.count - 4 * ways) / 2
+        var state = LossyDecodeKernel.State(x0: x[0], x1: x[1], x2: x[2], x3: x[3])
+        var state32 = LossyDecodeKernel32.State(x: x)
+        // The words, then T + 40 zero words of padding (see LossyDecodeKernel.run and LossyDecodeKernel32.decode).
+        let paddedCount = wordCount + T + 40
         let words = UnsafeMutablePointer<UInt16>.allocate(capacity: paddedCount)
         defer { words.deallocate() }
-        UnsafeMutableRawPointer(words).copyMemory(from: dec.words, byteCount: 2 * dec.wordCount)
-        (words + dec.wordCount).initialize(repeating: 0, count: T + 8)
+        UnsafeMutableRawPointer(words).copyMemory(from: rans.baseAddress! + 4 * ways, byteCount: 2 * wordCount)
+        #if _endian(big)
+        for i in 0..<wordCount { words[i] = UInt16(littleEndian: words[i]) }
+        #endif
+        (words + wordCount).initialize(repeating: 0, count: T + 40)
+        let escFlags = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, C))
+        defer { escFlags.deallocate() }
 
         try side.withUnsafeBytes { sb in
             // Validate all side info before decoding anything with it.
@@ -264,6 +295,8 @@ public struct QuantizedRANSCodec: ChunkCodec {
             var rowSteps = [Float](repeating: 0, count: T + 4)
             var order = [Int](repeating: 0, count: C)
             let rope = rotate ? InChunkRoPE.laneTables(tokens: T) : ([], [])
+            let ropeT = rotate && version >= 5 && simd
+                ? (LossyDecodeKernel32.transposed(rope.0, tokens: T), LossyDecodeKernel32.transposed(rope.1, tokens: T)) : ([], [])
             let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: T * C + 4)
             defer { scratch.deallocate() }
             try LossyDecodeKernel.entries.withUnsafeBufferPointer { entries in
@@ -300,12 +333,23 @@ public struct QuantizedRANSCodec: ChunkCodec {
                                                                                 colScale: UnsafePointer(cs.baseAddress!),
                                                                                 scratch: scratch, ropeCos: nil, ropeSin: nil)
                                             if keyRope { group.ropeCos = ropeCos.baseAddress; group.ropeSin = ropeSin.baseAddress }
-                                            if isHalf {
+                                            if version >= 5 {
+                                                ropeT.0.withUnsafeBufferPointer { rcT in
+                                                    ropeT.1.withUnsafeBufferPointer { rsT in
+                                                        LossyDecodeKernel32.decode(
+                                                            group, simd: simd, entries: entries.baseAddress!, words: words, wordCount: wordCount,
+                                                            escapes: escapes, escFlags: escFlags, ropeCosT: rcT.baseAddress, ropeSinT: rsT.baseAddress,
+                                                            state: &state32,
+                                                            half: isHalf ? ob.baseAddress!.assumingMemoryBound(to: UInt16.self) + g * T * C : nil,
+                                                            float: isHalf ? nil : of.baseAddress! + g * T * C)
+                                                    }
+                                                }
+                                            } else if isHalf {
                                                 let o = ob.baseAddress!.assumingMemoryBound(to: UInt16.self) + g * T * C
-                                                LossyDecodeKernel.decodeHalf(group, entries: entries.baseAddress!, words: words, wordCount: dec.wordCount,
+                                                LossyDecodeKernel.decodeHalf(group, entries: entries.baseAddress!, words: words, wordCount: wordCount,
                                                                              escapes: escapes, state: &state, out: o)
                                             } else {
-                                                LossyDecodeKernel.decodeFloat(group, entries: entries.baseAddress!, words: words, wordCount: dec.wordCount,
+                                                LossyDecodeKernel.decodeFloat(group, entries: entries.baseAddress!, words: words, wordCount: wordCount,
                                                                               escapes: escapes, state: &state, out: of.baseAddress! + g * T * C)
                                             }
                                            }
@@ -320,7 +364,12 @@ public struct QuantizedRANSCodec: ChunkCodec {
                 }
             }
         }
-        let clean = state.pos == dec.wordCount && [state.x0, state.x1, state.x2, state.x3].allSatisfy { $0 == RANS.lowerBound }
+        if version >= 5 {
+            state.pos = state32.pos; state.escPos = state32.escPos; state.badEscape = state32.badEscape
+            (state.x0, state.x1, state.x2, state.x3) = (x[0], x[1], x[2], x[3])
+        }
+        let clean = state.pos == wordCount && [state.x0, state.x1, state.x2, state.x3].allSatisfy { $0 == RANS.lowerBound }
+            && (0..<ways).allSatisfy { version < 5 || x[$0] == RANS.lowerBound }
         guard clean else { throw CodecError.corrupt("rANS stream does not end where it should") }
         guard !state.badEscape, state.escPos == escapes.count else { throw CodecError.corrupt("escape stream does not match the symbols") }
         do {
