@@ -89,8 +89,13 @@ TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t b
         const uint32_t *h = hist + c * bins;
         // The non-empty bins in order, gathered without branches (which bins are empty is random).
         int32_t nz[256];
-        ptrdiff_t m = 0;
-        for (ptrdiff_t a = 0; a < bins && a < 256; a++) { nz[m] = (int32_t)a; m += h[a] != 0; }
+        ptrdiff_t m = 0, a0 = 0;
+        for (; a0 + 8 <= bins && a0 + 8 <= 256; a0 += 8) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(h + a0));
+            unsigned zero = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, _mm256_setzero_si256())));
+            for (unsigned set = ~zero & 0xFFu; set; set &= set - 1) nz[m++] = (int32_t)(a0 + __builtin_ctz(set));
+        }
+        for (ptrdiff_t a = a0; a < bins && a < 256; a++) { nz[m] = (int32_t)a; m += h[a] != 0; }
         float n = 0, s2 = 0;
         for (ptrdiff_t i = 0; i < m; i++) {
             ptrdiff_t a = nz[i];

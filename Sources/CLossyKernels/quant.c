@@ -54,15 +54,17 @@ TGT void clossy_quantise_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const fl
             const __m256 mu = _mm256_loadu_ps(means + c0), ic = _mm256_loadu_ps(inv_col + c0);
             const __m256i hbase = _mm256_add_epi32(_mm256_set1_epi32((int)(c0 * HIST_BINS)), step8);
             __m256i r[8];
+            uint32_t idx[64];
             for (int j = 0; j < 8; j++) {
                 __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + (t0 + j) * C + c0), mu),
                                                        _mm256_set1_ps(row_inv[t0 + j])), ic);
                 v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
                 r[j] = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(v, magic), magic));
-                uint32_t idx[8];
-                _mm256_storeu_si256((__m256i *)idx, _mm256_add_epi32(_mm256_min_epu32(_mm256_abs_epi32(r[j]), top), hbase));
-                for (int l = 0; l < 8; l++) hist[idx[l]] += 1;
+                _mm256_storeu_si256((__m256i *)(idx + 8 * j), _mm256_add_epi32(_mm256_min_epu32(_mm256_abs_epi32(r[j]), top), hbase));
             }
+            // Histogram bins through memory: scalar loads are cheaper than lane extracts.
+            __asm__ volatile("" ::: "memory");
+            for (int l = 0; l < 64; l++) hist[idx[l]] += 1;
             // 8x8 transpose: row-major tokens -> channel-major q[c * T + t].
             __m256i a0 = _mm256_unpacklo_epi32(r[0], r[1]), a1 = _mm256_unpackhi_epi32(r[0], r[1]);
             __m256i a2 = _mm256_unpacklo_epi32(r[2], r[3]), a3 = _mm256_unpackhi_epi32(r[2], r[3]);

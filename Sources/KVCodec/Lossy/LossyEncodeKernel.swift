@@ -50,9 +50,9 @@ enum LossyEncodeKernel {
         }
     }
 
-    /// The tensor as Float (f16 through the lookup table, or F16C with `simd`: the same exact
-    /// values); throws `nonFinite` on NaN or infinity.
-    static func floats(of tensor: KVTensor, simd: Bool = false) throws -> [Float] {
+    /// The tensor as Float (f16 through the lookup table; the SIMD encoder converts each group
+    /// with F16C instead, the same exact values); throws `nonFinite` on NaN or infinity.
+    static func floats(of tensor: KVTensor) throws -> [Float] {
         guard tensor.dtype == .f16 else {
             let v = tensor.floats()
             for x in v where !x.isFinite { throw CodecError.nonFinite }
@@ -60,18 +60,6 @@ enum LossyEncodeKernel {
         }
         let n = tensor.elementCount
         var bad = false
-        #if _endian(little)
-        if simd {
-            let out = [Float](unsafeUninitializedCapacity: n) { buf, count in
-                tensor.bytes.withUnsafeBytes { raw in
-                    bad = clossy_half_to_float_avx2(raw.baseAddress!.assumingMemoryBound(to: UInt16.self), buf.baseAddress!, n) != 0
-                }
-                count = n
-            }
-            if bad { throw CodecError.nonFinite }
-            return out
-        }
-        #endif
         let out = [Float](unsafeUninitializedCapacity: n) { buf, count in
             tensor.bytes.withUnsafeBytes { raw in
                 FastHalf.toFloatTable.withUnsafeBufferPointer { table in

@@ -55,7 +55,12 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let shape = tensor.shape
         let T = tensor.tokens, C = shape.rowElements, G = shape.layers * 2
         let weights = SensitivityProfile.weights(for: shape)
-        let values = try LossyEncodeKernel.floats(of: tensor, simd: simd)
+        // With F16C, each fp16 group is converted just before it is coded (it stays in cache);
+        // otherwise the whole tensor up front.
+        let groupwise = simd && tensor.dtype == .f16
+        let values = groupwise ? [] : try LossyEncodeKernel.floats(of: tensor)
+        var groupFloats = [Float](repeating: 0, count: groupwise ? T * C : 0)
+        var nonFinite = false
 
         let sideCount = Self.sideInfoCount(G: G, C: C, T: T)
         var side = [UInt8](repeating: 0, count: sideCount)
@@ -73,13 +78,25 @@ public struct QuantizedRANSCodec: ChunkCodec {
         var unrotated = [Float](repeating: 0, count: rotate ? T * C : 0)
 
         values.withUnsafeBufferPointer { vals in
+         groupFloats.withUnsafeMutableBufferPointer { gf in
           unrotated.withUnsafeMutableBufferPointer { unrot in
             side.withUnsafeMutableBytes { sideRaw in
                 let sideBase = sideRaw.baseAddress!
                 // Groups are coded last to first: rANS is last-in, first-out.
                 for g in stride(from: G - 1, through: 0, by: -1) {
                     let isValue = g % 2 == 1
-                    var x = UnsafeBufferPointer(rebasing: vals[(g * T * C)..<((g + 1) * T * C)])
+                    var x: UnsafeBufferPointer<Float>
+                    if groupwise {
+                        if T * C > 0 {
+                            let bad = tensor.bytes.withUnsafeBytes { raw in
+                                clossy_half_to_float_avx2(raw.baseAddress!.assumingMemoryBound(to: UInt16.self) + g * T * C, gf.baseAddress!, T * C)
+                            }
+                            if bad != 0 { nonFinite = true; break }
+                        }
+                        x = UnsafeBufferPointer(gf)
+                    } else {
+                        x = UnsafeBufferPointer(rebasing: vals[(g * T * C)..<((g + 1) * T * C)])
+                    }
                     // The step follows the spread of the keys as stored (what the sensitivity weights
                     // were calibrated on); un-rotating then makes the same step cost fewer bits.
                     var rmsAsStored: Float? = nil
@@ -138,7 +155,9 @@ public struct QuantizedRANSCodec: ChunkCodec {
                 }
             }
           }
+         }
         }
+        if nonFinite { throw CodecError.nonFinite }
 
         let sideZ = try Zstd.compress(side, level: 3)
         let escapes = escapesPerGroup.flatMap { $0 }
