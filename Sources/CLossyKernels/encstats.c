@@ -5,6 +5,37 @@
 // order as the Swift `LossyEncodeKernel.channelStats` / `QuantizedRANSCodec.tokenScales` /
 // `InChunkRoPE.unrotate` (compiled with -ffp-contract=off: no FMA).
 
+/// ParametricModels.log2Approx, operation for operation (double).
+double clossy_log2_approx(double x) {
+    int e = 0;
+    double m = x;
+    while (m >= 2) { m /= 2; e += 1; }
+    while (m < 1) { m *= 2; e -= 1; }
+    double y = (m - 1) / (m + 1), y2 = y * y;
+    double term = y, sum = 0.0;
+    for (int i = 1; i <= 31; i += 2) { sum += term / (double)i; term *= y2; }
+    return (double)e + 2 * sum / 0.6931471805599453;
+}
+
+
+float clossy_kth_smallest(float *v, ptrdiff_t n, ptrdiff_t k) {
+    // Quickselect (Hoare partition); v is reordered. Values are finite.
+    ptrdiff_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float p = v[lo + (hi - lo) / 2];
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < p) i++;
+            while (p < v[j]) j--;
+            if (i <= j) { float t = v[i]; v[i] = v[j]; v[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return v[k];
+    }
+    return v[k];
+}
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #include <math.h>
@@ -71,18 +102,6 @@ TGT void clossy_class_costs_avx2(const uint32_t *hist, ptrdiff_t bins, const flo
     for (ptrdiff_t s = 0; s < shapes && s < 4; s++) _mm256_storeu_ps(out + 8 * s, acc[s]);
 }
 
-/// ParametricModels.log2Approx, operation for operation (double).
-static double log2_approx(double x) {
-    int e = 0;
-    double m = x;
-    while (m >= 2) { m /= 2; e += 1; }
-    while (m < 1) { m *= 2; e -= 1; }
-    double y = (m - 1) / (m + 1), y2 = y * y;
-    double term = y, sum = 0.0;
-    for (int i = 1; i <= 31; i += 2) { sum += term / (double)i; term *= y2; }
-    return (double)e + 2 * sum / 0.6931471805599453;
-}
-
 TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
                                   ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t *classes) {
     for (ptrdiff_t c = 0; c < C; c++) {
@@ -106,7 +125,7 @@ TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t b
         }
         float sigma = 1e-3f;
         if (n > 0) { float r = sqrtf(s2 / n); sigma = r >= 1e-3f ? r : 1e-3f; }
-        ptrdiff_t k0 = (ptrdiff_t)roundf(4 * (float)log2_approx((double)sigma)) + 16;
+        ptrdiff_t k0 = (ptrdiff_t)roundf(4 * (float)clossy_log2_approx((double)sigma)) + 16;
         ptrdiff_t k_lo = k0 - 2 > 0 ? k0 - 2 : 0;
         ptrdiff_t k_hi = k0 + 2 > 0 ? k0 + 2 : 0;
         if (k_hi > scales - 1) k_hi = scales - 1;

@@ -2,6 +2,7 @@ import Testing
 @testable import KVCodec
 import KVTensor
 import TestSupport
+import CLossyKernels
 
 /// The AVX2 encoder (F16C conversion, quantisation, 32-state rANS in CLossyKernels) must write the
 /// same chunk bytes as the portable Swift encoder: the store is content-addressed, so every machine
@@ -59,6 +60,23 @@ import TestSupport
                 let header = ChunkHeader(codec: .cacheGen, level: level, dtype: kv.dtype, shape: kv.shape, tokens: kv.tokens)
                 _ = try fast.withUnsafeBytes { try QuantizedRANSCodec().decode($0, header: header) }
             }
+        }
+    }
+
+    /// The token-scale median (quickselect on the SIMD path) and log2 (C port) match the Swift ones.
+    @Test func medianAndLog2MatchTheSwiftOnes() {
+        var rng = TestRNG(s: 5)
+        for n in [1, 2, 3, 7, 8, 33, 256] {
+            let v = (0..<n).map { _ in Float(rng.next() % 9) * 0.5 } // many ties
+            let sorted = v.sorted()
+            for k in 0..<n {
+                var w = v
+                let got = w.withUnsafeMutableBufferPointer { clossy_kth_smallest($0.baseAddress!, n, k) }
+                #expect(got == sorted[k], "n \(n) k \(k)")
+            }
+        }
+        for x in [1e-3, 0.37, 1, 1.5, 2, 3.999, 200, 12345.678] {
+            #expect(clossy_log2_approx(x).bitPattern == ParametricModels.log2Approx(x).bitPattern, "\(x)")
         }
     }
 

@@ -52,6 +52,10 @@ void clossy_class_costs_avx2(const uint32_t *hist, ptrdiff_t bins, const float *
 /// ParametricModels.log2Approx, operation for operation).
 void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
                               ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t *classes);
+/// ParametricModels.log2Approx, operation for operation (portable C).
+double clossy_log2_approx(double x);
+/// The k-th smallest of n finite floats (v is reordered; portable C).
+float clossy_kth_smallest(float *v, ptrdiff_t n, ptrdiff_t k);
 /// out[t] = sum over c in order of x[t * C + c]^2.
 void clossy_row_sumsq_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, float *out);
 /// InChunkRoPE.unrotate (C a multiple of 64; lane tables [t * 64 + lane]).

@@ -191,14 +191,22 @@ public struct QuantizedRANSCodec: ChunkCodec {
                 norms[t] = s.squareRoot()
             }
         }
-        let median = norms.sorted()[T / 2]
+        let median: Float
+        if simd {
+            // Quickselect: the same value as sorting (the norms are finite).
+            var scratch = norms
+            median = scratch.withUnsafeMutableBufferPointer { clossy_kth_smallest($0.baseAddress!, T, T / 2) }
+        } else {
+            median = norms.sorted()[T / 2]
+        }
         for t in 0..<T {
             let r = median > 0 ? norms[t] / median : 1
             let sal = r < profile.salienceTau
             salient[t] = sal
             var code = 0
             if r > 0, profile.valueTokenBeta != 0 {
-                code = Int((2 * profile.valueTokenBeta * Float.log2Approx(r)).rounded(.toNearestOrEven))
+                let l = simd ? Float(clossy_log2_approx(Double(r))) : Float.log2Approx(r)
+                code = Int((2 * profile.valueTokenBeta * l).rounded(.toNearestOrEven))
             }
             code = max(-8, min(6, code))
             if sal { code -= profile.salienceShift }
