@@ -12,8 +12,14 @@ double clossy_log2_approx(double x) {
     while (m >= 2) { m /= 2; e += 1; }
     while (m < 1) { m *= 2; e -= 1; }
     double y = (m - 1) / (m + 1), y2 = y * y;
-    double term = y, sum = 0.0;
-    for (int i = 1; i <= 31; i += 2) { sum += term / (double)i; term *= y2; }
+    // The same terms, quotients and sum order as the Swift loop; the 16 divisions are independent,
+    // so they are done first (the compiler pairs them into vector divides).
+    double terms[16], q[16];
+    double term = y;
+    for (int i = 0; i < 16; i++) { terms[i] = term; term *= y2; }
+    for (int i = 0; i < 16; i++) q[i] = terms[i] / (double)(2 * i + 1);
+    double sum = 0.0;
+    for (int i = 0; i < 16; i++) sum += q[i];
     return (double)e + 2 * sum / 0.6931471805599453;
 }
 
