@@ -3,6 +3,7 @@
 //   kvcodec-harness roundtrip IN.safetensors OUT.safetensors LEVEL [CHUNK_TOKENS [ALPHA [GAMMA]]]
 //   kvcodec-harness bench IN.safetensors [CHUNK_TOKENS] [LEVELS e.g. 0,1,2,3,4]
 //   kvcodec-harness sideinfo IN.safetensors LEVEL     (side-info bytes per section)
+//   kvcodec-harness encode-loop IN.safetensors LEVEL  (encode only, for profiling)
 import KVCodec
 import KVTensor
 
@@ -78,6 +79,18 @@ do {
             runs += 1
         }
         print("level \(level): \(runs) decodes, best \(Int(Double(ctx.kv.bytes.count) / best / 1e6)) MB/s")
+    case "encode-loop":
+        // Profiling aid: only encodes, for 4 seconds (kvcodec-harness encode-loop IN LEVEL).
+        guard args.count >= 4, let level = UInt8(args[3]) else { fail("encode-loop IN LEVEL") }
+        let ctx = try Safetensors.readContext(args[2])
+        let t0 = CodecBenchmark.now()
+        var n = 0
+        while CodecBenchmark.now() - t0 < 4 {
+            var start = 0
+            while start < ctx.kv.tokens { _ = try ChunkContainer.encode(ctx.kv.slice(tokens: start..<min(ctx.kv.tokens, start + 256)), level: level); start += 256 }
+            n += 1
+        }
+        print("level \(level): \(n) encodes, \(Int(Double(n * ctx.kv.bytes.count) / (CodecBenchmark.now() - t0) / 1e6)) MB/s")
     case "sideinfo":
         // Side-info budget per section (kvcodec-harness sideinfo IN LEVEL): each section of the
         // layout in schemas/codec-bitstream.md zstd-compressed alone, summed over 256-token chunks.

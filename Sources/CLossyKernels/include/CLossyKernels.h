@@ -32,4 +32,43 @@ void clossy_dequant_half_avx2(const int32_t *q, ptrdiff_t T, ptrdiff_t C, const 
                               const float *col_scale, const float *rope_cos_t, const float *rope_sin_t,
                               uint16_t *out);
 
+// Encoder (format version 5). Each needs AVX2 + F16C; the portable encoder is the Swift code.
+
+/// out[i] = (float)in[i] for n halves; returns 1 when some half is NaN or infinite.
+int clossy_half_to_float_avx2(const uint16_t *in, float *out, ptrdiff_t n);
+
+/// q[c * T + t] = (int)round_even(clamp(((x[t * C + c] - means[c]) * row_inv[t]) * inv_col[c], ±2^22))
+/// (channel-major) and hist[c * 128 + min(|q|, 127)] += 1 (hist zeroed by the caller).
+void clossy_quantise_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *means, const float *row_inv,
+                          const float *inv_col, int32_t *q, uint32_t *hist);
+
+/// acc[c] = sum over t in order of x[t * C + c] (center NULL) or of (x[t * C + c] - center[c])^2.
+void clossy_column_sums_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *center, float *acc);
+/// For each shape s < min(shapes, 4): out[8 s + j] = sum over bins a in order with hist[a] != 0 of
+/// (float)hist[a] * cost_t[a * stride + s * scales + k_lo + j] (the model-choice costs of 8 classes).
+void clossy_class_costs_avx2(const uint32_t *hist, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
+                             ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t k_lo, float *out);
+/// LossyEncodeKernel.bestClass for channels 0..<C (hist: C * bins; shapes <= 4; log2 as
+/// ParametricModels.log2Approx, operation for operation).
+void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
+                              ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t *classes);
+/// ParametricModels.log2Approx, operation for operation (portable C).
+double clossy_log2_approx(double x);
+/// The k-th smallest of n finite floats (v is reordered; portable C).
+float clossy_kth_smallest(float *v, ptrdiff_t n, ptrdiff_t k);
+/// out[t] = sum over c in order of x[t * C + c]^2.
+void clossy_row_sumsq_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, float *out);
+/// InChunkRoPE.unrotate (C a multiple of 64; lane tables [t * 64 + lane]).
+void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, const float *cos_l, const float *sin_l);
+
+/// Pushes one group's symbols (channels order[C-1] ... order[0], tokens T-1 ... 0, token t on state
+/// t mod 32) onto the 32 `states`, words written downwards from buf[pos] (buf must have >= 8 spare
+/// words below the lowest word written); returns the new pos. q is channel-major; symbol table
+/// per class (index class * 256 + q + radius, escape at 2 * radius + 1): sym = freq | cum << 12 |
+/// shift << 24 | (low 32 bits of the reciprocal, RANSEncSymbol) << 32. esc[k] = 1 when channel
+/// order[k] holds an escape.
+ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff_t pos, const int32_t *q,
+                                    ptrdiff_t T, ptrdiff_t C, const ptrdiff_t *order, const ptrdiff_t *classes,
+                                    const uint64_t *sym, const int32_t *radius, uint8_t *esc);
+
 #endif

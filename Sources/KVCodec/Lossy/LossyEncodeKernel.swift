@@ -1,3 +1,4 @@
+import CLossyKernels
 import KVTensor
 
 /// The lossy encoder's per-group work, flat: row-major Float statistics, quantisation with
@@ -21,6 +22,9 @@ enum LossyEncodeKernel {
         var rowScale: UnsafeMutablePointer<Float> // 2^(token code / 2) per row
         var colScale: UnsafeMutablePointer<Float> // 2^(channel code / 2) per channel
         var acc: UnsafeMutablePointer<Float>     // C accumulators
+        var qCM: UnsafeMutablePointer<Int32>     // T * C, channel-major (the SIMD path's q)
+        var rowInv: UnsafeMutablePointer<Float>  // 1 / (step · rowScale[t])
+        var escFlags: UnsafeMutablePointer<UInt8> // C
 
         init(T: Int, C: Int) {
             self.T = T
@@ -34,15 +38,20 @@ enum LossyEncodeKernel {
             colScale = .allocate(capacity: C)
             colScale.initialize(repeating: 1, count: C)
             acc = .allocate(capacity: C)
+            qCM = .allocate(capacity: max(1, T * C))
+            rowInv = .allocate(capacity: max(1, T))
+            escFlags = .allocate(capacity: max(1, C))
         }
 
         func deallocate() {
             q.deallocate(); hist.deallocate(); meanBits.deallocate(); means.deallocate()
             classes.deallocate(); rowScale.deallocate(); colScale.deallocate(); acc.deallocate()
+            qCM.deallocate(); rowInv.deallocate(); escFlags.deallocate()
         }
     }
 
-    /// The tensor as Float (f16 through the lookup table); throws `nonFinite` on NaN or infinity.
+    /// The tensor as Float (f16 through the lookup table; the SIMD encoder converts each group
+    /// with F16C instead, the same exact values); throws `nonFinite` on NaN or infinity.
     static func floats(of tensor: KVTensor) throws -> [Float] {
         guard tensor.dtype == .f16 else {
             let v = tensor.floats()
@@ -99,17 +108,21 @@ enum LossyEncodeKernel {
 
     /// Channel means (exact, stored in the workspace) and the group's RMS channel
     /// standard deviation (around the exact means). Row-major passes in Float.
-    static func channelStats(_ x: UnsafePointer<Float>, _ w: inout Workspace) -> Float {
+    static func channelStats(_ x: UnsafePointer<Float>, _ w: inout Workspace, simd: Bool = false) -> Float {
         let T = w.T, C = w.C
         guard T > 0 else {
             for c in 0..<C { w.means[c] = 0 }
             return 0
         }
         let acc = w.acc
-        acc.initialize(repeating: 0, count: C)
-        for t in 0..<T {
-            let row = x + t &* C
-            for c in 0..<C { acc[c] += row[c] }
+        if simd {
+            clossy_column_sums_avx2(x, T, C, nil, acc)
+        } else {
+            acc.initialize(repeating: 0, count: C)
+            for t in 0..<T {
+                let row = x + t &* C
+                for c in 0..<C { acc[c] += row[c] }
+            }
         }
         let invT = 1 / Float(T)
         let exact = UnsafeMutablePointer<Float>.allocate(capacity: C)
@@ -119,10 +132,14 @@ enum LossyEncodeKernel {
             exact[c] = m
             w.means[c] = m // exact until `snapMeans` puts them on the step grid
         }
-        acc.initialize(repeating: 0, count: C)
-        for t in 0..<T {
-            let row = x + t &* C
-            for c in 0..<C { let d = row[c] - exact[c]; acc[c] += d * d }
+        if simd {
+            clossy_column_sums_avx2(x, T, C, exact, acc)
+        } else {
+            acc.initialize(repeating: 0, count: C)
+            for t in 0..<T {
+                let row = x + t &* C
+                for c in 0..<C { let d = row[c] - exact[c]; acc[c] += d * d }
+            }
         }
         var sumVar: Float = 0
         for c in 0..<C { sumVar += acc[c] * invT }
@@ -130,11 +147,17 @@ enum LossyEncodeKernel {
     }
 
     /// q = round((x − mean) / (step · rowScale · colScale)), clamped; fills the |q| histograms.
-    static func quantise(_ x: UnsafePointer<Float>, step: Float, _ w: inout Workspace) {
+    /// `simd` (AVX2) writes q channel-major to `qCM` instead of row-major to `q`.
+    static func quantise(_ x: UnsafePointer<Float>, step: Float, _ w: inout Workspace, simd: Bool = false) {
         let T = w.T, C = w.C, hist = w.hist, means = w.means, qOut = w.q
         let invCol = w.acc // free scratch here
         for c in 0..<C { invCol[c] = 1 / w.colScale[c] }
         hist.initialize(repeating: 0, count: C * histBins)
+        if simd {
+            for t in 0..<T { w.rowInv[t] = 1 / (step * w.rowScale[t]) }
+            clossy_quantise_avx2(x, T, C, means, w.rowInv, invCol, w.qCM, hist)
+            return
+        }
         let magic: Float = 12_582_912 // 1.5 · 2^23: adding and subtracting it rounds to nearest even
         for t in 0..<T {
             let inv = 1 / (step * w.rowScale[t])
@@ -181,9 +204,19 @@ enum LossyEncodeKernel {
         return best
     }
 
+    /// `bestClass` for every channel in C (the AVX2 kernel sums 8 candidates' costs at once, each in
+    /// the same order, and computes the same log2): the same classes.
+    static func bestClassesSIMD(_ w: inout Workspace) {
+        ParametricModels.absCostT.withUnsafeBufferPointer { ct in
+            clossy_best_classes_avx2(w.hist, w.C, histBins, ct.baseAddress!, ParametricModels.absCostTStride,
+                                     ParametricModels.shapeCount, ParametricModels.scaleCount, w.classes)
+        }
+    }
+
     /// rANS-codes the group (channels in `order`, tokens in order; pushed in reverse) and returns
     /// its escape stream in decoding order.
-    static func code(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder) -> [UInt8] {
+    static func code(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder, simd: Bool = false) -> [UInt8] {
+        if simd { return codeSIMD(order: order, &w, encoder: &encoder) }
         let T = w.T, C = w.C, q = w.q
         var escaped: [Int32] = [] // in reverse decoding order
         let radius = ParametricModels.tables.radius
@@ -212,9 +245,53 @@ enum LossyEncodeKernel {
         for v in escaped.reversed() { QuantizedRANSCodec.appendVarint(QuantizedRANSCodec.zigzag(v), to: &esc) }
         return esc
     }
+
+    /// `code` for 32 states with the AVX2 kernel, from the channel-major `qCM`: the same bytes.
+    static func codeSIMD(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder) -> [UInt8] {
+        precondition(encoder.ways == 32)
+        let T = w.T, C = w.C
+        guard T > 0, C > 0 else { return [] }
+        let radius = ParametricModels.tables.radius
+        radius.withUnsafeBufferPointer { rad in
+            ParametricModels.encodeSIMD.withUnsafeBufferPointer { sym in
+                order.withUnsafeBufferPointer { ord in
+                    encoder.pos = clossy_rans32_encode_avx2(encoder.states, encoder.buffer, encoder.pos, w.qCM, T, C,
+                                                            ord.baseAddress!, w.classes, sym.baseAddress!, rad.baseAddress!, w.escFlags)
+                }
+            }
+        }
+        // Escapes in decoding order: channels as decoded, tokens in order.
+        var esc: [UInt8] = []
+        for k in 0..<C where w.escFlags[k] != 0 {
+            let c = order[k], r = radius[w.classes[c]]
+            let qc = w.qCM + c &* T
+            for t in 0..<T where qc[t] > r || qc[t] < -r {
+                QuantizedRANSCodec.appendVarint(QuantizedRANSCodec.zigzag(qc[t]), to: &esc)
+            }
+        }
+        return esc
+    }
 }
 
 extension ParametricModels {
+    /// `absCost` transposed to [bin][class], rows padded so 8 classes load from any scale.
+    static let absCostTStride = classCount + 8
+    static let absCostT: [Float] = {
+        precondition(shapeCount <= 4)
+        let bins = LossyEncodeKernel.histBins
+        var out = [Float](repeating: 0, count: bins * absCostTStride)
+        for cls in 0..<classCount { for a in 0..<bins { out[a * absCostTStride + cls] = absCost[cls * bins + a] } }
+        return out
+    }()
+
+    /// `encodeSymbols` packed for the AVX2 encoder: freq | cum << 12 | shift << 24 | rlo << 32, where
+    /// the reciprocal is 2^32 + rlo (see `RANSEncSymbol`).
+    static let encodeSIMD: [UInt64] = encodeSymbols.map { s in
+        precondition(s.rcp >> 32 == 1 && s.bias < 4096 && s.shift < 16)
+        let info = (RANS.total - s.cmplFreq) | s.bias << 12 | s.shift << 24
+        return UInt64(info) | (s.rcp & 0xFFFF_FFFF) << 32
+    }
+
     /// classCount * 256 encode symbols (index: class * 256 + symbol).
     static let encodeSymbols: [RANSEncSymbol] = {
         let t = tables

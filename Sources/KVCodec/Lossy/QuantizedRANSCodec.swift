@@ -1,3 +1,4 @@
+import CLossyKernels
 import KVTensor
 
 /// Lossy levels 1...4 (codec id 2): per-(layer, K/V) uniform quantisation with sensitivity-weighted
@@ -43,11 +44,23 @@ public struct QuantizedRANSCodec: ChunkCodec {
     // MARK: encode
 
     public func encode(_ tensor: KVTensor, level: UInt8) throws -> [UInt8] {
+        try encode(tensor, level: level, simd: LossyDecodeKernel32.cpuHasAVX2)
+    }
+
+    /// `simd: false` runs the portable encoder on any CPU; both give the same bytes (tests compare them).
+    func encode(_ tensor: KVTensor, level: UInt8, simd: Bool) throws -> [UInt8] {
+        // The AVX2 kernels code 32 states (version 5).
+        let simd = simd && LossyDecodeKernel32.cpuHasAVX2 && writeVersion == 5
         let profile = try profileOverride ?? QuantProfile.forLevel(level)
         let shape = tensor.shape
         let T = tensor.tokens, C = shape.rowElements, G = shape.layers * 2
         let weights = SensitivityProfile.weights(for: shape)
-        let values = try LossyEncodeKernel.floats(of: tensor)
+        // With F16C, each fp16 group is converted just before it is coded (it stays in cache);
+        // otherwise the whole tensor up front.
+        let groupwise = simd && tensor.dtype == .f16
+        let values = groupwise ? [] : try LossyEncodeKernel.floats(of: tensor)
+        var groupFloats = [Float](repeating: 0, count: groupwise ? T * C : 0)
+        var nonFinite = false
 
         let sideCount = Self.sideInfoCount(G: G, C: C, T: T)
         var side = [UInt8](repeating: 0, count: sideCount)
@@ -65,23 +78,43 @@ public struct QuantizedRANSCodec: ChunkCodec {
         var unrotated = [Float](repeating: 0, count: rotate ? T * C : 0)
 
         values.withUnsafeBufferPointer { vals in
+         groupFloats.withUnsafeMutableBufferPointer { gf in
           unrotated.withUnsafeMutableBufferPointer { unrot in
             side.withUnsafeMutableBytes { sideRaw in
                 let sideBase = sideRaw.baseAddress!
                 // Groups are coded last to first: rANS is last-in, first-out.
                 for g in stride(from: G - 1, through: 0, by: -1) {
                     let isValue = g % 2 == 1
-                    var x = UnsafeBufferPointer(rebasing: vals[(g * T * C)..<((g + 1) * T * C)])
+                    var x: UnsafeBufferPointer<Float>
+                    if groupwise {
+                        if T * C > 0 {
+                            let bad = tensor.bytes.withUnsafeBytes { raw in
+                                clossy_half_to_float_avx2(raw.baseAddress!.assumingMemoryBound(to: UInt16.self) + g * T * C, gf.baseAddress!, T * C)
+                            }
+                            if bad != 0 { nonFinite = true; break }
+                        }
+                        x = UnsafeBufferPointer(gf)
+                    } else {
+                        x = UnsafeBufferPointer(rebasing: vals[(g * T * C)..<((g + 1) * T * C)])
+                    }
                     // The step follows the spread of the keys as stored (what the sensitivity weights
                     // were calibrated on); un-rotating then makes the same step cost fewer bits.
                     var rmsAsStored: Float? = nil
                     if rotate && !isValue {
-                        rmsAsStored = LossyEncodeKernel.channelStats(x.baseAddress!, &work)
-                        InChunkRoPE.unrotate(x.baseAddress!, into: unrot.baseAddress!, T: T, C: C, cos: rope.0, sin: rope.1)
+                        rmsAsStored = LossyEncodeKernel.channelStats(x.baseAddress!, &work, simd: simd)
+                        if simd {
+                            rope.0.withUnsafeBufferPointer { rc in
+                                rope.1.withUnsafeBufferPointer { rs in
+                                    clossy_unrotate_avx2(x.baseAddress!, unrot.baseAddress!, T, C, rc.baseAddress!, rs.baseAddress!)
+                                }
+                            }
+                        } else {
+                            InChunkRoPE.unrotate(x.baseAddress!, into: unrot.baseAddress!, T: T, C: C, cos: rope.0, sin: rope.1)
+                        }
                         x = UnsafeBufferPointer(unrot)
                     }
                     if isValue {
-                        Self.tokenScales(values: x, T: T, C: C, profile: profile, codes: &tokenCodes, salient: &salient)
+                        Self.tokenScales(values: x, T: T, C: C, profile: profile, codes: &tokenCodes, salient: &salient, simd: simd)
                     } else {
                         // salient[] still holds this layer's flags from its value group (coded just before).
                         for t in 0..<T { tokenCodes[t] = salient[t] ? Int8(-profile.salienceShift) : 0 }
@@ -96,7 +129,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                         sideBase.storeBytes(of: code, toByteOffset: Self.channelOffset(G: G, C: C, T: T) + g * C + c, as: Int8.self)
                         work.colScale[c] = Self.tokenMultipliers[Int(code) - Self.minTokenCode]
                     }
-                    let rmsHere = LossyEncodeKernel.channelStats(x.baseAddress!, &work)
+                    let rmsHere = LossyEncodeKernel.channelStats(x.baseAddress!, &work, simd: simd)
                     let rms = rmsAsStored ?? rmsHere
                     var step = profile.alpha * weights[g] * rms
                     if !(step >= 1e-12) || !step.isFinite { step = 1e-12 }
@@ -108,18 +141,23 @@ public struct QuantizedRANSCodec: ChunkCodec {
                         sideBase.storeBytes(of: UInt8(mh >> 8), toByteOffset: Self.meanHiOffset(G: G, C: C) + g * C + c, as: UInt8.self)
                     }
                     sideBase.storeBytes(of: (onGrid ? step : -step).bitPattern.littleEndian, toByteOffset: 4 * g, as: UInt32.self)
-                    LossyEncodeKernel.quantise(x.baseAddress!, step: step, &work)
-                    for c in 0..<C {
-                        let cls = LossyEncodeKernel.bestClass(channel: c, work)
-                        work.classes[c] = cls
-                        sideBase.storeBytes(of: UInt8(cls), toByteOffset: Self.classOffset(G: G) + g * C + c, as: UInt8.self)
+                    LossyEncodeKernel.quantise(x.baseAddress!, step: step, &work, simd: simd)
+                    if simd {
+                        LossyEncodeKernel.bestClassesSIMD(&work)
+                    } else {
+                        for c in 0..<C { work.classes[c] = LossyEncodeKernel.bestClass(channel: c, work) }
                     }
-                    let order = Self.channelOrder(classes: Array(UnsafeBufferPointer(start: work.classes, count: C)))
-                    escapesPerGroup[g] = LossyEncodeKernel.code(order: order, &work, encoder: &encoder)
+                    for c in 0..<C {
+                        sideBase.storeBytes(of: UInt8(work.classes[c]), toByteOffset: Self.classOffset(G: G) + g * C + c, as: UInt8.self)
+                    }
+                    let order = Self.channelOrder(classes: UnsafeBufferPointer(start: work.classes, count: C))
+                    escapesPerGroup[g] = LossyEncodeKernel.code(order: order, &work, encoder: &encoder, simd: simd)
                 }
             }
           }
+         }
         }
+        if nonFinite { throw CodecError.nonFinite }
 
         let sideZ = try Zstd.compress(side, level: 3)
         let escapes = escapesPerGroup.flatMap { $0 }
@@ -140,22 +178,35 @@ public struct QuantizedRANSCodec: ChunkCodec {
     /// Token step codes for one layer from its values: value tokens scale with their norm^beta;
     /// attention-sink tokens (small value norm) get finer steps for keys and values.
     static func tokenScales(values x: UnsafeBufferPointer<Float>, T: Int, C: Int, profile: QuantProfile,
-                            codes: inout [Int8], salient: inout [Bool]) {
+                            codes: inout [Int8], salient: inout [Bool], simd: Bool = false) {
         guard T > 0 else { return }
         var norms = [Float](repeating: 0, count: T)
-        for t in 0..<T {
-            var s: Float = 0
-            for c in 0..<C { let v = x[t * C + c]; s += v * v }
-            norms[t] = s.squareRoot()
+        if simd {
+            norms.withUnsafeMutableBufferPointer { clossy_row_sumsq_avx2(x.baseAddress!, T, C, $0.baseAddress!) }
+            for t in 0..<T { norms[t] = norms[t].squareRoot() }
+        } else {
+            for t in 0..<T {
+                var s: Float = 0
+                for c in 0..<C { let v = x[t * C + c]; s += v * v }
+                norms[t] = s.squareRoot()
+            }
         }
-        let median = norms.sorted()[T / 2]
+        let median: Float
+        if simd {
+            // Quickselect: the same value as sorting (the norms are finite).
+            var scratch = norms
+            median = scratch.withUnsafeMutableBufferPointer { clossy_kth_smallest($0.baseAddress!, T, T / 2) }
+        } else {
+            median = norms.sorted()[T / 2]
+        }
         for t in 0..<T {
             let r = median > 0 ? norms[t] / median : 1
             let sal = r < profile.salienceTau
             salient[t] = sal
             var code = 0
             if r > 0, profile.valueTokenBeta != 0 {
-                code = Int((2 * profile.valueTokenBeta * Float.log2Approx(r)).rounded(.toNearestOrEven))
+                let l = simd ? Float(clossy_log2_approx(Double(r))) : Float.log2Approx(r)
+                code = Int((2 * profile.valueTokenBeta * l).rounded(.toNearestOrEven))
             }
             code = max(-8, min(6, code))
             if sal { code -= profile.salienceShift }
@@ -166,7 +217,20 @@ public struct QuantizedRANSCodec: ChunkCodec {
     /// The order a group's channels are coded in: by model class, ties by channel index, so each
     /// class's decode table is reused while it is in cache.
     static func channelOrder(classes: [Int]) -> [Int] {
-        (0..<classes.count).sorted { classes[$0] != classes[$1] ? classes[$0] < classes[$1] : $0 < $1 }
+        classes.withUnsafeBufferPointer { channelOrder(classes: $0) }
+    }
+
+    /// The same order by a counting sort over the classes (stable, so ties stay by channel index).
+    static func channelOrder(classes: UnsafeBufferPointer<Int>) -> [Int] {
+        var counts = [Int](repeating: 0, count: ParametricModels.classCount + 1)
+        for k in classes { counts[k + 1] += 1 }
+        for i in 1..<counts.count { counts[i] += counts[i - 1] }
+        var order = [Int](repeating: 0, count: classes.count)
+        for (c, k) in classes.enumerated() {
+            order[counts[k]] = c
+            counts[k] += 1
+        }
+        return order
     }
 
     /// The same order from the decoder's class offsets (class << 12), by a counting sort.

@@ -1,0 +1,239 @@
+#include "CLossyKernels.h"
+
+// The lossy encoder's statistics passes with AVX2, vectorised across independent sums only (channels
+// for the column sums, tokens for the row norms), so every sum adds the same terms in the same
+// order as the Swift `LossyEncodeKernel.channelStats` / `QuantizedRANSCodec.tokenScales` /
+// `InChunkRoPE.unrotate` (compiled with -ffp-contract=off: no FMA).
+
+/// ParametricModels.log2Approx, operation for operation (double).
+double clossy_log2_approx(double x) {
+    int e = 0;
+    double m = x;
+    while (m >= 2) { m /= 2; e += 1; }
+    while (m < 1) { m *= 2; e -= 1; }
+    double y = (m - 1) / (m + 1), y2 = y * y;
+    // The same terms, quotients and sum order as the Swift loop; the 16 divisions are independent,
+    // so they are done first (the compiler pairs them into vector divides).
+    double terms[16], q[16];
+    double term = y;
+    for (int i = 0; i < 16; i++) { terms[i] = term; term *= y2; }
+    for (int i = 0; i < 16; i++) q[i] = terms[i] / (double)(2 * i + 1);
+    double sum = 0.0;
+    for (int i = 0; i < 16; i++) sum += q[i];
+    return (double)e + 2 * sum / 0.6931471805599453;
+}
+
+
+float clossy_kth_smallest(float *v, ptrdiff_t n, ptrdiff_t k) {
+    // Quickselect (Hoare partition); v is reordered. Values are finite.
+    ptrdiff_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float p = v[lo + (hi - lo) / 2];
+        ptrdiff_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < p) i++;
+            while (p < v[j]) j--;
+            if (i <= j) { float t = v[i]; v[i] = v[j]; v[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return v[k];
+    }
+    return v[k];
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#include <math.h>
+
+#define TGT __attribute__((target("avx2")))
+
+TGT void clossy_column_sums_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *center, float *acc) {
+    ptrdiff_t c0 = 0;
+    // 32 channels at a time: four independent add chains.
+    for (; c0 + 32 <= C; c0 += 32) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        if (center) {
+            const __m256 m0 = _mm256_loadu_ps(center + c0), m1 = _mm256_loadu_ps(center + c0 + 8);
+            const __m256 m2 = _mm256_loadu_ps(center + c0 + 16), m3 = _mm256_loadu_ps(center + c0 + 24);
+            for (ptrdiff_t t = 0; t < T; t++) {
+                const float *r = x + t * C + c0;
+                __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(r), m0), d1 = _mm256_sub_ps(_mm256_loadu_ps(r + 8), m1);
+                __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(r + 16), m2), d3 = _mm256_sub_ps(_mm256_loadu_ps(r + 24), m3);
+                s0 = _mm256_add_ps(s0, _mm256_mul_ps(d0, d0)); s1 = _mm256_add_ps(s1, _mm256_mul_ps(d1, d1));
+                s2 = _mm256_add_ps(s2, _mm256_mul_ps(d2, d2)); s3 = _mm256_add_ps(s3, _mm256_mul_ps(d3, d3));
+            }
+        } else {
+            for (ptrdiff_t t = 0; t < T; t++) {
+                const float *r = x + t * C + c0;
+                s0 = _mm256_add_ps(s0, _mm256_loadu_ps(r)); s1 = _mm256_add_ps(s1, _mm256_loadu_ps(r + 8));
+                s2 = _mm256_add_ps(s2, _mm256_loadu_ps(r + 16)); s3 = _mm256_add_ps(s3, _mm256_loadu_ps(r + 24));
+            }
+        }
+        _mm256_storeu_ps(acc + c0, s0); _mm256_storeu_ps(acc + c0 + 8, s1);
+        _mm256_storeu_ps(acc + c0 + 16, s2); _mm256_storeu_ps(acc + c0 + 24, s3);
+    }
+    for (; c0 + 8 <= C; c0 += 8) {
+        __m256 s = _mm256_setzero_ps();
+        if (center) {
+            const __m256 m = _mm256_loadu_ps(center + c0);
+            for (ptrdiff_t t = 0; t < T; t++) {
+                __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + t * C + c0), m);
+                s = _mm256_add_ps(s, _mm256_mul_ps(d, d));
+            }
+        } else {
+            for (ptrdiff_t t = 0; t < T; t++) s = _mm256_add_ps(s, _mm256_loadu_ps(x + t * C + c0));
+        }
+        _mm256_storeu_ps(acc + c0, s);
+    }
+    for (; c0 < C; c0++) {
+        float s = 0;
+        for (ptrdiff_t t = 0; t < T; t++) {
+            if (center) { float d = x[t * C + c0] - center[c0]; s += d * d; } else s += x[t * C + c0];
+        }
+        acc[c0] = s;
+    }
+}
+
+TGT void clossy_class_costs_avx2(const uint32_t *hist, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
+                                 ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t k_lo, float *out) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (ptrdiff_t a = 0; a < bins; a++) {
+        if (hist[a] == 0) continue;
+        const __m256 k = _mm256_set1_ps((float)hist[a]);
+        const float *row = cost_t + a * stride + k_lo;
+        for (ptrdiff_t s = 0; s < shapes && s < 4; s++)
+            acc[s] = _mm256_add_ps(acc[s], _mm256_mul_ps(k, _mm256_loadu_ps(row + s * scales)));
+    }
+    for (ptrdiff_t s = 0; s < shapes && s < 4; s++) _mm256_storeu_ps(out + 8 * s, acc[s]);
+}
+
+TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
+                                  ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t *classes) {
+    for (ptrdiff_t c = 0; c < C; c++) {
+        const uint32_t *h = hist + c * bins;
+        // The non-empty bins in order, gathered without branches (which bins are empty is random).
+        int32_t nz[256];
+        ptrdiff_t m = 0, a0 = 0;
+        for (; a0 + 8 <= bins && a0 + 8 <= 256; a0 += 8) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(h + a0));
+            unsigned zero = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, _mm256_setzero_si256())));
+            for (unsigned set = ~zero & 0xFFu; set; set &= set - 1) nz[m++] = (int32_t)(a0 + __builtin_ctz(set));
+        }
+        for (ptrdiff_t a = a0; a < bins && a < 256; a++) { nz[m] = (int32_t)a; m += h[a] != 0; }
+        float n = 0, s2 = 0;
+        for (ptrdiff_t i = 0; i < m; i++) {
+            ptrdiff_t a = nz[i];
+            float k = (float)h[a];
+            float qa = a == bins - 1 ? 200.0f : (float)a;
+            n += k;
+            s2 += k * qa * qa;
+        }
+        float sigma = 1e-3f;
+        if (n > 0) { float r = sqrtf(s2 / n); sigma = r >= 1e-3f ? r : 1e-3f; }
+        ptrdiff_t k0 = (ptrdiff_t)roundf(4 * (float)clossy_log2_approx((double)sigma)) + 16;
+        ptrdiff_t k_lo = k0 - 2 > 0 ? k0 - 2 : 0;
+        ptrdiff_t k_hi = k0 + 2 > 0 ? k0 + 2 : 0;
+        if (k_hi > scales - 1) k_hi = scales - 1;
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+        ptrdiff_t ns = shapes < 4 ? shapes : 4;
+        for (ptrdiff_t i = 0; i < m; i++) {
+            ptrdiff_t a = nz[i];
+            const __m256 k = _mm256_set1_ps((float)h[a]);
+            const float *row = cost_t + a * stride + k_lo;
+            for (ptrdiff_t s = 0; s < ns; s++)
+                acc[s] = _mm256_add_ps(acc[s], _mm256_mul_ps(k, _mm256_loadu_ps(row + s * scales)));
+        }
+        float out[32];
+        for (ptrdiff_t s = 0; s < ns; s++) _mm256_storeu_ps(out + 8 * s, acc[s]);
+        ptrdiff_t best = 0;
+        float best_cost = INFINITY;
+        for (ptrdiff_t s = 0; s < ns; s++)
+            for (ptrdiff_t k = k_lo; k <= k_hi; k++) {
+                float cost = out[s * 8 + (k - k_lo)];
+                if (cost < best_cost) { best_cost = cost; best = s * scales + k; }
+            }
+        classes[c] = best;
+    }
+}
+
+static inline TGT void transpose8(__m256 r[8]) {
+    __m256 a0 = _mm256_unpacklo_ps(r[0], r[1]), a1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 a2 = _mm256_unpacklo_ps(r[2], r[3]), a3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 a4 = _mm256_unpacklo_ps(r[4], r[5]), a5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 a6 = _mm256_unpacklo_ps(r[6], r[7]), a7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
+    __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
+    __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
+    __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(b0, b4, 0x20); r[1] = _mm256_permute2f128_ps(b1, b5, 0x20);
+    r[2] = _mm256_permute2f128_ps(b2, b6, 0x20); r[3] = _mm256_permute2f128_ps(b3, b7, 0x20);
+    r[4] = _mm256_permute2f128_ps(b0, b4, 0x31); r[5] = _mm256_permute2f128_ps(b1, b5, 0x31);
+    r[6] = _mm256_permute2f128_ps(b2, b6, 0x31); r[7] = _mm256_permute2f128_ps(b3, b7, 0x31);
+}
+
+TGT void clossy_row_sumsq_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, float *out) {
+    ptrdiff_t t0 = 0;
+    for (; t0 + 8 <= T; t0 += 8) {
+        // Lane j sums token t0 + j over c in order; 8x8 blocks are transposed to channel vectors.
+        __m256 s = _mm256_setzero_ps();
+        ptrdiff_t c0 = 0;
+        for (; c0 + 8 <= C; c0 += 8) {
+            __m256 r[8];
+            for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(x + (t0 + j) * C + c0);
+            transpose8(r);
+            for (int j = 0; j < 8; j++) s = _mm256_add_ps(s, _mm256_mul_ps(r[j], r[j]));
+        }
+        float lane[8];
+        _mm256_storeu_ps(lane, s);
+        for (int j = 0; j < 8; j++) {
+            float v = lane[j];
+            for (ptrdiff_t c = c0; c < C; c++) { float e = x[(t0 + j) * C + c]; v += e * e; }
+            out[t0 + j] = v;
+        }
+    }
+    for (; t0 < T; t0++) {
+        float v = 0;
+        for (ptrdiff_t c = 0; c < C; c++) { float e = x[t0 * C + c]; v += e * e; }
+        out[t0] = v;
+    }
+}
+
+TGT void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, const float *cos_l, const float *sin_l) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (ptrdiff_t t = 0; t < T; t++) {
+        for (ptrdiff_t c0 = 0; c0 < C; c0 += 8) {
+            ptrdiff_t d = t * 64 + c0 % 64;
+            // (a, b) -> (a·cos + b·sin, b·cos + a·(−sin)) with sin = −sin_l[even] = sin_l[odd].
+            __m256 v = _mm256_loadu_ps(x + t * C + c0);
+            __m256 sw = _mm256_permute_ps(v, 0xB1);
+            __m256 s = _mm256_xor_ps(_mm256_loadu_ps(sin_l + d), sign);
+            _mm256_storeu_ps(out + t * C + c0, _mm256_add_ps(_mm256_mul_ps(v, _mm256_loadu_ps(cos_l + d)), _mm256_mul_ps(sw, s)));
+        }
+    }
+}
+
+#else
+void clossy_column_sums_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *center, float *acc) {
+    (void)x; (void)T; (void)C; (void)center; (void)acc;
+    __builtin_trap(); // callers check clossy_has_avx2() first
+}
+void clossy_class_costs_avx2(const uint32_t *hist, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
+                             ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t k_lo, float *out) {
+    (void)hist; (void)bins; (void)cost_t; (void)stride; (void)shapes; (void)scales; (void)k_lo; (void)out;
+    __builtin_trap();
+}
+void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
+                              ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t *classes) {
+    (void)hist; (void)C; (void)bins; (void)cost_t; (void)stride; (void)shapes; (void)scales; (void)classes;
+    __builtin_trap();
+}
+void clossy_row_sumsq_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, float *out) {
+    (void)x; (void)T; (void)C; (void)out;
+    __builtin_trap();
+}
+void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, const float *cos_l, const float *sin_l) {
+    (void)x; (void)out; (void)T; (void)C; (void)cos_l; (void)sin_l;
+    __builtin_trap();
+}
+#endif
