@@ -74,8 +74,10 @@ func entropyBits(_ symbols: [UInt8]) -> Double {
             let classes = (0..<n).map { _ in Int(rng.next() % UInt64(ParametricModels.classCount)) }
             let offsets = classes.map { $0 << RANS.precisionBits }
             var order = [Int](repeating: 0, count: n)
-            offsets.withUnsafeBufferPointer { QuantizedRANSCodec.channelOrder(classOffsets: $0, into: &order) }
+            offsets.withUnsafeBufferPointer { QuantizedRANSCodec.channelOrder(keys: $0, shift: Int(RANS.precisionBits), into: &order) }
             #expect(order == QuantizedRANSCodec.channelOrder(classes: classes))
+            // The order's definition: by class, ties by channel index.
+            #expect(order == (0..<n).sorted { classes[$0] != classes[$1] ? classes[$0] < classes[$1] : $0 < $1 })
         }
     }
 

@@ -171,17 +171,23 @@ struct RANSDecoder {
     var overrun = false
 
     init(_ stream: UnsafeRawBufferPointer) throws {
-        guard stream.count >= 16, stream.count % 2 == 0 else { throw CodecError.corrupt("rANS stream of \(stream.count) bytes") }
-        let b = stream.baseAddress!
-        x0 = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
-        x1 = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
-        x2 = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        x3 = UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
-        for x in [x0, x1, x2, x3] where x < RANS.lowerBound {
-            throw CodecError.corrupt("rANS state below its lower bound")
+        var x = (UInt32(0), UInt32(0), UInt32(0), UInt32(0))
+        wordCount = try withUnsafeMutableBytes(of: &x) {
+            try Self.readStates(stream, ways: 4, into: $0.baseAddress!.assumingMemoryBound(to: UInt32.self))
         }
-        words = b + 16
-        wordCount = (stream.count - 16) / 2
+        (x0, x1, x2, x3) = x
+        words = stream.baseAddress! + 16
+    }
+
+    /// Reads the `ways` initial states `RANSEncoder.finish` wrote (each must be ≥ `lowerBound`)
+    /// into `states` and returns how many 16-bit words follow them.
+    static func readStates(_ stream: UnsafeRawBufferPointer, ways: Int, into states: UnsafeMutablePointer<UInt32>) throws -> Int {
+        guard stream.count >= 4 * ways, stream.count % 2 == 0 else { throw CodecError.corrupt("rANS stream of \(stream.count) bytes") }
+        for i in 0..<ways {
+            states[i] = UInt32(littleEndian: stream.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+            guard states[i] >= RANS.lowerBound else { throw CodecError.corrupt("rANS state below its lower bound") }
+        }
+        return (stream.count - 4 * ways) / 2
     }
 
     @inline(__always)

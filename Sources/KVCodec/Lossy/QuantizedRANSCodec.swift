@@ -150,7 +150,8 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     for c in 0..<C {
                         sideBase.storeBytes(of: UInt8(work.classes[c]), toByteOffset: Self.classOffset(G: G) + g * C + c, as: UInt8.self)
                     }
-                    let order = Self.channelOrder(classes: UnsafeBufferPointer(start: work.classes, count: C))
+                    var order = [Int](repeating: 0, count: C)
+                    Self.channelOrder(keys: UnsafeBufferPointer(start: work.classes, count: C), into: &order)
                     escapesPerGroup[g] = LossyEncodeKernel.code(order: order, &work, encoder: &encoder, simd: simd)
                 }
             }
@@ -215,34 +216,23 @@ public struct QuantizedRANSCodec: ChunkCodec {
     }
 
     /// The order a group's channels are coded in: by model class, ties by channel index, so each
-    /// class's decode table is reused while it is in cache.
+    /// class's decode table is reused while it is in cache. A stable counting sort over `keys >> shift`:
+    /// the encoder passes the classes, the decoder its class offsets (class << 12) with shift 12.
+    static func channelOrder(keys: UnsafeBufferPointer<Int>, shift: Int = 0, into order: inout [Int]) {
+        var counts = [Int](repeating: 0, count: ParametricModels.classCount + 1)
+        for key in keys { counts[(key >> shift) + 1] += 1 }
+        for i in 1..<counts.count { counts[i] += counts[i - 1] }
+        for (c, key) in keys.enumerated() {
+            let k = key >> shift
+            order[counts[k]] = c
+            counts[k] += 1
+        }
+    }
+
     static func channelOrder(classes: [Int]) -> [Int] {
-        classes.withUnsafeBufferPointer { channelOrder(classes: $0) }
-    }
-
-    /// The same order by a counting sort over the classes (stable, so ties stay by channel index).
-    static func channelOrder(classes: UnsafeBufferPointer<Int>) -> [Int] {
-        var counts = [Int](repeating: 0, count: ParametricModels.classCount + 1)
-        for k in classes { counts[k + 1] += 1 }
-        for i in 1..<counts.count { counts[i] += counts[i - 1] }
         var order = [Int](repeating: 0, count: classes.count)
-        for (c, k) in classes.enumerated() {
-            order[counts[k]] = c
-            counts[k] += 1
-        }
+        classes.withUnsafeBufferPointer { channelOrder(keys: $0, into: &order) }
         return order
-    }
-
-    /// The same order from the decoder's class offsets (class << 12), by a counting sort.
-    static func channelOrder(classOffsets off: UnsafeBufferPointer<Int>, into order: inout [Int]) {
-        var counts = [Int](repeating: 0, count: ParametricModels.classCount + 1)
-        for o in off { counts[(o >> RANS.precisionBits) + 1] += 1 }
-        for i in 1..<counts.count { counts[i] += counts[i - 1] }
-        for (c, o) in off.enumerated() {
-            let k = o >> RANS.precisionBits
-            order[counts[k]] = c
-            counts[k] += 1
-        }
     }
 
     @inline(__always) static func zigzag(_ v: Int32) -> UInt32 { UInt32(bitPattern: (v << 1) ^ (v >> 31)) }
@@ -307,14 +297,9 @@ public struct QuantizedRANSCodec: ChunkCodec {
         var outFloat = [Float](repeating: 0, count: isHalf ? 0 : n)
         // The rANS stream: `ways` initial states (u32, each ≥ lowerBound), then u16 words.
         let ways = Self.ransWays(version: version)
-        guard rans.count >= 4 * ways, rans.count % 2 == 0 else { throw CodecError.corrupt("rANS stream of \(rans.count) bytes") }
         let x = UnsafeMutablePointer<UInt32>.allocate(capacity: ways)
         defer { x.deallocate() }
-        for i in 0..<ways {
-            x[i] = UInt32(littleEndian: rans.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
-            guard x[i] >= RANS.lowerBound else { throw CodecError.corrupt("rANS state below its lower bound") }
-        }
-        let wordCount = (rans.count - 4 * ways) / 2
+        let wordCount = try RANSDecoder.readStates(rans, ways: ways, into: x)
         var state = LossyDecodeKernel.State(x0: x[0], x1: x[1], x2: x[2], x3: x[3])
         var state32 = LossyDecodeKernel32.State(x: x)
         // The words, then T + 40 zero words of padding (see LossyDecodeKernel.run and LossyDecodeKernel32.decode).
@@ -387,7 +372,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                                             let code = Int(Int8(bitPattern: sb[tokBase + g * T + t]))
                                             rs[t] = steps[g] * Self.tokenMultipliers[code - Self.minTokenCode]
                                         }
-                                        Self.channelOrder(classOffsets: UnsafeBufferPointer(off), into: &order)
+                                        Self.channelOrder(keys: UnsafeBufferPointer(off), shift: Int(RANS.precisionBits), into: &order)
                                         order.withUnsafeBufferPointer { ord in
                                           rope.0.withUnsafeBufferPointer { ropeCos in
                                            rope.1.withUnsafeBufferPointer { ropeSin in
@@ -428,14 +413,14 @@ public struct QuantizedRANSCodec: ChunkCodec {
                 }
             }
         }
-        if version >= 5 {
-            state.pos = state32.pos; state.escPos = state32.escPos; state.badEscape = state32.badEscape
-            (state.x0, state.x1, state.x2, state.x3) = (x[0], x[1], x[2], x[3])
+        // A clean stream ends with every word consumed and every state back at its start value.
+        let (pos, escPos, badEscape) = version >= 5 ? (state32.pos, state32.escPos, state32.badEscape)
+                                                    : (state.pos, state.escPos, state.badEscape)
+        let finalStates = version >= 5 ? (0..<ways).map { x[$0] } : [state.x0, state.x1, state.x2, state.x3]
+        guard pos == wordCount, finalStates.allSatisfy({ $0 == RANS.lowerBound }) else {
+            throw CodecError.corrupt("rANS stream does not end where it should")
         }
-        let clean = state.pos == wordCount && [state.x0, state.x1, state.x2, state.x3].allSatisfy { $0 == RANS.lowerBound }
-            && (0..<ways).allSatisfy { version < 5 || x[$0] == RANS.lowerBound }
-        guard clean else { throw CodecError.corrupt("rANS stream does not end where it should") }
-        guard !state.badEscape, state.escPos == escapes.count else { throw CodecError.corrupt("escape stream does not match the symbols") }
+        guard !badEscape, escPos == escapes.count else { throw CodecError.corrupt("escape stream does not match the symbols") }
         do {
             if isHalf {
                 #if _endian(big)
