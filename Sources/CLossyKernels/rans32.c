@@ -13,6 +13,16 @@ int clossy_has_avx2(void) {
 #endif
 }
 
+int clossy_has_avx512(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return clossy_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+    return 0;
+#endif
+}
+
 ptrdiff_t clossy_rans32_scalar(uint32_t *states, const uint16_t *words, ptrdiff_t pos, ptrdiff_t word_count,
                                const uint32_t *entries, const ptrdiff_t *order, const ptrdiff_t *class_offset,
                                ptrdiff_t T, ptrdiff_t C, int32_t *scratch, uint8_t *esc) {

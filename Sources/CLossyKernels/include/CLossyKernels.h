@@ -10,6 +10,8 @@
 
 /// 1 when this CPU runs the AVX2 + F16C kernels (checked once per call; cheap).
 int clossy_has_avx2(void);
+/// 1 when this CPU also runs the AVX-512 (F, BW, VL, DQ) kernels.
+int clossy_has_avx512(void);
 
 /// One group of symbols: C channels (in `order`) of T tokens each; token t of a channel uses state
 /// t mod 32, renormalisation words are read in symbol order. `entries` holds the per-class slot
@@ -70,5 +72,9 @@ void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, 
 ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff_t pos, const int32_t *q,
                                     ptrdiff_t T, ptrdiff_t C, const ptrdiff_t *order, const ptrdiff_t *classes,
                                     const uint64_t *sym, const int32_t *radius, uint8_t *esc);
+/// The same with AVX-512 (tables of up to 128 symbols looked up in registers): the same bytes.
+ptrdiff_t clossy_rans32_encode_avx512(uint32_t *states, uint16_t *buf, ptrdiff_t pos, const int32_t *q,
+                                      ptrdiff_t T, ptrdiff_t C, const ptrdiff_t *order, const ptrdiff_t *classes,
+                                      const uint64_t *sym, const int32_t *radius, uint8_t *esc);
 
 #endif

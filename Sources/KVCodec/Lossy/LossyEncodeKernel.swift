@@ -1,6 +1,17 @@
 import CLossyKernels
 import KVTensor
 
+/// The encoder's kernels, by instruction set. Each writes the same bytes (tests compare them all);
+/// `.portable` is the Swift code and runs anywhere.
+enum EncoderISA: Int, Comparable, CaseIterable, Sendable {
+    case portable, avx2, avx512
+    static let best: EncoderISA = clossy_has_avx512() != 0 ? .avx512 : clossy_has_avx2() != 0 ? .avx2 : .portable
+    /// The ones this CPU runs.
+    static var available: [EncoderISA] { allCases.filter { $0 <= best } }
+    var simd: Bool { self != .portable }
+    static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+}
+
 /// The lossy encoder's per-group work, flat: row-major Float statistics, quantisation with
 /// magic-number rounding, a per-channel |q| histogram, a model choice among a few candidates near
 /// the channel's measured scale, and division-free rANS.
@@ -215,8 +226,8 @@ enum LossyEncodeKernel {
 
     /// rANS-codes the group (channels in `order`, tokens in order; pushed in reverse) and returns
     /// its escape stream in decoding order.
-    static func code(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder, simd: Bool = false) -> [UInt8] {
-        if simd { return codeSIMD(order: order, &w, encoder: &encoder) }
+    static func code(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder, isa: EncoderISA = .portable) -> [UInt8] {
+        if isa.simd { return codeSIMD(order: order, &w, encoder: &encoder, avx512: isa == .avx512) }
         let T = w.T, C = w.C, q = w.q
         var escaped: [Int32] = [] // in reverse decoding order
         let radius = ParametricModels.tables.radius
@@ -246,8 +257,8 @@ enum LossyEncodeKernel {
         return esc
     }
 
-    /// `code` for 32 states with the AVX2 kernel, from the channel-major `qCM`: the same bytes.
-    static func codeSIMD(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder) -> [UInt8] {
+    /// `code` for 32 states with the AVX2 or AVX-512 kernel, from the channel-major `qCM`: the same bytes.
+    static func codeSIMD(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder, avx512: Bool) -> [UInt8] {
         precondition(encoder.ways == 32)
         let T = w.T, C = w.C
         guard T > 0, C > 0 else { return [] }
@@ -255,8 +266,9 @@ enum LossyEncodeKernel {
         radius.withUnsafeBufferPointer { rad in
             ParametricModels.encodeSIMD.withUnsafeBufferPointer { sym in
                 order.withUnsafeBufferPointer { ord in
-                    encoder.pos = clossy_rans32_encode_avx2(encoder.states, encoder.buffer, encoder.pos, w.qCM, T, C,
-                                                            ord.baseAddress!, w.classes, sym.baseAddress!, rad.baseAddress!, w.escFlags)
+                    let kernel = avx512 ? clossy_rans32_encode_avx512 : clossy_rans32_encode_avx2
+                    encoder.pos = kernel(encoder.states, encoder.buffer, encoder.pos, w.qCM, T, C,
+                                         ord.baseAddress!, w.classes, sym.baseAddress!, rad.baseAddress!, w.escFlags)
                 }
             }
         }

@@ -44,13 +44,14 @@ public struct QuantizedRANSCodec: ChunkCodec {
     // MARK: encode
 
     public func encode(_ tensor: KVTensor, level: UInt8) throws -> [UInt8] {
-        try encode(tensor, level: level, simd: LossyDecodeKernel32.cpuHasAVX2)
+        try encode(tensor, level: level, isa: .best)
     }
 
-    /// `simd: false` runs the portable encoder on any CPU; both give the same bytes (tests compare them).
-    func encode(_ tensor: KVTensor, level: UInt8, simd: Bool) throws -> [UInt8] {
-        // The AVX2 kernels code 32 states (version 5).
-        let simd = simd && LossyDecodeKernel32.cpuHasAVX2 && writeVersion == 5
+    /// Every `isa` gives the same bytes (tests compare them); `.portable` runs on any CPU.
+    func encode(_ tensor: KVTensor, level: UInt8, isa: EncoderISA) throws -> [UInt8] {
+        // The SIMD kernels code 32 states (version 5).
+        let isa = writeVersion == 5 ? min(isa, EncoderISA.best) : .portable
+        let simd = isa.simd
         let profile = try profileOverride ?? QuantProfile.forLevel(level)
         let shape = tensor.shape
         let T = tensor.tokens, C = shape.rowElements, G = shape.layers * 2
@@ -152,7 +153,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     }
                     var order = [Int](repeating: 0, count: C)
                     Self.channelOrder(keys: UnsafeBufferPointer(start: work.classes, count: C), into: &order)
-                    escapesPerGroup[g] = LossyEncodeKernel.code(order: order, &work, encoder: &encoder, simd: simd)
+                    escapesPerGroup[g] = LossyEncodeKernel.code(order: order, &work, encoder: &encoder, isa: isa)
                 }
             }
           }
