@@ -5,25 +5,6 @@
 // order as the Swift `LossyEncodeKernel.channelStats` / `QuantizedRANSCodec.tokenScales` /
 // `InChunkRoPE.unrotate` (compiled with -ffp-contract=off: no FMA).
 
-/// ParametricModels.log2Approx, operation for operation (double).
-double clossy_log2_approx(double x) {
-    int e = 0;
-    double m = x;
-    while (m >= 2) { m /= 2; e += 1; }
-    while (m < 1) { m *= 2; e -= 1; }
-    double y = (m - 1) / (m + 1), y2 = y * y;
-    // The same terms, quotients and sum order as the Swift loop; the 16 divisions are independent,
-    // so they are done first (the compiler pairs them into vector divides).
-    double terms[16], q[16];
-    double term = y;
-    for (int i = 0; i < 16; i++) { terms[i] = term; term *= y2; }
-    for (int i = 0; i < 16; i++) q[i] = terms[i] / (double)(2 * i + 1);
-    double sum = 0.0;
-    for (int i = 0; i < 16; i++) sum += q[i];
-    return (double)e + 2 * sum / 0.6931471805599453;
-}
-
-
 float clossy_kth_smallest(float *v, ptrdiff_t n, ptrdiff_t k) {
     // Quickselect (Hoare partition); v is reordered. Values are finite.
     ptrdiff_t lo = 0, hi = n - 1;
@@ -109,7 +90,8 @@ TGT void clossy_class_costs_avx2(const uint32_t *hist, ptrdiff_t bins, const flo
 }
 
 TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
-                                  ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t *classes) {
+                                  ptrdiff_t shapes, ptrdiff_t scales, const float *scale_bounds,
+                                  const int32_t *scale_values, ptrdiff_t scale_count, ptrdiff_t *classes) {
     for (ptrdiff_t c = 0; c < C; c++) {
         const uint32_t *h = hist + c * bins;
         // The non-empty bins in order, gathered without branches (which bins are empty is random).
@@ -131,7 +113,13 @@ TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t b
         }
         float sigma = 1e-3f;
         if (n > 0) { float r = sqrtf(s2 / n); sigma = r >= 1e-3f ? r : 1e-3f; }
-        ptrdiff_t k0 = (ptrdiff_t)roundf(4 * (float)clossy_log2_approx((double)sigma)) + 16;
+        // The number of bounds <= sigma picks its value (StepTable.callAsFunction).
+        ptrdiff_t lo = 0, hi = scale_count;
+        while (lo < hi) {
+            ptrdiff_t mid = (lo + hi) / 2;
+            if (scale_bounds[mid] <= sigma) lo = mid + 1; else hi = mid;
+        }
+        ptrdiff_t k0 = (ptrdiff_t)scale_values[lo] + 16;
         ptrdiff_t k_lo = k0 - 2 > 0 ? k0 - 2 : 0;
         ptrdiff_t k_hi = k0 + 2 > 0 ? k0 + 2 : 0;
         if (k_hi > scales - 1) k_hi = scales - 1;
@@ -224,8 +212,10 @@ void clossy_class_costs_avx2(const uint32_t *hist, ptrdiff_t bins, const float *
     __builtin_trap();
 }
 void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
-                              ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t *classes) {
+                              ptrdiff_t shapes, ptrdiff_t scales, const float *scale_bounds,
+                              const int32_t *scale_values, ptrdiff_t scale_count, ptrdiff_t *classes) {
     (void)hist; (void)C; (void)bins; (void)cost_t; (void)stride; (void)shapes; (void)scales; (void)classes;
+    (void)scale_bounds; (void)scale_values; (void)scale_count;
     __builtin_trap();
 }
 void clossy_row_sumsq_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, float *out) {

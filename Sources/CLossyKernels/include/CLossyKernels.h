@@ -50,12 +50,11 @@ void clossy_column_sums_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const flo
 /// (float)hist[a] * cost_t[a * stride + s * scales + k_lo + j] (the model-choice costs of 8 classes).
 void clossy_class_costs_avx2(const uint32_t *hist, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
                              ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t k_lo, float *out);
-/// LossyEncodeKernel.bestClass for channels 0..<C (hist: C * bins; shapes <= 4; log2 as
-/// ParametricModels.log2Approx, operation for operation).
+/// LossyEncodeKernel.bestClass for channels 0..<C (hist: C * bins; shapes <= 4); the scale nearest
+/// σ is looked up in ParametricModels.scaleOfSigma (a StepTable: scale_count bounds, values).
 void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
-                              ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t *classes);
-/// ParametricModels.log2Approx, operation for operation (portable C).
-double clossy_log2_approx(double x);
+                              ptrdiff_t shapes, ptrdiff_t scales, const float *scale_bounds,
+                              const int32_t *scale_values, ptrdiff_t scale_count, ptrdiff_t *classes);
 /// The k-th smallest of n finite floats (v is reordered; portable C).
 float clossy_kth_smallest(float *v, ptrdiff_t n, ptrdiff_t k);
 /// out[t] = sum over c in order of x[t * C + c]^2.

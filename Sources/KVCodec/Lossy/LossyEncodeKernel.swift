@@ -200,7 +200,7 @@ enum LossyEncodeKernel {
             nz.append((a, k))
         }
         let sigma = n > 0 ? max(1e-3, (s2 / n).squareRoot()) : 1e-3
-        let k0 = Int((4 * Float.log2Approx(sigma)).rounded()) + 16
+        let k0 = ParametricModels.scaleOfSigma(sigma) + 16
         let costs = ParametricModels.absCost
         var best = 0
         var bestCost = Float.infinity
@@ -218,9 +218,15 @@ enum LossyEncodeKernel {
     /// `bestClass` for every channel in C (the AVX2 kernel sums 8 candidates' costs at once, each in
     /// the same order, and computes the same log2): the same classes.
     static func bestClassesSIMD(_ w: inout Workspace) {
+        let scale = ParametricModels.scaleOfSigma
         ParametricModels.absCostT.withUnsafeBufferPointer { ct in
-            clossy_best_classes_avx2(w.hist, w.C, histBins, ct.baseAddress!, ParametricModels.absCostTStride,
-                                     ParametricModels.shapeCount, ParametricModels.scaleCount, w.classes)
+            scale.bounds.withUnsafeBufferPointer { sb in
+                scale.values.withUnsafeBufferPointer { sv in
+                    clossy_best_classes_avx2(w.hist, w.C, histBins, ct.baseAddress!, ParametricModels.absCostTStride,
+                                             ParametricModels.shapeCount, ParametricModels.scaleCount,
+                                             sb.baseAddress!, sv.baseAddress!, sb.count, w.classes)
+                }
+            }
         }
     }
 
@@ -286,6 +292,11 @@ enum LossyEncodeKernel {
 }
 
 extension ParametricModels {
+    /// round(4 · log2 σ) for a channel's RMS index σ ∈ [1e-3, 200] (the model-choice histogram
+    /// counts |q| ≥ 127 as 200), as a table.
+    static let scaleOfSigma = StepTable(from: 1e-3, to: 256, roundedScale)
+    static func roundedScale(_ sigma: Float) -> Int { Int((4 * Float(log2Approx(Double(sigma)))).rounded()) }
+
     /// `absCost` transposed to [bin][class], rows padded so 8 classes load from any scale.
     static let absCostTStride = classCount + 8
     static let absCostT: [Float] = {

@@ -61,7 +61,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let groupwise = simd && tensor.dtype == .f16
         let values = groupwise ? [] : try LossyEncodeKernel.floats(of: tensor)
         var groupFloats = [Float](repeating: 0, count: groupwise ? T * C : 0)
-        var nonFinite = false
+        var nonFinite = false, overflow = false
 
         let sideCount = Self.sideInfoCount(G: G, C: C, T: T)
         var side = [UInt8](repeating: 0, count: sideCount)
@@ -132,6 +132,8 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     }
                     let rmsHere = LossyEncodeKernel.channelStats(x.baseAddress!, &work, simd: simd)
                     let rms = rmsAsStored ?? rmsHere
+                    // Finite f32 values near the top of the range overflow the statistics' sums.
+                    guard rms.isFinite, (0..<C).allSatisfy({ work.means[$0].isFinite }) else { overflow = true; break }
                     var step = profile.alpha * weights[g] * rms
                     if !(step >= 1e-12) || !step.isFinite { step = 1e-12 }
                     // The stored step's sign says how the means are stored: + on the step grid, − as f16.
@@ -160,6 +162,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
          }
         }
         if nonFinite { throw CodecError.nonFinite }
+        if overflow { throw CodecError.unsupported("values too large for lossy coding (a group's sum of squares overflows f32)") }
 
         let sideZ = try Zstd.compress(side, level: 3)
         let escapes = escapesPerGroup.flatMap { $0 }
@@ -201,19 +204,32 @@ public struct QuantizedRANSCodec: ChunkCodec {
         } else {
             median = norms.sorted()[T / 2]
         }
+        let codeOfRatio = profile.valueTokenBeta != 0 ? Self.tokenCodeTable(beta: profile.valueTokenBeta) : nil
         for t in 0..<T {
             let r = median > 0 ? norms[t] / median : 1
             let sal = r < profile.salienceTau
             salient[t] = sal
             var code = 0
-            if r > 0, profile.valueTokenBeta != 0 {
-                let l = simd ? Float(clossy_log2_approx(Double(r))) : Float.log2Approx(r)
-                code = Int((2 * profile.valueTokenBeta * l).rounded(.toNearestOrEven))
-            }
-            code = max(-8, min(6, code))
+            if r > 0, let codeOfRatio { code = codeOfRatio(r) }
             if sal { code -= profile.salienceShift }
             codes[t] = Int8(max(minTokenCode, min(maxTokenCode, code)))
         }
+    }
+
+    /// A value token's step code from its norm ratio r: round(2β · log2 r) within −8...6.
+    /// (The levels' β is tabulated once; other profiles, used in tuning, pay ~30 µs per chunk.)
+    static func tokenCodeTable(beta: Float) -> StepTable {
+        beta == levelTokenCodes.beta ? levelTokenCodes.table : makeTokenCodeTable(beta: beta)
+    }
+    private static let levelTokenCodes: (beta: Float, table: StepTable) = {
+        let beta = QuantProfile(alpha: 1).valueTokenBeta
+        return (beta, makeTokenCodeTable(beta: beta))
+    }()
+    private static func makeTokenCodeTable(beta: Float) -> StepTable {
+        StepTable(from: .leastNonzeroMagnitude, to: .greatestFiniteMagnitude) { tokenCode(ratio: $0, beta: beta) }
+    }
+    static func tokenCode(ratio r: Float, beta: Float) -> Int {
+        max(-8, min(6, Int((2 * beta * Float(ParametricModels.log2Approx(Double(r)))).rounded(.toNearestOrEven))))
     }
 
     /// The order a group's channels are coded in: by model class, ties by channel index, so each
@@ -451,7 +467,3 @@ public struct QuantizedRANSCodec: ChunkCodec {
     }
 }
 
-extension Float {
-    /// log2 with basic operations (encoder-side decisions only).
-    static func log2Approx(_ x: Float) -> Float { Float(ParametricModels.log2Approx(Double(x))) }
-}
