@@ -76,72 +76,83 @@ TGT void clossy_column_sums_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const
     }
 }
 
-TGT void clossy_class_costs_avx2(const uint32_t *hist, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
-                                 ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t k_lo, float *out) {
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (ptrdiff_t a = 0; a < bins; a++) {
-        if (hist[a] == 0) continue;
-        const __m256 k = _mm256_set1_ps((float)hist[a]);
-        const float *row = cost_t + a * stride + k_lo;
-        for (ptrdiff_t s = 0; s < shapes && s < 4; s++)
-            acc[s] = _mm256_add_ps(acc[s], _mm256_mul_ps(k, _mm256_loadu_ps(row + s * scales)));
-    }
-    for (ptrdiff_t s = 0; s < shapes && s < 4; s++) _mm256_storeu_ps(out + 8 * s, acc[s]);
-}
-
+/// Two channels at a time in lockstep, so six independent add chains hide the add latency. Each
+/// channel still sums its own non-empty bins in order: the shorter list is padded with count-0
+/// entries, which add exactly +0 to sums that are >= +0.
+#define BC_LANES 2
 TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
                                   ptrdiff_t shapes, ptrdiff_t scales, const float *scale_bounds,
                                   const int32_t *scale_values, ptrdiff_t scale_count, ptrdiff_t *classes) {
-    for (ptrdiff_t c = 0; c < C; c++) {
-        const uint32_t *h = hist + c * bins;
-        // The non-empty bins in order, gathered without branches (which bins are empty is random).
-        int32_t nz[256];
-        ptrdiff_t m = 0, a0 = 0;
-        for (; a0 + 8 <= bins && a0 + 8 <= 256; a0 += 8) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(h + a0));
-            unsigned zero = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, _mm256_setzero_si256())));
-            for (unsigned set = ~zero & 0xFFu; set; set &= set - 1) nz[m++] = (int32_t)(a0 + __builtin_ctz(set));
-        }
-        for (ptrdiff_t a = a0; a < bins && a < 256; a++) { nz[m] = (int32_t)a; m += h[a] != 0; }
-        float n = 0, s2 = 0;
-        for (ptrdiff_t i = 0; i < m; i++) {
-            ptrdiff_t a = nz[i];
-            float k = (float)h[a];
-            float qa = a == bins - 1 ? 200.0f : (float)a;
-            n += k;
-            s2 += k * qa * qa;
-        }
-        float sigma = 1e-3f;
-        if (n > 0) { float r = sqrtf(s2 / n); sigma = r >= 1e-3f ? r : 1e-3f; }
-        // The number of bounds <= sigma picks its value (StepTable.callAsFunction).
-        ptrdiff_t lo = 0, hi = scale_count;
-        while (lo < hi) {
-            ptrdiff_t mid = (lo + hi) / 2;
-            if (scale_bounds[mid] <= sigma) lo = mid + 1; else hi = mid;
-        }
-        ptrdiff_t k0 = (ptrdiff_t)scale_values[lo] + 16;
-        ptrdiff_t k_lo = k0 - 2 > 0 ? k0 - 2 : 0;
-        ptrdiff_t k_hi = k0 + 2 > 0 ? k0 + 2 : 0;
-        if (k_hi > scales - 1) k_hi = scales - 1;
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        ptrdiff_t ns = shapes < 4 ? shapes : 4;
-        for (ptrdiff_t i = 0; i < m; i++) {
-            ptrdiff_t a = nz[i];
-            const __m256 k = _mm256_set1_ps((float)h[a]);
-            const float *row = cost_t + a * stride + k_lo;
-            for (ptrdiff_t s = 0; s < ns; s++)
-                acc[s] = _mm256_add_ps(acc[s], _mm256_mul_ps(k, _mm256_loadu_ps(row + s * scales)));
-        }
-        float out[32];
-        for (ptrdiff_t s = 0; s < ns; s++) _mm256_storeu_ps(out + 8 * s, acc[s]);
-        ptrdiff_t best = 0;
-        float best_cost = INFINITY;
-        for (ptrdiff_t s = 0; s < ns; s++)
-            for (ptrdiff_t k = k_lo; k <= k_hi; k++) {
-                float cost = out[s * 8 + (k - k_lo)];
-                if (cost < best_cost) { best_cost = cost; best = s * scales + k; }
+    if (bins > 256) bins = 256;
+    ptrdiff_t ns = shapes < 4 ? shapes : 4;
+    for (ptrdiff_t c0 = 0; c0 < C; c0 += BC_LANES) {
+        // (A missing second channel has m = 0: all padding.)
+        int32_t nz[BC_LANES][256];
+        float kf[BC_LANES][256];
+        ptrdiff_t m[BC_LANES], k_lo[BC_LANES], k_hi[BC_LANES], mmax = 0;
+        for (ptrdiff_t j = 0; j < BC_LANES; j++) {
+            m[j] = 0;
+            if (c0 + j >= C) continue;
+            const uint32_t *h = hist + (c0 + j) * bins;
+            // The non-empty bins in order, gathered without branches (which bins are empty is random).
+            ptrdiff_t a0 = 0;
+            for (; a0 + 8 <= bins; a0 += 8) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(h + a0));
+                unsigned zero = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, _mm256_setzero_si256())));
+                for (unsigned set = ~zero & 0xFFu; set; set &= set - 1) nz[j][m[j]++] = (int32_t)(a0 + __builtin_ctz(set));
             }
-        classes[c] = best;
+            for (ptrdiff_t a = a0; a < bins; a++) { nz[j][m[j]] = (int32_t)a; m[j] += h[a] != 0; }
+            for (ptrdiff_t i = 0; i < m[j]; i++) kf[j][i] = (float)h[nz[j][i]];
+            if (m[j] > mmax) mmax = m[j];
+        }
+        for (ptrdiff_t j = 0; j < BC_LANES; j++)
+            for (ptrdiff_t i = m[j]; i < mmax; i++) { nz[j][i] = 0; kf[j][i] = 0; }
+        float n[BC_LANES] = {0}, s2[BC_LANES] = {0};
+        for (ptrdiff_t i = 0; i < mmax; i++)
+            for (ptrdiff_t j = 0; j < BC_LANES; j++) {
+                float k = kf[j][i];
+                float qa = nz[j][i] == bins - 1 ? 200.0f : (float)nz[j][i];
+                n[j] += k;
+                s2[j] += k * qa * qa;
+            }
+        for (ptrdiff_t j = 0; j < BC_LANES; j++) {
+            float sigma = 1e-3f;
+            if (n[j] > 0) { float r = sqrtf(s2[j] / n[j]); sigma = r >= 1e-3f ? r : 1e-3f; }
+            // The number of bounds <= sigma picks its value (StepTable.callAsFunction).
+            ptrdiff_t lo = 0, hi = scale_count;
+            while (lo < hi) {
+                ptrdiff_t mid = (lo + hi) / 2;
+                if (scale_bounds[mid] <= sigma) lo = mid + 1; else hi = mid;
+            }
+            ptrdiff_t k0 = (ptrdiff_t)scale_values[lo] + 16;
+            k_lo[j] = k0 - 2 > 0 ? k0 - 2 : 0;
+            k_hi[j] = k0 + 2 > 0 ? k0 + 2 : 0;
+            if (k_hi[j] > scales - 1) k_hi[j] = scales - 1;
+        }
+        // Named accumulators (not an array indexed by the runtime shape count) stay in registers.
+        __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+#define BC_ADD(acc, j, s) \
+        if (ns > s) acc = _mm256_add_ps(acc, _mm256_mul_ps(k##j, _mm256_loadu_ps(row##j + s * scales)))
+        for (ptrdiff_t i = 0; i < mmax; i++) {
+            const __m256 k0 = _mm256_set1_ps(kf[0][i]), k1 = _mm256_set1_ps(kf[1][i]);
+            const float *row0 = cost_t + nz[0][i] * stride + k_lo[0], *row1 = cost_t + nz[1][i] * stride + k_lo[1];
+            BC_ADD(a00, 0, 0); BC_ADD(a10, 1, 0); BC_ADD(a01, 0, 1); BC_ADD(a11, 1, 1);
+            BC_ADD(a02, 0, 2); BC_ADD(a12, 1, 2); BC_ADD(a03, 0, 3); BC_ADD(a13, 1, 3);
+        }
+#undef BC_ADD
+        const __m256 acc[BC_LANES][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}};
+        for (ptrdiff_t j = 0; j < BC_LANES && c0 + j < C; j++) {
+            float out[32];
+            for (ptrdiff_t s = 0; s < ns; s++) _mm256_storeu_ps(out + 8 * s, acc[j][s]);
+            ptrdiff_t best = 0;
+            float best_cost = INFINITY;
+            for (ptrdiff_t s = 0; s < ns; s++)
+                for (ptrdiff_t k = k_lo[j]; k <= k_hi[j]; k++) {
+                    float cost = out[s * 8 + (k - k_lo[j])];
+                    if (cost < best_cost) { best_cost = cost; best = s * scales + k; }
+                }
+            classes[c0 + j] = best;
+        }
     }
 }
 
@@ -205,11 +216,6 @@ TGT void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t
 void clossy_column_sums_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *center, float *acc) {
     (void)x; (void)T; (void)C; (void)center; (void)acc;
     __builtin_trap(); // callers check clossy_has_avx2() first
-}
-void clossy_class_costs_avx2(const uint32_t *hist, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
-                             ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t k_lo, float *out) {
-    (void)hist; (void)bins; (void)cost_t; (void)stride; (void)shapes; (void)scales; (void)k_lo; (void)out;
-    __builtin_trap();
 }
 void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
                               ptrdiff_t shapes, ptrdiff_t scales, const float *scale_bounds,

@@ -83,11 +83,12 @@ do {
         // Profiling aid: only encodes, for 4 seconds (kvcodec-harness encode-loop IN LEVEL).
         guard args.count >= 4, let level = UInt8(args[3]) else { fail("encode-loop IN LEVEL") }
         let ctx = try Safetensors.readContext(args[2])
+        // Chunks sliced up front, as `kvstore bench codec` does.
+        let chunks = stride(from: 0, to: ctx.kv.tokens, by: 256).map { ctx.kv.slice(tokens: $0..<min(ctx.kv.tokens, $0 + 256)) }
         let t0 = CodecBenchmark.now()
         var n = 0
         while CodecBenchmark.now() - t0 < 4 {
-            var start = 0
-            while start < ctx.kv.tokens { _ = try ChunkContainer.encode(ctx.kv.slice(tokens: start..<min(ctx.kv.tokens, start + 256)), level: level); start += 256 }
+            for chunk in chunks { _ = try ChunkContainer.encode(chunk, level: level) }
             n += 1
         }
         print("level \(level): \(n) encodes, \(Int(Double(n * ctx.kv.bytes.count) / (CodecBenchmark.now() - t0) / 1e6)) MB/s")

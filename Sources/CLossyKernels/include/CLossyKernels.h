@@ -46,10 +46,6 @@ void clossy_quantise_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float 
 
 /// acc[c] = sum over t in order of x[t * C + c] (center NULL) or of (x[t * C + c] - center[c])^2.
 void clossy_column_sums_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *center, float *acc);
-/// For each shape s < min(shapes, 4): out[8 s + j] = sum over bins a in order with hist[a] != 0 of
-/// (float)hist[a] * cost_t[a * stride + s * scales + k_lo + j] (the model-choice costs of 8 classes).
-void clossy_class_costs_avx2(const uint32_t *hist, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
-                             ptrdiff_t shapes, ptrdiff_t scales, ptrdiff_t k_lo, float *out);
 /// LossyEncodeKernel.bestClass for channels 0..<C (hist: C * bins; shapes <= 4); the scale nearest
 /// σ is looked up in ParametricModels.scaleOfSigma (a StepTable: scale_count bounds, values).
 void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
