@@ -76,48 +76,57 @@ TGT void clossy_column_sums_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const
     }
 }
 
-/// Two channels at a time in lockstep, so six independent add chains hide the add latency. Each
-/// channel still sums its own non-empty bins in order: the shorter list is padded with count-0
-/// entries, which add exactly +0 to sums that are >= +0.
+/// Two channels at a time in lockstep, so six independent add chains hide the add latency. The
+/// costs run over every bin of the 8-bin blocks where either channel has counts: an empty bin
+/// adds 0 · cost = +0 to a sum that is >= +0, so each channel's sum is exactly its sum over its
+/// non-empty bins in order (LossyEncodeKernel.bestClass).
 #define BC_LANES 2
 TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
                                   ptrdiff_t shapes, ptrdiff_t scales, const float *scale_bounds,
                                   const int32_t *scale_values, ptrdiff_t scale_count, ptrdiff_t *classes) {
-    if (bins > 256) bins = 256;
     ptrdiff_t ns = shapes < 4 ? shapes : 4;
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), zero = _mm256_setzero_si256();
+    static const uint32_t none[256];
     for (ptrdiff_t c0 = 0; c0 < C; c0 += BC_LANES) {
-        // (A missing second channel has m = 0: all padding.)
-        int32_t nz[BC_LANES][256];
-        float kf[BC_LANES][256];
-        ptrdiff_t m[BC_LANES], k_lo[BC_LANES], k_hi[BC_LANES], mmax = 0;
+        const uint32_t *h[BC_LANES];
+        uint32_t blocks = 0;
+        ptrdiff_t k_lo[BC_LANES], k_hi[BC_LANES];
         for (ptrdiff_t j = 0; j < BC_LANES; j++) {
-            m[j] = 0;
+            // A missing second channel reads as all-empty and chooses nothing.
+            h[j] = c0 + j < C ? hist + (c0 + j) * bins : none;
+            k_lo[j] = 0; k_hi[j] = -1;
             if (c0 + j >= C) continue;
-            const uint32_t *h = hist + (c0 + j) * bins;
-            // The non-empty bins in order, gathered without branches (which bins are empty is random).
-            ptrdiff_t a0 = 0;
-            for (; a0 + 8 <= bins; a0 += 8) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(h + a0));
-                unsigned zero = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, _mm256_setzero_si256())));
-                for (unsigned set = ~zero & 0xFFu; set; set &= set - 1) nz[j][m[j]++] = (int32_t)(a0 + __builtin_ctz(set));
+            // n = Σ h[a] and s2 = Σ h[a]·qa² (qa = a, 200 for the last bin). Their float sums in
+            // order add integers; below 2^24 every partial sum is exact, so integer sums give the
+            // same floats. Counts up to 419 keep each term and the 32-bit lane sums from overflowing.
+            __m256i vn = zero, vs = zero, vmax = zero;
+            for (ptrdiff_t a0 = 0; a0 < bins; a0 += 8) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(h[j] + a0));
+                unsigned any = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, zero))) ^ 0xFFu;
+                blocks |= (uint32_t)(any != 0) << (a0 / 8);
+                __m256i qa = _mm256_add_epi32(lanes, _mm256_set1_epi32((int)a0));
+                if (a0 + 8 == bins) qa = _mm256_blend_epi32(qa, _mm256_set1_epi32(200), 0x80);
+                vn = _mm256_add_epi32(vn, v);
+                vs = _mm256_add_epi32(vs, _mm256_mullo_epi32(v, _mm256_mullo_epi32(qa, qa)));
+                vmax = _mm256_max_epu32(vmax, v);
             }
-            for (ptrdiff_t a = a0; a < bins; a++) { nz[j][m[j]] = (int32_t)a; m[j] += h[a] != 0; }
-            for (ptrdiff_t i = 0; i < m[j]; i++) kf[j][i] = (float)h[nz[j][i]];
-            if (m[j] > mmax) mmax = m[j];
-        }
-        for (ptrdiff_t j = 0; j < BC_LANES; j++)
-            for (ptrdiff_t i = m[j]; i < mmax; i++) { nz[j][i] = 0; kf[j][i] = 0; }
-        float n[BC_LANES] = {0}, s2[BC_LANES] = {0};
-        for (ptrdiff_t i = 0; i < mmax; i++)
-            for (ptrdiff_t j = 0; j < BC_LANES; j++) {
-                float k = kf[j][i];
-                float qa = nz[j][i] == bins - 1 ? 200.0f : (float)nz[j][i];
-                n[j] += k;
-                s2[j] += k * qa * qa;
+            uint32_t ln[8], ls[8], lm[8];
+            _mm256_storeu_si256((__m256i *)ln, vn); _mm256_storeu_si256((__m256i *)ls, vs); _mm256_storeu_si256((__m256i *)lm, vmax);
+            uint64_t sn = 0, ss = 0; uint32_t mx = 0;
+            for (int l = 0; l < 8; l++) { sn += ln[l]; ss += ls[l]; mx = lm[l] > mx ? lm[l] : mx; }
+            float n = 0, s2 = 0;
+            if (mx <= 419 && sn < (1u << 24) && ss < (1u << 24)) {
+                n = (float)sn; s2 = (float)ss;
+            } else {
+                for (ptrdiff_t a = 0; a < bins; a++) {
+                    if (h[j][a] == 0) continue;
+                    float k = (float)h[j][a], qa = a == bins - 1 ? 200.0f : (float)a;
+                    n += k;
+                    s2 += k * qa * qa;
+                }
             }
-        for (ptrdiff_t j = 0; j < BC_LANES; j++) {
             float sigma = 1e-3f;
-            if (n[j] > 0) { float r = sqrtf(s2[j] / n[j]); sigma = r >= 1e-3f ? r : 1e-3f; }
+            if (n > 0) { float r = sqrtf(s2 / n); sigma = r >= 1e-3f ? r : 1e-3f; }
             // The number of bounds <= sigma picks its value (StepTable.callAsFunction).
             ptrdiff_t lo = 0, hi = scale_count;
             while (lo < hi) {
@@ -133,11 +142,17 @@ TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t b
         __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
 #define BC_ADD(acc, j, s) \
         if (ns > s) acc = _mm256_add_ps(acc, _mm256_mul_ps(k##j, _mm256_loadu_ps(row##j + s * scales)))
-        for (ptrdiff_t i = 0; i < mmax; i++) {
-            const __m256 k0 = _mm256_set1_ps(kf[0][i]), k1 = _mm256_set1_ps(kf[1][i]);
-            const float *row0 = cost_t + nz[0][i] * stride + k_lo[0], *row1 = cost_t + nz[1][i] * stride + k_lo[1];
-            BC_ADD(a00, 0, 0); BC_ADD(a10, 1, 0); BC_ADD(a01, 0, 1); BC_ADD(a11, 1, 1);
-            BC_ADD(a02, 0, 2); BC_ADD(a12, 1, 2); BC_ADD(a03, 0, 3); BC_ADD(a13, 1, 3);
+        for (uint32_t bl = blocks; bl; bl &= bl - 1) {
+            ptrdiff_t a0 = 8 * __builtin_ctz(bl);
+            float kf0[8], kf1[8];
+            _mm256_storeu_ps(kf0, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(h[0] + a0))));
+            _mm256_storeu_ps(kf1, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(h[1] + a0))));
+            for (int i = 0; i < 8; i++) {
+                const __m256 k0 = _mm256_broadcast_ss(kf0 + i), k1 = _mm256_broadcast_ss(kf1 + i);
+                const float *row0 = cost_t + (a0 + i) * stride + k_lo[0], *row1 = cost_t + (a0 + i) * stride + k_lo[1];
+                BC_ADD(a00, 0, 0); BC_ADD(a10, 1, 0); BC_ADD(a01, 0, 1); BC_ADD(a11, 1, 1);
+                BC_ADD(a02, 0, 2); BC_ADD(a12, 1, 2); BC_ADD(a03, 0, 3); BC_ADD(a13, 1, 3);
+            }
         }
 #undef BC_ADD
         const __m256 acc[BC_LANES][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}};

@@ -352,6 +352,19 @@ TGT ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff
 }
 
 
+TGT ptrdiff_t clossy_escapes_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, int32_t *out) {
+    const __m256i hi = _mm256_set1_epi32(radius), lo = _mm256_set1_epi32(-radius);
+    ptrdiff_t n = 0, t = 0;
+    for (; t + 8 <= T; t += 8) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(q + t));
+        __m256i out_of = _mm256_or_si256(_mm256_cmpgt_epi32(v, hi), _mm256_cmpgt_epi32(lo, v));
+        for (unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(out_of)); m; m &= m - 1)
+            out[n++] = q[t + __builtin_ctz(m)];
+    }
+    for (; t < T; t++) if (q[t] > radius || q[t] < -radius) out[n++] = q[t];
+    return n;
+}
+
 // AVX-512 (16 lanes, two vectors for the 32 states). Most classes' tables have at most 128
 // symbols, so a symbol's entry is found with in-register permutes (vpermt2d over 32 entries)
 // instead of gathers, which dominate the AVX2 kernel; the renormalisation words of a vector
@@ -489,6 +502,11 @@ ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff_t p
     (void)sym; (void)radius; (void)esc;
     __builtin_trap(); // callers check clossy_has_avx2() first
     return pos;
+}
+ptrdiff_t clossy_escapes_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, int32_t *out) {
+    (void)q; (void)T; (void)radius; (void)out;
+    __builtin_trap(); // callers check clossy_has_avx2() first
+    return 0;
 }
 ptrdiff_t clossy_rans32_encode_avx512(uint32_t *states, uint16_t *buf, ptrdiff_t pos, const int32_t *q,
                                       ptrdiff_t T, ptrdiff_t C, const ptrdiff_t *order, const ptrdiff_t *classes,

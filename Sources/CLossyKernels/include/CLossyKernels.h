@@ -46,7 +46,8 @@ void clossy_quantise_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float 
 
 /// acc[c] = sum over t in order of x[t * C + c] (center NULL) or of (x[t * C + c] - center[c])^2.
 void clossy_column_sums_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *center, float *acc);
-/// LossyEncodeKernel.bestClass for channels 0..<C (hist: C * bins; shapes <= 4); the scale nearest
+/// LossyEncodeKernel.bestClass for channels 0..<C (hist: C * bins, bins a multiple of 8 up to 256;
+/// shapes <= 4); the scale nearest
 /// σ is looked up in ParametricModels.scaleOfSigma (a StepTable: scale_count bounds, values).
 void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
                               ptrdiff_t shapes, ptrdiff_t scales, const float *scale_bounds,
@@ -67,6 +68,8 @@ void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, 
 ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff_t pos, const int32_t *q,
                                     ptrdiff_t T, ptrdiff_t C, const ptrdiff_t *order, const ptrdiff_t *classes,
                                     const uint64_t *sym, const int32_t *radius, uint8_t *esc);
+/// Writes the q[t] with |q[t]| > radius to out in token order (out: room for T); returns how many.
+ptrdiff_t clossy_escapes_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, int32_t *out);
 /// The same with AVX-512 (tables of up to 128 symbols looked up in registers): the same bytes.
 ptrdiff_t clossy_rans32_encode_avx512(uint32_t *states, uint16_t *buf, ptrdiff_t pos, const int32_t *q,
                                       ptrdiff_t T, ptrdiff_t C, const ptrdiff_t *order, const ptrdiff_t *classes,

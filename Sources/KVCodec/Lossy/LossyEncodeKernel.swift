@@ -280,12 +280,12 @@ enum LossyEncodeKernel {
         }
         // Escapes in decoding order: channels as decoded, tokens in order.
         var esc: [UInt8] = []
+        let found = UnsafeMutablePointer<Int32>.allocate(capacity: T)
+        defer { found.deallocate() }
         for k in 0..<C where w.escFlags[k] != 0 {
-            let c = order[k], r = radius[w.classes[c]]
-            let qc = w.qCM + c &* T
-            for t in 0..<T where qc[t] > r || qc[t] < -r {
-                QuantizedRANSCodec.appendVarint(QuantizedRANSCodec.zigzag(qc[t]), to: &esc)
-            }
+            let c = order[k]
+            let n = clossy_escapes_avx2(w.qCM + c &* T, T, radius[w.classes[c]], found)
+            for i in 0..<n { QuantizedRANSCodec.appendVarint(QuantizedRANSCodec.zigzag(found[i]), to: &esc) }
         }
         return esc
     }
