@@ -41,48 +41,65 @@ static inline void count(uint32_t *hist, ptrdiff_t c, int32_t qi) {
     hist[c * HIST_BINS + (a < HIST_BINS - 1 ? a : HIST_BINS - 1)] += 1;
 }
 
-TGT void clossy_quantise_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *means, const float *row_inv,
-                              const float *inv_col, int32_t *q, uint32_t *hist) {
+/// One 8-token x 8-channel block: q stored channel-major, the histogram bins of its 64 values
+/// to idx[j * idx_stride + lane] (token j, channel c0 + lane).
+static inline TGT void quant_block8(const float *x, ptrdiff_t T, ptrdiff_t C, ptrdiff_t t0, ptrdiff_t c0,
+                                    const float *means, const float *row_inv, const float *inv_col,
+                                    int32_t *q, uint32_t *idx, ptrdiff_t idx_stride) {
     const __m256 lo = _mm256_set1_ps(-MAX_INDEX), hi = _mm256_set1_ps(MAX_INDEX), magic = _mm256_set1_ps(MAGIC);
     const __m256i top = _mm256_set1_epi32(HIST_BINS - 1);
     const __m256i step8 = _mm256_setr_epi32(0, HIST_BINS, 2 * HIST_BINS, 3 * HIST_BINS, 4 * HIST_BINS,
                                             5 * HIST_BINS, 6 * HIST_BINS, 7 * HIST_BINS);
+    const __m256 mu = _mm256_loadu_ps(means + c0), ic = _mm256_loadu_ps(inv_col + c0);
+    const __m256i hbase = _mm256_add_epi32(_mm256_set1_epi32((int)(c0 * HIST_BINS)), step8);
+    __m256i r[8];
+    for (int j = 0; j < 8; j++) {
+        __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + (t0 + j) * C + c0), mu),
+                                               _mm256_set1_ps(row_inv[t0 + j])), ic);
+        v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+        r[j] = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(v, magic), magic));
+        _mm256_storeu_si256((__m256i *)(idx + j * idx_stride), _mm256_add_epi32(_mm256_min_epu32(_mm256_abs_epi32(r[j]), top), hbase));
+    }
+    // 8x8 transpose: row-major tokens -> channel-major q[c * T + t].
+    __m256i a0 = _mm256_unpacklo_epi32(r[0], r[1]), a1 = _mm256_unpackhi_epi32(r[0], r[1]);
+    __m256i a2 = _mm256_unpacklo_epi32(r[2], r[3]), a3 = _mm256_unpackhi_epi32(r[2], r[3]);
+    __m256i a4 = _mm256_unpacklo_epi32(r[4], r[5]), a5 = _mm256_unpackhi_epi32(r[4], r[5]);
+    __m256i a6 = _mm256_unpacklo_epi32(r[6], r[7]), a7 = _mm256_unpackhi_epi32(r[6], r[7]);
+    __m256i b0 = _mm256_unpacklo_epi64(a0, a2), b1 = _mm256_unpackhi_epi64(a0, a2);
+    __m256i b2 = _mm256_unpacklo_epi64(a1, a3), b3 = _mm256_unpackhi_epi64(a1, a3);
+    __m256i b4 = _mm256_unpacklo_epi64(a4, a6), b5 = _mm256_unpackhi_epi64(a4, a6);
+    __m256i b6 = _mm256_unpacklo_epi64(a5, a7), b7 = _mm256_unpackhi_epi64(a5, a7);
+    int32_t *o = q + c0 * T + t0;
+    _mm256_storeu_si256((__m256i *)(o + 0 * T), _mm256_permute2x128_si256(b0, b4, 0x20));
+    _mm256_storeu_si256((__m256i *)(o + 1 * T), _mm256_permute2x128_si256(b1, b5, 0x20));
+    _mm256_storeu_si256((__m256i *)(o + 2 * T), _mm256_permute2x128_si256(b2, b6, 0x20));
+    _mm256_storeu_si256((__m256i *)(o + 3 * T), _mm256_permute2x128_si256(b3, b7, 0x20));
+    _mm256_storeu_si256((__m256i *)(o + 4 * T), _mm256_permute2x128_si256(b0, b4, 0x31));
+    _mm256_storeu_si256((__m256i *)(o + 5 * T), _mm256_permute2x128_si256(b1, b5, 0x31));
+    _mm256_storeu_si256((__m256i *)(o + 6 * T), _mm256_permute2x128_si256(b2, b6, 0x31));
+    _mm256_storeu_si256((__m256i *)(o + 7 * T), _mm256_permute2x128_si256(b3, b7, 0x31));
+}
+
+TGT void clossy_quantise_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *means, const float *row_inv,
+                              const float *inv_col, int32_t *q, uint32_t *hist) {
     ptrdiff_t t0 = 0;
     for (; t0 + 8 <= T; t0 += 8) {
         ptrdiff_t c0 = 0;
-        for (; c0 + 8 <= C; c0 += 8) {
-            const __m256 mu = _mm256_loadu_ps(means + c0), ic = _mm256_loadu_ps(inv_col + c0);
-            const __m256i hbase = _mm256_add_epi32(_mm256_set1_epi32((int)(c0 * HIST_BINS)), step8);
-            __m256i r[8];
-            uint32_t idx[64];
-            for (int j = 0; j < 8; j++) {
-                __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + (t0 + j) * C + c0), mu),
-                                                       _mm256_set1_ps(row_inv[t0 + j])), ic);
-                v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-                r[j] = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(v, magic), magic));
-                _mm256_storeu_si256((__m256i *)(idx + 8 * j), _mm256_add_epi32(_mm256_min_epu32(_mm256_abs_epi32(r[j]), top), hbase));
-            }
+        uint32_t idx[128];
+        // Two channel blocks, their bins counted interleaved: a channel's counter is bumped every
+        // 16th increment, not every 8th (consecutive tokens often hit the same bin, and each bump
+        // waits for the one before on the same counter).
+        for (; c0 + 16 <= C; c0 += 16) {
+            quant_block8(x, T, C, t0, c0, means, row_inv, inv_col, q, idx, 16);
+            quant_block8(x, T, C, t0, c0 + 8, means, row_inv, inv_col, q, idx + 8, 16);
             // Histogram bins through memory: scalar loads are cheaper than lane extracts.
             __asm__ volatile("" ::: "memory");
+            for (int l = 0; l < 128; l++) hist[idx[l]] += 1;
+        }
+        for (; c0 + 8 <= C; c0 += 8) {
+            quant_block8(x, T, C, t0, c0, means, row_inv, inv_col, q, idx, 8);
+            __asm__ volatile("" ::: "memory");
             for (int l = 0; l < 64; l++) hist[idx[l]] += 1;
-            // 8x8 transpose: row-major tokens -> channel-major q[c * T + t].
-            __m256i a0 = _mm256_unpacklo_epi32(r[0], r[1]), a1 = _mm256_unpackhi_epi32(r[0], r[1]);
-            __m256i a2 = _mm256_unpacklo_epi32(r[2], r[3]), a3 = _mm256_unpackhi_epi32(r[2], r[3]);
-            __m256i a4 = _mm256_unpacklo_epi32(r[4], r[5]), a5 = _mm256_unpackhi_epi32(r[4], r[5]);
-            __m256i a6 = _mm256_unpacklo_epi32(r[6], r[7]), a7 = _mm256_unpackhi_epi32(r[6], r[7]);
-            __m256i b0 = _mm256_unpacklo_epi64(a0, a2), b1 = _mm256_unpackhi_epi64(a0, a2);
-            __m256i b2 = _mm256_unpacklo_epi64(a1, a3), b3 = _mm256_unpackhi_epi64(a1, a3);
-            __m256i b4 = _mm256_unpacklo_epi64(a4, a6), b5 = _mm256_unpackhi_epi64(a4, a6);
-            __m256i b6 = _mm256_unpacklo_epi64(a5, a7), b7 = _mm256_unpackhi_epi64(a5, a7);
-            int32_t *o = q + c0 * T + t0;
-            _mm256_storeu_si256((__m256i *)(o + 0 * T), _mm256_permute2x128_si256(b0, b4, 0x20));
-            _mm256_storeu_si256((__m256i *)(o + 1 * T), _mm256_permute2x128_si256(b1, b5, 0x20));
-            _mm256_storeu_si256((__m256i *)(o + 2 * T), _mm256_permute2x128_si256(b2, b6, 0x20));
-            _mm256_storeu_si256((__m256i *)(o + 3 * T), _mm256_permute2x128_si256(b3, b7, 0x20));
-            _mm256_storeu_si256((__m256i *)(o + 4 * T), _mm256_permute2x128_si256(b0, b4, 0x31));
-            _mm256_storeu_si256((__m256i *)(o + 5 * T), _mm256_permute2x128_si256(b1, b5, 0x31));
-            _mm256_storeu_si256((__m256i *)(o + 6 * T), _mm256_permute2x128_si256(b2, b6, 0x31));
-            _mm256_storeu_si256((__m256i *)(o + 7 * T), _mm256_permute2x128_si256(b3, b7, 0x31));
         }
         for (; c0 < C; c0++)
             for (ptrdiff_t t = t0; t < t0 + 8; t++) {

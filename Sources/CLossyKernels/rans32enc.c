@@ -365,16 +365,16 @@ TGT ptrdiff_t clossy_escapes_avx2(const int32_t *q, ptrdiff_t T, int32_t radius,
     return n;
 }
 
-// AVX-512 (16 lanes, two vectors for the 32 states). Most classes' tables have at most 128
-// symbols, so a symbol's entry is found with in-register permutes (vpermt2d over 32 entries)
-// instead of gathers, which dominate the AVX2 kernel; the renormalisation words of a vector
-// are compressed in lane order and stored below `pos`, as in the AVX2 kernel: the same bytes.
+// AVX-512 (16 lanes, two vectors for the 32 states). A symbol's entry is found with in-register
+// permutes (vpermt2d over 32 entries) in its class's table, or in the 64 entries around q = 0 for
+// wider tables, instead of gathers, which dominate the AVX2 kernel; the renormalisation words of
+// a vector are compressed in lane order and stored below `pos`, as in the AVX2 kernel: the same bytes.
 #define TGT512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,popcnt")))
 
 /// One class's table as 32-bit info and reciprocal words, 32 entries per pair of registers.
-typedef struct { __m512i info[8], rlo[8]; } Table512;
+typedef struct { __m512i info[4], rlo[4]; } Table512;
 
-/// Entries 0..<n of the class's packed symbols split into `t` (n a multiple of 32, at most 128).
+/// Entries 0..<n of the class's packed symbols split into `t` (n 32 or 64).
 static inline TGT512 void load_table(Table512 *t, const uint64_t *sym, int n) {
     for (int j = 0; j < n / 16; j++) {
         __m512i a = _mm512_loadu_si512(sym + 16 * j), b = _mm512_loadu_si512(sym + 16 * j + 8);
@@ -386,33 +386,34 @@ static inline TGT512 void load_table(Table512 *t, const uint64_t *sym, int n) {
     }
 }
 
-/// table[idx] for idx < 32 * pairs (pairs a compile-time constant after inlining).
+/// table[idx] for idx < 32 * pairs (pairs 1 or 2, a constant after inlining).
 static inline TGT512 __m512i lookup(const __m512i *tab, __m512i idx, int pairs) {
     __m512i r = _mm512_permutex2var_epi32(tab[0], idx, tab[1]);
     if (pairs >= 2) {
         __m512i r1 = _mm512_permutex2var_epi32(tab[2], idx, tab[3]);
         r = _mm512_mask_blend_epi32(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), r, r1);
     }
-    if (pairs >= 4) {
-        __m512i r2 = _mm512_permutex2var_epi32(tab[4], idx, tab[5]);
-        __m512i r3 = _mm512_permutex2var_epi32(tab[6], idx, tab[7]);
-        r2 = _mm512_mask_blend_epi32(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), r2, r3);
-        r = _mm512_mask_blend_epi32(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(64)), r, r2);
-    }
     return r;
 }
 
-/// Pushes 16 symbols (`live` lanes) onto 16 states; pairs 0 means the table is gathered.
+/// Pushes 16 symbols (`live` lanes) onto 16 states. The table in registers holds entries
+/// wbase ..< wbase + 32 · pairs (wbase 0 unless `windowed`); a vector with a symbol outside it,
+/// or any vector when pairs is 0, gathers from the class's packed symbols instead.
 static inline TGT512 __m512i enc16(__m512i x, __m512i qv, __mmask16 live, __m512i rad, __m512i escsym,
-                                   const Table512 *tab, int pairs, const uint64_t *csym,
+                                   const Table512 *tab, int pairs, int windowed, __m512i wbase, const uint64_t *csym,
                                    uint16_t *buf, ptrdiff_t *pos, __mmask16 *escacc) {
     const __m512i m12 = _mm512_set1_epi32(0xFFF), one = _mm512_set1_epi32(1);
     __m512i idx = _mm512_min_epu32(_mm512_add_epi32(qv, rad), escsym);
     *escacc |= _mm512_mask_cmpeq_epi32_mask(live, idx, escsym);
-    __m512i info, rlo;
-    if (pairs) {
-        info = lookup(tab->info, idx, pairs);
-        rlo = lookup(tab->rlo, idx, pairs);
+    __m512i info, rlo, local = idx;
+    int gather = !pairs;
+    if (windowed) {
+        local = _mm512_sub_epi32(idx, wbase);
+        gather = _mm512_mask_cmpge_epu32_mask(live, local, _mm512_set1_epi32(32 * pairs)) != 0;
+    }
+    if (!gather) {
+        info = lookup(tab->info, local, pairs);
+        rlo = lookup(tab->rlo, local, pairs);
     } else {
         __m512i g0 = _mm512_i32gather_epi64(_mm512_castsi512_si256(idx), (const long long *)csym, 8);
         __m512i g1 = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(idx, 1), (const long long *)csym, 8);
@@ -444,20 +445,20 @@ static inline TGT512 __m512i enc16(__m512i x, __m512i qv, __mmask16 live, __m512
 
 /// One channel's T tokens on the two state vectors, with its table in `pairs` register pairs.
 static inline TGT512 void channel16(__m512i *x0, __m512i *x1, const int32_t *qc, ptrdiff_t T, __m512i rad,
-                                    __m512i escsym, const Table512 *tab, int pairs, const uint64_t *csym,
-                                    uint16_t *buf, ptrdiff_t *pos, __mmask16 *escacc) {
+                                    __m512i escsym, const Table512 *tab, int pairs, int windowed, __m512i wbase,
+                                    const uint64_t *csym, uint16_t *buf, ptrdiff_t *pos, __mmask16 *escacc) {
     ptrdiff_t t0 = ((T - 1) / 32) * 32;
     if (T - t0 < 32) {
         ptrdiff_t rem = T - t0;
         __mmask16 live1 = rem >= 32 ? 0xFFFF : rem <= 16 ? 0 : (__mmask16)((1u << (rem - 16)) - 1);
         __mmask16 live0 = rem >= 16 ? 0xFFFF : (__mmask16)((1u << rem) - 1);
-        *x1 = enc16(*x1, _mm512_maskz_loadu_epi32(live1, qc + t0 + 16), live1, rad, escsym, tab, pairs, csym, buf, pos, escacc);
-        *x0 = enc16(*x0, _mm512_maskz_loadu_epi32(live0, qc + t0), live0, rad, escsym, tab, pairs, csym, buf, pos, escacc);
+        *x1 = enc16(*x1, _mm512_maskz_loadu_epi32(live1, qc + t0 + 16), live1, rad, escsym, tab, pairs, windowed, wbase, csym, buf, pos, escacc);
+        *x0 = enc16(*x0, _mm512_maskz_loadu_epi32(live0, qc + t0), live0, rad, escsym, tab, pairs, windowed, wbase, csym, buf, pos, escacc);
         t0 -= 32;
     }
     for (; t0 >= 0; t0 -= 32) {
-        *x1 = enc16(*x1, _mm512_loadu_si512(qc + t0 + 16), 0xFFFF, rad, escsym, tab, pairs, csym, buf, pos, escacc);
-        *x0 = enc16(*x0, _mm512_loadu_si512(qc + t0), 0xFFFF, rad, escsym, tab, pairs, csym, buf, pos, escacc);
+        *x1 = enc16(*x1, _mm512_loadu_si512(qc + t0 + 16), 0xFFFF, rad, escsym, tab, pairs, windowed, wbase, csym, buf, pos, escacc);
+        *x0 = enc16(*x0, _mm512_loadu_si512(qc + t0), 0xFFFF, rad, escsym, tab, pairs, windowed, wbase, csym, buf, pos, escacc);
     }
 }
 
@@ -475,17 +476,18 @@ TGT512 ptrdiff_t clossy_rans32_encode_avx512(uint32_t *states, uint16_t *buf, pt
         const int32_t *qc = q + c * T;
         __mmask16 escacc = 0;
         int n = 2 * r + 2; // table entries, escape included
+        const __m512i z = _mm512_setzero_si512();
         if (n <= 32) {
             load_table(&tab, csym, 32);
-            channel16(&x0, &x1, qc, T, rad, escsym, &tab, 1, csym, buf, &pos, &escacc);
+            channel16(&x0, &x1, qc, T, rad, escsym, &tab, 1, 0, z, csym, buf, &pos, &escacc);
         } else if (n <= 64) {
             load_table(&tab, csym, 64);
-            channel16(&x0, &x1, qc, T, rad, escsym, &tab, 2, csym, buf, &pos, &escacc);
-        } else if (n <= 128) {
-            load_table(&tab, csym, 128);
-            channel16(&x0, &x1, qc, T, rad, escsym, &tab, 4, csym, buf, &pos, &escacc);
+            channel16(&x0, &x1, qc, T, rad, escsym, &tab, 2, 0, z, csym, buf, &pos, &escacc);
         } else {
-            channel16(&x0, &x1, qc, T, rad, escsym, &tab, 0, csym, buf, &pos, &escacc);
+            // Wider models: the 64 entries around q = 0 (|q| <= 31 with r >= 32), where nearly
+            // every symbol falls; the rare vector with a symbol beyond them gathers.
+            load_table(&tab, csym + (r - 31), 64);
+            channel16(&x0, &x1, qc, T, rad, escsym, &tab, 2, 1, _mm512_set1_epi32(r - 31), csym, buf, &pos, &escacc);
         }
         esc[k] = escacc != 0;
     }
