@@ -33,4 +33,9 @@ import Testing
                    lo: .leastNonzeroMagnitude, hi: .greatestFiniteMagnitude, samples: 20_000)
         #expect(t(.infinity) == (beta > 0 ? 6 : -8))
     }
+
+    @Test func noTokenCodesWithoutBeta() {
+        let t = QuantizedRANSCodec.tokenCodeTable(beta: 0)
+        #expect(t.bounds.isEmpty && [Float(1e-30), 0.5, 1, 7, 1e30].allSatisfy { t($0) == 0 })
+    }
 }

@@ -118,8 +118,8 @@ enum LossyEncodeKernel {
     }
 
     /// Channel means (exact, stored in the workspace) and the group's RMS channel
-    /// standard deviation (around the exact means). Row-major passes in Float.
-    static func channelStats(_ x: UnsafePointer<Float>, _ w: inout Workspace, simd: Bool = false) -> Float {
+    /// standard deviation (around the exact means; nil with `rms: false`). Row-major passes in Float.
+    static func channelStats(_ x: UnsafePointer<Float>, _ w: inout Workspace, rms: Bool = true, simd: Bool = false) -> Float? {
         let T = w.T, C = w.C
         guard T > 0 else {
             for c in 0..<C { w.means[c] = 0 }
@@ -143,6 +143,7 @@ enum LossyEncodeKernel {
             exact[c] = m
             w.means[c] = m // exact until `snapMeans` puts them on the step grid
         }
+        guard rms else { return nil }
         if simd {
             clossy_column_sums_avx2(x, T, C, exact, acc)
         } else {

@@ -130,8 +130,9 @@ public struct QuantizedRANSCodec: ChunkCodec {
                         sideBase.storeBytes(of: code, toByteOffset: Self.channelOffset(G: G, C: C, T: T) + g * C + c, as: Int8.self)
                         work.colScale[c] = Self.tokenMultipliers[Int(code) - Self.minTokenCode]
                     }
-                    let rmsHere = LossyEncodeKernel.channelStats(x.baseAddress!, &work, simd: simd)
-                    let rms = rmsAsStored ?? rmsHere
+                    // Means of the keys as coded; their spread is only needed if not taken as stored.
+                    let rmsHere = LossyEncodeKernel.channelStats(x.baseAddress!, &work, rms: rmsAsStored == nil, simd: simd)
+                    let rms = rmsAsStored ?? rmsHere ?? 0
                     // Finite f32 values near the top of the range overflow the statistics' sums.
                     guard rms.isFinite, (0..<C).allSatisfy({ work.means[$0].isFinite }) else { overflow = true; break }
                     var step = profile.alpha * weights[g] * rms
@@ -204,13 +205,13 @@ public struct QuantizedRANSCodec: ChunkCodec {
         } else {
             median = norms.sorted()[T / 2]
         }
-        let codeOfRatio = profile.valueTokenBeta != 0 ? Self.tokenCodeTable(beta: profile.valueTokenBeta) : nil
+        let codeOfRatio = Self.tokenCodeTable(beta: profile.valueTokenBeta) // β = 0: always 0
         for t in 0..<T {
             let r = median > 0 ? norms[t] / median : 1
             let sal = r < profile.salienceTau
             salient[t] = sal
             var code = 0
-            if r > 0, let codeOfRatio { code = codeOfRatio(r) }
+            if r > 0 { code = codeOfRatio(r) }
             if sal { code -= profile.salienceShift }
             codes[t] = Int8(max(minTokenCode, min(maxTokenCode, code)))
         }
