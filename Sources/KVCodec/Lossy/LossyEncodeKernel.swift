@@ -126,15 +126,7 @@ enum LossyEncodeKernel {
             return 0
         }
         let acc = w.acc
-        if simd {
-            clossy_column_sums_avx2(x, T, C, nil, acc)
-        } else {
-            acc.initialize(repeating: 0, count: C)
-            for t in 0..<T {
-                let row = x + t &* C
-                for c in 0..<C { acc[c] += row[c] }
-            }
-        }
+        columnSums(x, w, center: nil, simd: simd)
         let invT = 1 / Float(T)
         let exact = UnsafeMutablePointer<Float>.allocate(capacity: C)
         defer { exact.deallocate() }
@@ -144,18 +136,26 @@ enum LossyEncodeKernel {
             w.means[c] = m // exact until `snapMeans` puts them on the step grid
         }
         guard rms else { return nil }
-        if simd {
-            clossy_column_sums_avx2(x, T, C, exact, acc)
-        } else {
-            acc.initialize(repeating: 0, count: C)
-            for t in 0..<T {
-                let row = x + t &* C
-                for c in 0..<C { let d = row[c] - exact[c]; acc[c] += d * d }
-            }
-        }
+        columnSums(x, w, center: exact, simd: simd)
         var sumVar: Float = 0
         for c in 0..<C { sumVar += acc[c] * invT }
         return (sumVar / Float(C)).squareRoot()
+    }
+
+    /// w.acc[c] = Σ over t in order of x[t, c] (center nil) or of (x[t, c] − center[c])²; the AVX2
+    /// kernel vectorises across channels only, so both paths give the same sums.
+    private static func columnSums(_ x: UnsafePointer<Float>, _ w: Workspace, center: UnsafePointer<Float>?, simd: Bool) {
+        let T = w.T, C = w.C, acc = w.acc
+        if simd { return clossy_column_sums_avx2(x, T, C, center, acc) }
+        acc.initialize(repeating: 0, count: C)
+        for t in 0..<T {
+            let row = x + t &* C
+            if let center {
+                for c in 0..<C { let d = row[c] - center[c]; acc[c] += d * d }
+            } else {
+                for c in 0..<C { acc[c] += row[c] }
+            }
+        }
     }
 
     /// q = round((x − mean) / (step · rowScale · colScale)), clamped; fills the |q| histograms.

@@ -14,8 +14,8 @@ struct StepTable: Sendable {
         var bounds: [Float] = [], values = [Int32(f(lo))]
         // Positive floats order like their bit patterns: bisect on those.
         var start = lo.bitPattern
-        let end = hi.bitPattern
-        while Int(values.last!) != f(hi) {
+        let end = hi.bitPattern, last = f(hi)
+        while Int(values.last!) != last {
             let v = Int(values.last!)
             var a = start, b = end // f(a) == v, f(b) != v
             while b - a > 1 {
