@@ -45,6 +45,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "kvstore", dependencies: [
@@ -56,6 +57,8 @@ let package = Package(
         .executableTarget(name: "kvcodec-harness", dependencies: ["KVCodec", "KVTensor"]),
         // libFuzzer target for the chunk decoder (tools/fuzz_decoder.sh); a plain reproducer otherwise.
         .executableTarget(name: "DecoderFuzz", dependencies: ["KVCodec", "KVTensor"], path: "Fuzz/DecoderFuzz"),
+        // libFuzzer target for what clients send: safetensors files, JSON token queries, stream frames.
+        .executableTarget(name: "ParserFuzz", dependencies: ["KVTensor", "KVTransport"], path: "Fuzz/ParserFuzz"),
 
         // Fixtures, scratch directories and a runner for the real binary, shared by the test targets.
         .target(name: "TestSupport", dependencies: ["KVTensor"], path: "Tests/TestSupport"),

@@ -5,15 +5,22 @@ import KVStore
 import KVTensor
 import KVTransport
 import NIOCore
+import NIOHTTP1
 
 /// An error answered as `{"error": "..."}` with a 4xx/5xx status.
 public struct APIError: Error, Equatable, CustomStringConvertible {
     public var status: HTTPResponse.Status
     public var message: String
+    /// What the server's log gets beyond `message` (server paths, errno text); never sent.
+    public var detail: String?
+    /// The `Allow` header of a 405.
+    public var allow: String?
 
-    public init(_ status: HTTPResponse.Status, _ message: String) {
+    public init(_ status: HTTPResponse.Status, _ message: String, detail: String? = nil, allow: String? = nil) {
         self.status = status
         self.message = message
+        self.detail = detail
+        self.allow = allow
     }
 
     public var description: String { "\(status.code) \(message)" }
@@ -25,6 +32,7 @@ public struct APIError: Error, Equatable, CustomStringConvertible {
     static func from(_ error: any Error) -> APIError {
         switch error {
         case let e as APIError: return e
+        case let e as HTTPParserError: return APIError(.badRequest, "malformed HTTP request: \(e)")
         case is NIOTooManyBytesError:
             return APIError(.contentTooLarge, "request body is larger than the server accepts")
         case let e as HTTPError where e.status == .contentTooLarge:
@@ -34,19 +42,24 @@ public struct APIError: Error, Equatable, CustomStringConvertible {
             switch e {
             case .invalidInput, .config: return APIError(.badRequest, e.description)
             case .notFound: return APIError(.notFound, e.description)
-            case .noSpace: return APIError(HTTPResponse.Status(code: 507), e.description)
-            default: return APIError(.internalServerError, e.description)
+            // Server-side failures: the detail (paths included) goes to the log, not the client.
+            case .noSpace: return APIError(HTTPResponse.Status(code: 507), "the store is out of space", detail: e.description)
+            default: return APIError(.internalServerError, "the store failed to serve the request", detail: e.description)
             }
         case let e as TensorError: return APIError(.badRequest, "\(e)")
         case let e as CodecError: return APIError(.badRequest, "\(e)")
         case let e as TransportError: return APIError(.badRequest, "\(e)")
-        default: return APIError(.internalServerError, "\(error)")
+        default: return APIError(.internalServerError, "internal error", detail: "\(error)")
         }
     }
 
     func response() -> Response {
         let body = (try? JSONSerialization.data(withJSONObject: ["error": message], options: [.sortedKeys])) ?? Data()
-        return Response(status: status, headers: [.contentType: "application/json"],
+        var headers: HTTPFields = [.contentType: "application/json"]
+        // A refused body may still be arriving: close rather than read it to find the next request.
+        if status == .contentTooLarge { headers[.connection] = "close" }
+        if let allow { headers[.allow] = allow }
+        return Response(status: status, headers: headers,
                         body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 }
@@ -59,8 +72,11 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         let route = ServerMetrics.routeLabel(request.uri.path)
         let response: Response
         do { response = try await next(request, context) } catch {
-            let e = APIError.from(error)
-            if e.status.code >= 500 { context.logger.error("\(request.method) \(request.uri.path): \(e.message)") }
+            var e = APIError.from(error)
+            if e.status == .notFound, let allowed = KVService.routeMethods[request.uri.path], request.method.rawValue != allowed {
+                e = APIError(.methodNotAllowed, "\(request.uri.path) takes \(allowed)", allow: allowed)
+            }
+            if e.status.code >= 500 { context.logger.error("\(request.method) \(request.uri.path): \(e.detail ?? e.message)") }
             response = e.response()
         }
         metrics.countRequest(route: route, status: response.status.code)

@@ -12,12 +12,15 @@ public final class KVService: Sendable {
     public let store: ChunkStore
     public let config: ServerConfiguration
     public let metrics = ServerMetrics()
+    /// Memory that uploads in progress may hold together (`ServerConfiguration.maxUploadInflightBytes`).
+    let uploadBudget: UploadBudget
     /// Last measured bandwidth per tenant (bytes/s): the next stream's prior.
     private let priors = Mutex<[String: Double]>([:])
 
     public init(store: ChunkStore, config: ServerConfiguration) {
         self.store = store
         self.config = config
+        self.uploadBudget = UploadBudget(limit: config.maxUploadInflightBytes)
     }
 
     public func addRoutes(to router: Router<ServeContext>) {
@@ -31,26 +34,47 @@ public final class KVService: Sendable {
         router.post("/v1/stream") { request, context in try await self.stream(request, context: context) }
     }
 
+    /// Each route's one method: another method on a known path is 405 with `Allow` (see `ErrorMiddleware`).
+    static let routeMethods: [String: String] = ["/healthz": "GET", "/metrics": "GET", "/v1/contexts": "POST",
+                                                 "/v1/lookup": "POST", "/v1/stream": "POST"]
+
     // MARK: upload
 
     func upload(_ request: Request, context: ServeContext) async throws -> Response {
         let q = request.uri.queryParameters
-        var request = request
-        let body = try await request.collectBody(upTo: config.maxUploadBytes)
-        metrics.addReceived(body.readableBytes)
-        let file: SafetensorsFile
-        do { file = try SafetensorsFile(bytes: Array(buffer: body)) } catch {
-            throw APIError.badRequest("body is not a safetensors context: \(error)")
-        }
-        let ctx = try file.context()
-        guard let model = q["model"].map(String.init) ?? ctx.metadata["model"], !model.isEmpty else {
-            throw APIError.badRequest("the context names no model in __metadata__.model; pass ?model=")
-        }
         let levels = try Self.levels(q["levels"].map(String.init) ?? CodecLevel.storedByDefaultText)
-        let namespace = store.namespace(for: ctx, model: model, salt: context.tenant.salt)
-        let report = try store.put(ctx, namespace: namespace, levels: levels, name: q["name"].map(String.init) ?? "")
+        let name = q["name"].map(String.init) ?? ""
+        let queryModel = q["model"].map(String.init)
+        try Self.checkName(name, "context name", maxBytes: NameRules.maxContextNameBytes)
+        if let queryModel { try Self.checkModelID(queryModel) }
+        let reader = UploadReader(maxBytes: config.maxUploadBytes, budget: uploadBudget)
+        let report = try await reader.read(request, check: { header in
+            // Judged before the tensors arrive: a context needs a model and a kv tensor.
+            guard let model = queryModel ?? header.metadata["model"], !model.isEmpty else {
+                throw APIError.badRequest("the context names no model in __metadata__.model; pass ?model=")
+            }
+            try Self.checkModelID(model)
+            guard let kv = header.entries["kv"], kv.shape.count == 5, DType(rawValue: kv.dtype) != nil else {
+                throw APIError.badRequest("body is not a safetensors context: it needs a kv tensor [layers, 2, tokens, kv_heads, head_dim] of F16, BF16 or F32")
+            }
+        }) { file in
+            metrics.addReceived(file.bytes.count)
+            let ctx = try file.context()
+            let model = queryModel ?? ctx.metadata["model"]!
+            let namespace = store.namespace(for: ctx, model: model, salt: context.tenant.salt)
+            return try store.put(ctx, namespace: namespace, levels: levels, name: name)
+        }
         afterPut(logger: context.logger)
         return try Self.json(report, status: .created)
+    }
+
+    /// Client-chosen names are bounded and printable (`NameRules`), and never echoed when refused.
+    static func checkName(_ value: String, _ what: String, maxBytes: Int) throws {
+        do { try NameRules.check(value, what, maxBytes: maxBytes) } catch let e as StoreError { throw APIError.badRequest(e.description) }
+    }
+
+    static func checkModelID(_ value: String) throws {
+        do { try NameRules.checkModelID(value) } catch let e as StoreError { throw APIError.badRequest(e.description) }
     }
 
     /// Watermark eviction after a put (`--max-bytes`): least recently used chunks go once the
@@ -72,17 +96,12 @@ public final class KVService: Sendable {
 
     // MARK: lookup
 
-    /// The tenant's one namespace matching the query, or nil (a miss). Only the tenant's own
-    /// namespaces are considered, so another tenant's data can never change the answer.
-    func namespace(for query: TokenBody, tenant: Tenant) throws -> Namespace? {
-        let candidates = try store.namespaces().filter {
-            $0.salt == tenant.salt && $0.adapter == nil && (query.model == nil || $0.model == query.model)
-                && (query.dtype == nil || $0.dtype == query.dtype) && $0.chunkTokens == store.chunkTokens
-        }
-        guard candidates.count <= 1 else {
-            throw APIError.badRequest("several models are stored (\(candidates.map { "\($0.model) \($0.dtype.rawValue)" }.joined(separator: ", "))); pass model and dtype")
-        }
-        return candidates.first
+    /// The tenant's namespaces the query could mean (one model and dtype), empty on a miss. Only the
+    /// tenant's own namespaces are considered, so another tenant's data can never change the answer.
+    func namespaces(for query: TokenBody, tenant: Tenant) throws -> [Namespace] {
+        do { return try store.resolveNamespaces(model: query.model, dtype: query.dtype, salt: tenant.salt) }
+        catch StoreError.notFound { return [] }
+        catch StoreError.invalidInput { throw APIError.badRequest("several models are stored; pass model and dtype") }
     }
 
     func match(_ request: Request, context: ServeContext) async throws -> (TokenBody, Namespace?, PrefixMatch) {
@@ -90,10 +109,9 @@ public final class KVService: Sendable {
         let body = try await request.collectBody(upTo: config.maxQueryBytes)
         let query = try TokenBody.parse(request, body: body)
         let start = ContinuousClock.now
-        let namespace = try namespace(for: query, tenant: context.tenant)
-        let match = try namespace.map { try store.lookup(query.tokens, namespace: $0) } ?? .none
+        let found = try store.longestMatch(query.tokens, in: namespaces(for: query, tenant: context.tenant))
         metrics.observeLookup(seconds: (ContinuousClock.now - start).seconds)
-        return (query, namespace, match)
+        return (query, found?.namespace, found?.match ?? .none)
     }
 
     func lookup(_ request: Request, context: ServeContext) async throws -> Response {

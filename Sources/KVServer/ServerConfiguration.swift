@@ -7,6 +7,11 @@ public struct ServerConfiguration: Sendable {
     public var tokens: TokenTable?
     /// Upload bodies larger than this get 413.
     public var maxUploadBytes = 1 << 30
+    /// Upload bytes all requests in progress may hold in memory together; past it an upload gets 503.
+    public var maxUploadInflightBytes = 2 << 30
+    /// Bearer tokens that may read `/metrics` when `tokens` is set (tenants' tokens may not: the
+    /// figures cover every tenant). Without auth, `/metrics` is open like every route (loopback only).
+    public var metricsTokens: TokenTable?
     /// Lookup and stream bodies (token lists) larger than this get 413.
     public var maxQueryBytes = 16 << 20
     /// Socket send buffer of each connection. Small, so "accepted by the connection" tracks what

@@ -29,7 +29,9 @@ struct StreamSender: Sendable {
         // Without a probe: bytes accepted but maybe undelivered are at most the doubled SO_SNDBUF
         // plus NIO's 64 KiB high watermark; that much is not measured and is assumed in flight.
         let allowance = 2 * config.sendBufferBytes + (64 << 10)
-        let ackedBase = await probe?.bytesAcked()
+        let startDelivery = await probe?.delivery()
+        let ackedBase = startDelivery?.acked
+        var receiverLimited = startDelivery?.receiverLimited ?? 0
         var estimator = BandwidthEstimator(prior: prior, warmupBytes: ackedBase == nil ? allowance : 0)
         var sent = 0
         var delivered = 0
@@ -51,12 +53,14 @@ struct StreamSender: Sendable {
                 try await writer.write(buffer.getSlice(at: buffer.readerIndex + offset, length: n)!)
                 offset += n
                 sent += n
-                if let base = ackedBase, let acked = await probe?.bytesAcked() {
+                if let base = ackedBase, let d = await probe?.delivery() {
                     // Sample delivery only while the link had a backlog; an idle link says nothing.
                     let now = ContinuousClock.now
                     let busy = sent - delivered - n >= config.writePieceBytes
-                    let newly = max(0, acked - base - delivered)
-                    if busy { estimator.record(bytes: newly, seconds: (now - lastProbe).seconds) }
+                    let newly = max(0, d.acked - base - delivered)
+                    let stalled = max(0, d.receiverLimited - receiverLimited)
+                    if busy { estimator.record(bytes: newly, seconds: (now - lastProbe).seconds, receiverLimited: stalled) }
+                    receiverLimited = d.receiverLimited
                     delivered += newly
                     lastProbe = now
                 } else if ackedBase == nil {

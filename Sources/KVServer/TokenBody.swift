@@ -16,10 +16,25 @@ struct TokenBody: Sendable {
         var tokens: [Int32]
         var model: String?
         var dtype: String?
+
+        enum CodingKeys: String, CodingKey { case tokens, model, dtype }
+
+        /// `model` and `dtype` may be left out, not sent as null (the spec types them as strings).
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            tokens = try c.decode([Int32].self, forKey: .tokens)
+            model = c.contains(.model) ? try c.decode(String.self, forKey: .model) : nil
+            dtype = c.contains(.dtype) ? try c.decode(String.self, forKey: .dtype) : nil
+        }
     }
 
     static func parse(_ request: Request, body: ByteBuffer) throws -> TokenBody {
         let contentType = request.headers[.contentType] ?? "application/json"
+        // The query string's model and dtype are checked whatever the body, so a bad one is never
+        // silently ignored (they apply to binary bodies only).
+        let q = request.uri.queryParameters
+        let queryModel = q["model"].map(String.init), queryDType = try q["dtype"].map { try dtype(String($0)) }
+        if let queryModel { try KVService.checkModelID(queryModel) }
         var result: TokenBody
         if contentType.hasPrefix("application/octet-stream") {
             guard body.readableBytes % 4 == 0 else {
@@ -29,8 +44,7 @@ struct TokenBody: Sendable {
             var tokens: [Int32] = []
             tokens.reserveCapacity(reader.readableBytes / 4)
             while let t = reader.readInteger(endianness: .little, as: Int32.self) { tokens.append(t) }
-            let q = request.uri.queryParameters
-            result = TokenBody(tokens: tokens, model: q["model"].map(String.init), dtype: try q["dtype"].map { try dtype(String($0)) })
+            result = TokenBody(tokens: tokens, model: queryModel, dtype: queryDType)
         } else if contentType.hasPrefix("application/json") {
             let form: JSONForm
             do { form = try JSONDecoder().decode(JSONForm.self, from: Data(buffer: body)) } catch {
@@ -40,6 +54,7 @@ struct TokenBody: Sendable {
         } else {
             throw APIError(.unsupportedMediaType, "token queries are application/json or application/octet-stream, not \(contentType)")
         }
+        if let model = result.model { try KVService.checkModelID(model) }
         guard !result.tokens.isEmpty else { throw APIError.badRequest("the token query is empty") }
         guard result.tokens.count <= maxTokens else { throw APIError.badRequest("the token query holds \(result.tokens.count) tokens, at most \(maxTokens)") }
         if let bad = result.tokens.firstIndex(where: { $0 < 0 }) { throw APIError.badRequest("token \(bad) is negative") }
@@ -47,7 +62,9 @@ struct TokenBody: Sendable {
     }
 
     static func dtype(_ s: String) throws -> DType {
-        guard let d = DType(rawValue: s.uppercased()) else { throw APIError.badRequest("unknown dtype \(s) (F16, BF16, F32)") }
+        guard let d = DType(rawValue: s.uppercased()) else {
+            throw APIError.badRequest("unknown dtype\(s.utf8.count <= 8 ? " " + s : "") (F16, BF16, F32)")
+        }
         return d
     }
 }

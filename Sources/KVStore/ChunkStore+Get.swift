@@ -59,8 +59,9 @@ extension ChunkStore {
     /// The longest stored partial chunk under `parent` matching `tokens[position...]`, shorter than `limit`.
     func bestPartial(_ txn: LMDBTransaction, parent: Hash32, tokens: [Int32], at position: Int, below limit: Int) throws -> MatchedChunk? {
         var best: MatchedChunk?
+        // Keys are parent ‖ count ‖ chunk hash (68 bytes); stores written before that have parent ‖ count.
         try txn.scan(partialDB, prefix: parent.bytes) { key, value in
-            guard key.count == 36 else { return true }
+            guard key.count == 68 || key.count == 36 else { return true }
             let n = key[32..<36].reduce(0) { $0 << 8 | Int($1) }
             guard n > 0, limit > n, n > (best?.range.count ?? 0) else { return true }
             let candidate = PrefixChain.next(parent, tokens: tokens[position..<(position + n)])

@@ -71,19 +71,46 @@ extension ChunkStore {
         }
     }
 
-    /// The one base namespace (no adapter) of `salt` matching the given fields, for commands that
-    /// take only tokens.
-    public func resolveNamespace(model: String?, dtype: DType?, salt: String? = nil) throws -> Namespace {
+    /// The base namespaces (no adapter) of `salt` that a token-only query could mean: one model and
+    /// dtype, possibly several shapes (stores written before a model id was bound to one shape may
+    /// hold more than one; each is a separate chain, so the caller looks up in all of them).
+    public func resolveNamespaces(model: String?, dtype: DType?, salt: String? = nil) throws -> [Namespace] {
         let candidates = try namespaces().filter {
-            (model == nil || $0.model == model) && (dtype == nil || $0.dtype == dtype) && $0.adapter == nil && $0.salt == salt
+            (model == nil || $0.model == model) && (dtype == nil || $0.dtype == dtype) && $0.adapter == nil
+                && $0.salt == salt && $0.chunkTokens == chunkTokens
         }
-        guard let first = candidates.first else {
+        guard !candidates.isEmpty else {
             throw StoreError.notFound(model.map { "nothing stored for model \($0)" } ?? "the store is empty")
         }
-        guard candidates.count == 1 else {
-            let names = candidates.map { "\($0.model) \($0.dtype.rawValue)" }.joined(separator: ", ")
-            throw StoreError.invalidInput("the store holds several models (\(names)); pass --model and --dtype")
+        let families = Set(candidates.map { "\($0.model) \($0.dtype.rawValue)" })
+        guard families.count == 1 else {
+            throw StoreError.invalidInput("the store holds several models (\(families.sorted().joined(separator: ", "))); pass --model and --dtype")
         }
-        return first
+        return candidates.sorted { $0.root.hex < $1.root.hex }
+    }
+
+    /// The namespace among `spaces` holding the longest stored prefix of `tokens`, with its match.
+    public func longestMatch(_ tokens: [Int32], in spaces: [Namespace], adapter: AdapterSpan? = nil) throws -> (namespace: Namespace, match: PrefixMatch)? {
+        var best: (namespace: Namespace, match: PrefixMatch)?
+        for space in spaces {
+            let m = try lookup(tokens, namespace: space, adapter: adapter)
+            if m.tokens > (best?.match.tokens ?? 0) { best = (space, m) }
+        }
+        return best
+    }
+
+    /// A model id names one shape: a tenant that stored `model` with one shape cannot add another
+    /// (it would be a different model under the same name, and token-only queries could not tell
+    /// them apart). Stores that already hold several shapes keep accepting those shapes.
+    func checkShapeFamily(_ namespace: Namespace, txn: LMDBTransaction) throws {
+        var shapes: Set<KVShape> = []
+        try txn.scan(namespaceDB) { _, value in
+            if let n = try? JSONDecoder().decode(Namespace.self, from: Data(value)),
+               n.model == namespace.model, n.salt == namespace.salt { shapes.insert(n.shape) }
+            return true
+        }
+        guard !shapes.isEmpty, !shapes.contains(namespace.shape) else { return }
+        let s = namespace.shape, stored = shapes.first!
+        throw StoreError.invalidInput("model \(namespace.model) is stored with shape [layers \(stored.layers), kv_heads \(stored.kvHeads), head_dim \(stored.headDim)]; this context has [layers \(s.layers), kv_heads \(s.kvHeads), head_dim \(s.headDim)]: a model id names one shape, so store it under another model id")
     }
 }

@@ -41,7 +41,9 @@ extension ChunkStore {
         let levels = Array(Set(levels)).sorted()
         guard !levels.isEmpty else { throw StoreError.invalidInput("no levels requested") }
         for l in levels { _ = try ChunkContainer.codec(forLevel: l) }
-        guard name.utf8.count <= 1024 else { throw StoreError.invalidInput("name longer than 1024 bytes") }
+        try NameRules.checkModelID(namespace.model)
+        if let a = adapter?.digest ?? namespace.adapter { try NameRules.check(a, "adapter digest", maxBytes: NameRules.maxModelBytes) }
+        try NameRules.check(name, "context name", maxBytes: NameRules.maxContextNameBytes)
 
         let plan = ReuseChain.plan(tokens: context.tokens, namespace: namespace, adapter: adapter)
         let requestNamespace = adapter.map { ReuseChain.adapterNamespace(namespace, $0) } ?? namespace
@@ -49,7 +51,8 @@ extension ChunkStore {
         let ranges = plan.map(\.range)
         let chain = plan.map(\.hash)
         let existing: [ChunkRecord?] = try env.read { txn in
-            try chain.map { h in try txn.get(chunkDB, h.bytes).map(ChunkRecord.init(decoding:)) }
+            try checkShapeFamily(requestNamespace, txn: txn)
+            return try chain.map { h in try txn.get(chunkDB, h.bytes).map(ChunkRecord.init(decoding:)) }
         }
 
         // Encode and write what is missing, outside any transaction.
@@ -75,6 +78,7 @@ extension ChunkStore {
         var storedBytes = 0
         var byLevel: [String: Int] = [:]
         let alreadyStored: Bool = try env.write { txn in
+            try checkShapeFamily(requestNamespace, txn: txn)
             // A context GC cut short lists a prefix of its chain; this put completes it again.
             let stored = try txn.get(contextDB, contextKey).map(ContextRecord.init(decoding:))
             let listed = stored?.chain.count ?? 0
@@ -89,7 +93,7 @@ extension ChunkStore {
                                          lastAccess: now, refs: 0, levels: [])
                     created = true
                     if ranges[i].count < chunkTokens {
-                        try txn.put(partialDB, parent.bytes + Self.bigEndian(ranges[i].count), chain[i].bytes)
+                        try txn.put(partialDB, Self.partialKey(parent: parent, tokens: ranges[i].count, chunk: chain[i]), chain[i].bytes)
                     }
                 }
                 for level in levels where record.blob(level: level) == nil {
@@ -147,4 +151,20 @@ extension ChunkStore {
     }
 
     static func bigEndian(_ v: Int) -> [UInt8] { withUnsafeBytes(of: UInt32(v).bigEndian) { Array($0) } }
+
+    /// Key of a partial (last, shorter) chunk in `partials`: parent ‖ token count ‖ the chunk's own
+    /// hash. The hash is part of the key because different contexts may end mid-chunk under the same
+    /// parent with the same length; each must stay reachable by its own tokens.
+    static func partialKey(parent: Hash32, tokens: Int, chunk: Hash32) -> [UInt8] {
+        parent.bytes + bigEndian(tokens) + chunk.bytes
+    }
+
+    /// Drops a partial chunk's entry, and the entry of the format before the chunk hash joined the key
+    /// (parent ‖ count) when it names this chunk.
+    func removePartial(_ record: ChunkRecord, hash: Hash32, txn: LMDBTransaction) throws {
+        guard record.tokens < chunkTokens else { return }
+        try txn.delete(partialDB, Self.partialKey(parent: record.parent, tokens: record.tokens, chunk: hash))
+        let legacy = record.parent.bytes + Self.bigEndian(record.tokens)
+        if try txn.get(partialDB, legacy) == hash.bytes { try txn.delete(partialDB, legacy) }
+    }
 }

@@ -72,7 +72,7 @@ extension ChunkStore {
             return
         }
         try txn.delete(chunkDB, h.bytes)
-        if record.tokens < chunkTokens { try txn.delete(partialDB, record.parent.bytes + Self.bigEndian(record.tokens)) }
+        try removePartial(record, hash: h, txn: txn)
         report.chunks += 1
         for level in record.levels {
             try release(blob: level.blob, txn: txn, report: &report, trashed: &trashed)

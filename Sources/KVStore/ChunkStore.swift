@@ -33,10 +33,14 @@ public final class ChunkStore: @unchecked Sendable {
         var chunk_tokens: Int
     }
 
-    /// Opens (creating on first use) the store at `root`. `chunkTokens` is fixed when the store is
-    /// created; asking for another value later is an error.
-    public init(root: String, chunkTokens: Int? = nil, mapSize: Int = 1 << 36) throws {
+    /// Opens the store at `root`, creating it on first use when `create` (writers do; read-only
+    /// commands pass false, so a mistyped path is an error rather than a new empty store).
+    /// `chunkTokens` is fixed when the store is created; asking for another value later is an error.
+    public init(root: String, chunkTokens: Int? = nil, mapSize: Int = 1 << 36, create: Bool = true) throws {
         self.root = root
+        if !create, !FileIO.exists(root + "/config.json") {
+            throw StoreError.notFound("no store at \(root) (put or serve creates one)")
+        }
         if let c = chunkTokens, !(1...ChunkContainer.maxTokens).contains(c) {
             throw StoreError.config("chunk size \(c) is outside 1...\(ChunkContainer.maxTokens)")
         }

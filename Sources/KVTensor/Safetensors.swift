@@ -22,60 +22,32 @@ public struct SafetensorsFile: Sendable {
 
     public init(bytes: [UInt8]) throws {
         guard bytes.count >= 8 else { throw TensorError.truncated("\(bytes.count) bytes, the header length alone needs 8") }
-        var n: UInt64 = 0
-        for i in 0..<8 { n |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        guard n <= UInt64(Self.maxHeaderBytes) else { throw TensorError.badHeader("header length \(n) exceeds \(Self.maxHeaderBytes)") }
-        let headerEnd = 8 + Int(n)
-        guard headerEnd <= bytes.count else { throw TensorError.truncated("header length \(n) runs past the end of the \(bytes.count)-byte file") }
-        let json: Any
-        do { json = try JSONSerialization.jsonObject(with: Data(bytes[8..<headerEnd])) } catch {
-            throw TensorError.badHeader("header is not valid JSON")
-        }
-        guard let object = json as? [String: Any] else { throw TensorError.badHeader("header is not a JSON object") }
+        let headerEnd = 8 + (try Self.headerLength(bytes[0..<8], limit: Self.maxHeaderBytes))
+        guard headerEnd <= bytes.count else { throw TensorError.truncated("header length \(headerEnd - 8) runs past the end of the \(bytes.count)-byte file") }
+        let header = try SafetensorsHeader(json: bytes[8..<headerEnd])
         let dataCount = bytes.count - headerEnd
         var entries: [String: Entry] = [:]
-        var metadata: [String: String] = [:]
-        for (name, value) in object {
-            if name == "__metadata__" {
-                guard let m = value as? [String: Any] else { throw TensorError.badHeader("__metadata__ is not an object") }
-                for (k, v) in m {
-                    guard let s = v as? String else { throw TensorError.badHeader("__metadata__[\(k)] is not a string") }
-                    metadata[k] = s
-                }
-                continue
+        for (name, e) in header.entries {
+            guard e.range.upperBound <= dataCount else {
+                throw TensorError.truncated("tensor \(name) ends at byte \(e.range.upperBound) but the data section holds \(dataCount)")
             }
-            guard let t = value as? [String: Any],
-                  let dtype = t["dtype"] as? String,
-                  let shapeAny = t["shape"] as? [Any],
-                  let offsAny = t["data_offsets"] as? [Any], offsAny.count == 2
-            else { throw TensorError.badHeader("tensor \(name) lacks dtype, shape or data_offsets") }
-            guard let width = Self.widths[dtype] else { throw TensorError.unknownDType("tensor \(name) has dtype \(dtype)") }
-            var shape: [Int] = []
-            var count = 1
-            for d in shapeAny {
-                guard let v = Self.integer(d), v >= 0 else { throw TensorError.badHeader("tensor \(name) has a non-integer or negative dimension") }
-                let (m, overflow) = count.multipliedReportingOverflow(by: v)
-                guard !overflow, m <= 1 << 40 else { throw TensorError.tooLarge("tensor \(name) shape \(shapeAny) is too large") }
-                count = m
-                shape.append(v)
-            }
-            guard let begin = Self.integer(offsAny[0]), let end = Self.integer(offsAny[1]), begin >= 0, begin <= end else {
-                throw TensorError.badHeader("tensor \(name) has invalid data_offsets")
-            }
-            guard end <= dataCount else {
-                throw TensorError.truncated("tensor \(name) ends at byte \(end) but the data section holds \(dataCount)")
-            }
-            guard end - begin == count * width else {
-                throw TensorError.mismatch("tensor \(name) spans \(end - begin) bytes but shape \(shape) of \(dtype) needs \(count * width)")
-            }
-            entries[name] = Entry(dtype: dtype, shape: shape, range: (headerEnd + begin)..<(headerEnd + end))
+            entries[name] = Entry(dtype: e.dtype, shape: e.shape, range: (headerEnd + e.range.lowerBound)..<(headerEnd + e.range.upperBound))
         }
         self.entries = entries
-        self.metadata = metadata
+        self.metadata = header.metadata
         self.bytes = bytes
     }
 
-    private static func integer(_ any: Any) -> Int? {
+    /// The JSON header's length from the file's first 8 bytes, refused above `limit`.
+    public static func headerLength(_ prefix: ArraySlice<UInt8>, limit: Int) throws -> Int {
+        precondition(prefix.count == 8)
+        var n: UInt64 = 0
+        for (i, b) in prefix.enumerated() { n |= UInt64(b) << (8 * UInt64(i)) }
+        guard n <= UInt64(limit) else { throw TensorError.badHeader("header length \(n) exceeds \(limit)") }
+        return Int(n)
+    }
+
+    static func integer(_ any: Any) -> Int? {
         if let n = any as? NSNumber, CFGetTypeIDIfBool(n) == false {
             let d = n.doubleValue
             guard d == d.rounded(), abs(d) < 9e15 else { return nil }
@@ -84,7 +56,8 @@ public struct SafetensorsFile: Sendable {
         return nil
     }
 
-    private static func CFGetTypeIDIfBool(_ n: NSNumber) -> Bool {
+    /// JSON `true` decodes as an NSNumber too; sizes and ids refuse it.
+    static func CFGetTypeIDIfBool(_ n: NSNumber) -> Bool {
         // JSON `true` decodes as an NSNumber too; reject it as a size.
         String(cString: n.objCType) == "c"
     }
@@ -130,6 +103,63 @@ public struct SafetensorsFile: Sendable {
             throw TensorError.mismatch("kv holds \(kv.tokens) tokens but the tokens tensor holds \(tokens.count)")
         }
         return try KVContext(kv: kv, tokens: tokens, metadata: metadata)
+    }
+}
+
+/// A parsed safetensors JSON header: every tensor's dtype, shape and byte range inside the data
+/// section, checked for consistency. Parsing needs only the header, so an upload is judged (and a
+/// bad one refused) before its data arrives.
+public struct SafetensorsHeader: Sendable {
+    public let entries: [String: SafetensorsFile.Entry]
+    public let metadata: [String: String]
+    /// Bytes the data section must hold: the end of the last tensor.
+    public let dataBytes: Int
+
+    public init(json: ArraySlice<UInt8>) throws {
+        let parsed: Any
+        do { parsed = try JSONSerialization.jsonObject(with: Data(json)) } catch {
+            throw TensorError.badHeader("header is not valid JSON")
+        }
+        guard let object = parsed as? [String: Any] else { throw TensorError.badHeader("header is not a JSON object") }
+        var entries: [String: SafetensorsFile.Entry] = [:]
+        var metadata: [String: String] = [:]
+        var dataBytes = 0
+        for (name, value) in object {
+            if name == "__metadata__" {
+                guard let m = value as? [String: Any] else { throw TensorError.badHeader("__metadata__ is not an object") }
+                for (k, v) in m {
+                    guard let s = v as? String else { throw TensorError.badHeader("__metadata__[\(k)] is not a string") }
+                    metadata[k] = s
+                }
+                continue
+            }
+            guard let t = value as? [String: Any],
+                  let dtype = t["dtype"] as? String,
+                  let shapeAny = t["shape"] as? [Any],
+                  let offsAny = t["data_offsets"] as? [Any], offsAny.count == 2
+            else { throw TensorError.badHeader("tensor \(name) lacks dtype, shape or data_offsets") }
+            guard let width = SafetensorsFile.widths[dtype] else { throw TensorError.unknownDType("tensor \(name) has dtype \(dtype)") }
+            var shape: [Int] = []
+            var count = 1
+            for d in shapeAny {
+                guard let v = SafetensorsFile.integer(d), v >= 0 else { throw TensorError.badHeader("tensor \(name) has a non-integer or negative dimension") }
+                let (m, overflow) = count.multipliedReportingOverflow(by: v)
+                guard !overflow, m <= 1 << 40 else { throw TensorError.tooLarge("tensor \(name) shape \(shapeAny) is too large") }
+                count = m
+                shape.append(v)
+            }
+            guard let begin = SafetensorsFile.integer(offsAny[0]), let end = SafetensorsFile.integer(offsAny[1]), begin >= 0, begin <= end else {
+                throw TensorError.badHeader("tensor \(name) has invalid data_offsets")
+            }
+            guard end - begin == count * width else {
+                throw TensorError.mismatch("tensor \(name) spans \(end - begin) bytes but shape \(shape) of \(dtype) needs \(count * width)")
+            }
+            entries[name] = SafetensorsFile.Entry(dtype: dtype, shape: shape, range: begin..<end)
+            dataBytes = max(dataBytes, end)
+        }
+        self.entries = entries
+        self.metadata = metadata
+        self.dataBytes = dataBytes
     }
 }
 

@@ -14,6 +14,11 @@ import Foundation
 ///   first pooled sample is discarded (it carries the connection's start-up burst: a token
 ///   bucket's depth, an empty queue), and the second replaces the prior outright (a real
 ///   measurement beats a guess).
+///
+/// A receiver that stops reading (a starved client) is not a slow link: time during which the
+/// peer's receive window held the sender back (`receiverLimited`, from the kernel's
+/// `tcpi_rwnd_limited`) is left out of each sample, so such a stall neither drags the estimate
+/// down nor turns a generous deadline into "recompute".
 public struct BandwidthEstimator: Sendable, Equatable {
     public var tau: Double
     public var minInterval: Double
@@ -32,13 +37,13 @@ public struct BandwidthEstimator: Sendable, Equatable {
         self.warmupLeft = warmupBytes
     }
 
-    public mutating func record(bytes: Int, seconds: Double) {
+    public mutating func record(bytes: Int, seconds: Double, receiverLimited: Double = 0) {
         if warmupLeft > 0 {
             warmupLeft -= bytes
             return
         }
         pooledBytes += Double(bytes)
-        pooledSeconds += max(0, seconds)
+        pooledSeconds += max(0, seconds - max(0, receiverLimited))
         guard pooledSeconds >= minInterval else { return }
         let rate = pooledBytes / pooledSeconds
         if discarded {

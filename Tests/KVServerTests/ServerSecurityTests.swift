@@ -22,7 +22,9 @@ struct ServerSecurityTests {
                     #expect(ServerFixture.errorMessage(r.body) == "missing or unknown bearer token")
                 }
             }
-            try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .unauthorized) }
+            // /metrics counts every tenant: only --metrics-tokens may read it (none configured here).
+            try await client.execute(uri: "/metrics", method: .get) { #expect($0.status == .forbidden) }
+            try await client.execute(uri: "/metrics", method: .get, headers: ServerFixture.bearer(Self.tokenA)) { #expect($0.status == .forbidden) }
             try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
         }
     }
@@ -79,10 +81,11 @@ struct ServerSecurityTests {
                 }
             }
             let json = "application/json", bin = "application/octet-stream"
-            try await check("/v1/contexts", bin, try ServerFixture.contextBytes(), .contentTooLarge, "request body is larger than the server accepts")
+            let big = try ServerFixture.contextBytes()
+            try await check("/v1/contexts", bin, big, .contentTooLarge, "request body of \(big.count) bytes is larger than the server accepts (1048576)")
             try await check("/v1/lookup", json, Array(repeating: 0x20, count: 2000), .contentTooLarge, "request body is larger than the server accepts")
             try await check("/v1/contexts", bin, Array("garbage".utf8), .badRequest,
-                            "body is not a safetensors context: truncated file: 7 bytes, the header length alone needs 8")
+                            "body is not a safetensors context: it ends after 7 bytes, inside its 8-byte header length")
             try await check("/v1/lookup", json, Array("{not json".utf8), .badRequest,
                             "body is not JSON {\"tokens\": [int32, ...], \"model\"?: string, \"dtype\"?: string}")
             try await check("/v1/lookup", json, Array("{\"tokens\": [1, 99999999999]}".utf8), .badRequest,
@@ -99,7 +102,7 @@ struct ServerSecurityTests {
             let small = try FileIO.readAll(ServerFixture.fixturesDirectory + "/smollm2_ctx40_bf16.safetensors")
             try await check("/v1/contexts?levels=7", bin, small, .badRequest, "level 7 is not in 0...4")
             try await check("/v1/contexts", bin, Array(small.prefix(100)), .badRequest,
-                            "body is not a safetensors context: truncated file: header length 368 runs past the end of the 100-byte file")
+                            "body is not a safetensors context: it ends after 100 bytes, inside its 368-byte header")
             try await check("/v1/stream", json, Array("{\"tokens\": [5]}".utf8), .notFound, "no stored prefix for the query")
         }
     }

@@ -55,8 +55,8 @@ import Testing
     @Test func resolveNamespaceFindsOnlyTheSaltAsked() throws {
         let store = try ReuseSupport.tempStore()
         _ = try store.put(try ReuseSupport.context([1, 2, 3], seed: 1), namespace: ReuseSupport.namespace(store, salt: "a"))
-        #expect(try store.resolveNamespace(model: nil, dtype: nil, salt: "a").salt == "a")
-        #expect(throws: StoreError.self) { try store.resolveNamespace(model: nil, dtype: nil, salt: "b") }
-        #expect(throws: StoreError.self) { try store.resolveNamespace(model: nil, dtype: nil) }
+        #expect(try store.resolveNamespaces(model: nil, dtype: nil, salt: "a").first?.salt == "a")
+        #expect(throws: StoreError.self) { try store.resolveNamespaces(model: nil, dtype: nil, salt: "b") }
+        #expect(throws: StoreError.self) { try store.resolveNamespaces(model: nil, dtype: nil) }
     }
 }

@@ -118,6 +118,27 @@ struct BandwidthEstimatorTests {
         #expect(e.bytesPerSecond > 0.3 * 10e6, "\(e.bytesPerSecond)")
     }
 
+    /// A starved receiver: every sample carries 50 ms in which the peer's receive window was shut.
+    /// Told apart from a slow link by `receiverLimited`, the estimate stays at the link's 10 MB/s and
+    /// a generous deadline still gets lossless chunks; the same trace read as link time collapses it.
+    @Test func aStarvedReceiverIsNotASlowLink() {
+        var aware = BandwidthEstimator(prior: 1e7), blind = BandwidthEstimator(prior: 1e7)
+        for _ in 0..<20 {
+            aware.record(bytes: 10_000, seconds: 0.001)
+            blind.record(bytes: 10_000, seconds: 0.001)
+        }
+        for _ in 0..<40 {  // 2 s of stalls, 40 times 10 kB delivered in 1 ms of link time
+            aware.record(bytes: 10_000, seconds: 0.051, receiverLimited: 0.05)
+            blind.record(bytes: 10_000, seconds: 0.051)
+        }
+        #expect(abs(aware.bytesPerSecond - 1e7) / 1e7 < 0.01, "\(aware.bytesPerSecond)")
+        #expect(blind.bytesPerSecond < 3e5, "\(blind.bytesPerSecond)")
+
+        let controller = LevelController(deadline: 10, chunks: Array(repeating: LevelControllerTests.sizes, count: 3))
+        #expect(controller.choose(index: 1, elapsed: 2.1, bytesPerSecond: aware.bytesPerSecond) == .level(0))
+        #expect(controller.choose(index: 1, elapsed: 2.1, bytesPerSecond: blind.bytesPerSecond) != .level(0))
+    }
+
     @Test func warmupBytesAreNotMeasured() {
         var e = BandwidthEstimator(prior: 1e6, warmupBytes: 256 << 10)
         e.record(bytes: 256 << 10, seconds: 0.00001)

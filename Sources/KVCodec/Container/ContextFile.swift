@@ -2,9 +2,11 @@ import KVTensor
 
 /// The standalone `.kvc` file of `kvstore encode`: a context's token ids and metadata, then its
 /// chunks as containers, so a file decodes without a store (see schemas/chunk-container.md).
+/// Version 2 adds an XXH64 of the header, metadata and token ids (containers carry their own), so
+/// every byte `decode` returns is checked; version 1 files still decode.
 public enum ContextFile {
     public static let magic: [UInt8] = Array("KVCF".utf8)
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
     static let maxMetadataBytes = 1 << 16
 
     public static func encode(_ context: KVContext, level: UInt8, chunkTokens: Int = 256) throws -> [UInt8] {
@@ -24,6 +26,7 @@ public enum ContextFile {
         w.append(UInt32(metaBytes.count))
         w.append(metaBytes)
         for t in context.tokens { w.append(UInt32(bitPattern: t)) }
+        w.append(XXHash64.hash(w.bytes))
         let starts = Array(stride(from: 0, to: context.tokens.count, by: chunkTokens))
         w.append(UInt32(starts.count))
         for s in starts {
@@ -40,14 +43,15 @@ public enum ContextFile {
             guard r.remaining >= 20 else { throw CodecError.truncated("\(raw.count) bytes, a .kvc header needs 20") }
             guard r.bytes(4) == magic else { throw CodecError.corrupt("not a .kvc file (bad magic)") }
             let v: UInt16 = r.read()
-            guard v == version else { throw CodecError.unsupported(".kvc version \(v)") }
+            guard v == 1 || v == version else { throw CodecError.unsupported(".kvc version \(v)") }
             let _: UInt16 = r.read()
             let tokenCount = Int(r.read() as UInt32)
             let chunkTokens = Int(r.read() as UInt32)
             let metaLength = Int(r.read() as UInt32)
             guard tokenCount <= KVTensor.maxTokens else { throw CodecError.limit("\(tokenCount) tokens") }
             guard chunkTokens > 0, chunkTokens <= ChunkContainer.maxTokens else { throw CodecError.corrupt("chunk size \(chunkTokens)") }
-            guard metaLength <= maxMetadataBytes, r.remaining >= metaLength + 4 * tokenCount + 4 else {
+            let checksumBytes = v >= 2 ? 8 : 0
+            guard metaLength <= maxMetadataBytes, r.remaining >= metaLength + 4 * tokenCount + checksumBytes + 4 else {
                 throw CodecError.truncated("header declares more than the file holds")
             }
             var metadata: [String: String] = [:]
@@ -56,6 +60,12 @@ public enum ContextFile {
             }
             var tokens = [Int32](repeating: 0, count: tokenCount)
             for i in 0..<tokenCount { tokens[i] = Int32(bitPattern: r.read() as UInt32) }
+            if v >= 2 {
+                let covered = UnsafeRawBufferPointer(rebasing: raw[0..<(20 + metaLength + 4 * tokenCount)])
+                guard r.read() as UInt64 == XXHash64.hash(covered) else {
+                    throw CodecError.corrupt("checksum mismatch in the .kvc header, metadata or token ids")
+                }
+            }
             let chunkCount = Int(r.read() as UInt32)
             guard chunkCount == (tokenCount + chunkTokens - 1) / chunkTokens else {
                 throw CodecError.corrupt("\(chunkCount) chunks for \(tokenCount) tokens of \(chunkTokens)")

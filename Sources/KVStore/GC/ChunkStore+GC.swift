@@ -99,7 +99,7 @@ extension ChunkStore {
         for h in plan.victims {
             guard let record = snapshot.chunks[h] else { continue }
             try txn.delete(chunkDB, h.bytes)
-            if record.tokens < chunkTokens { try txn.delete(partialDB, record.parent.bytes + Self.bigEndian(record.tokens)) }
+            try removePartial(record, hash: h, txn: txn)
             freed.chunks += 1
             for level in record.levels { try release(blob: level.blob, txn: txn, report: &freed, trashed: &trashed) }
         }

@@ -61,7 +61,7 @@ struct IndexTarget {
             r.refs = n
             chunks[h] = r
             for l in r.levels { blobRefs[l.blob, default: 0] += 1 }
-            if r.tokens < chunkTokens { partials[r.parent.bytes + ChunkStore.bigEndian(r.tokens)] = h.bytes }
+            if r.tokens < chunkTokens { partials[ChunkStore.partialKey(parent: r.parent, tokens: r.tokens, chunk: h)] = h.bytes }
         }
 
         for (id, seg) in s.segments {

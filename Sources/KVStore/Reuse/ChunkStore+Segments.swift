@@ -60,6 +60,7 @@ extension ChunkStore {
                            levels: [UInt8] = [CodecLevel.lossless]) throws -> SegmentPutReport {
         guard !context.tokens.isEmpty else { throw StoreError.invalidInput("segment holds no tokens") }
         guard namespace.adapter == nil else { throw StoreError.invalidInput("segments are stored for the base model only, not an adapter") }
+        try NameRules.checkModelID(namespace.model)
         guard namespace.chunkTokens == chunkTokens else {
             throw StoreError.invalidInput("namespace uses \(namespace.chunkTokens)-token chunks, the store \(chunkTokens)")
         }
@@ -102,6 +103,7 @@ extension ChunkStore {
         let record = SegmentRecord(namespace: namespace.root, prefix: SegmentKey.prefixHash(prefix, namespace: namespace),
                                    start: start, tokens: context.tokens.count, rope: rope, created: now, lastAccess: now, pieces: pieces)
         let stored: SegmentRecord = try env.write { txn in
+            try checkShapeFamily(namespace, txn: txn)
             if let raw = try txn.get(segmentDB, key.bytes) { return try SegmentRecord(decoding: raw) }  // another put won
             var i = 0
             for piece in pieces {

@@ -52,12 +52,13 @@ struct Get: AsyncParsableCommand {
         let query = try TokenQuery.parse(tokens!)
         let adapter = try reuse.adapter()
         let store = try storeOptions.open()
-        let namespace: Namespace
-        do { namespace = try store.resolveNamespace(model: model, dtype: dtype, salt: reuse.tenant) } catch StoreError.notFound(let why) {
+        let spaces: [Namespace]
+        do { spaces = try store.resolveNamespaces(model: model, dtype: dtype, salt: reuse.tenant) } catch StoreError.notFound(let why) {
             out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) { "no stored prefix: \(why)" }
             throw Exit.miss
         }
         let bar = ProgressBar("get", enabled: !out.json)
+        let namespace = try store.longestMatch(query, in: spaces, adapter: adapter)?.namespace ?? spaces[0]
         guard let (context, match) = try store.get(query, namespace: namespace, adapter: adapter, level: level, progress: bar.update) else {
             out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) {
                 "no stored prefix for the query (0 of \(query.count) tokens)"

@@ -54,7 +54,8 @@ extension Get {
         let store = try storeOptions.open()
         let assembly: SegmentAssembly
         do {
-            let namespace = try store.resolveNamespace(model: model, dtype: dtype, salt: reuse.tenant)
+            let spaces = try store.resolveNamespaces(model: model, dtype: dtype, salt: reuse.tenant)
+            let namespace = try store.longestMatch(prefix, in: spaces)?.namespace ?? spaces[0]
             assembly = try store.assembleSegments(requests, namespace: namespace, prefix: prefix, level: level,
                                                   recomputeTokens: segmentOptions.recomputeTokens)
         } catch StoreError.notFound(let why) {

@@ -32,7 +32,7 @@ struct Put: ParsableCommand {
         }
         if segmentOptions.independent { return try putSegment(ctx, model: model, levels: levels) }
         let adapter = try reuse.adapter()
-        let store = try storeOptions.open()
+        let store = try storeOptions.open(create: true)
         let namespace = store.namespace(for: ctx, model: model, salt: reuse.tenant)
         let bar = ProgressBar("put", enabled: !output.json)
         var report = try store.put(ctx, namespace: namespace, adapter: adapter, levels: levels,

@@ -56,7 +56,7 @@ extension Put {
         let prefixTokens = try segmentOptions.prefix.map(TokenQuery.parse) ?? []
         let rope = try segmentOptions.rope(for: ctx)
         let start = try segmentOptions.startPosition(for: ctx, prefixTokens: prefixTokens.count)
-        let store = try storeOptions.open()
+        let store = try storeOptions.open(create: true)
         let namespace = store.namespace(for: ctx, model: model, salt: reuse.tenant)
         let report = try store.putSegment(ctx, namespace: namespace, start: start, rope: rope, prefix: prefixTokens, levels: levels)
         output.emit(report) {

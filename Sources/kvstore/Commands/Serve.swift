@@ -19,6 +19,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest upload body in bytes.")
     var maxUploadBytes = 1 << 30
 
+    @Option(help: "Upload bytes all requests in progress may hold in memory together; past it uploads get 503.")
+    var maxUploadInflightBytes = 2 << 30
+
+    @Option(help: "File of `TOKEN NAME` lines for operators: with --auth-tokens, only these may read /metrics.")
+    var metricsTokens: String?
+
     @Option(help: "Socket send buffer per connection, bytes (small keeps the bandwidth measurement honest).")
     var sendBuffer = 128 << 10
 
@@ -45,13 +51,16 @@ struct Serve: AsyncParsableCommand {
         config.port = port
         config.tokens = try authTokens.map { try TokenTable(file: $0) }
         config.maxUploadBytes = maxUploadBytes
+        config.maxUploadInflightBytes = maxUploadInflightBytes
+        config.metricsTokens = try metricsTokens.map { try TokenTable(file: $0) }
+        guard maxUploadInflightBytes >= maxUploadBytes else { throw ValidationError("--max-upload-inflight-bytes must be at least --max-upload-bytes") }
         config.sendBufferBytes = sendBuffer
         config.priorBitsPerSecond = priorMbps * 1e6
         config.maxStoreBytes = maxBytes
         guard (0..<1).contains(deadlineSafety) else { throw ValidationError("--deadline-safety must be in 0..<1") }
         config.deadlineSafety = deadlineSafety
         do { try config.validate() } catch let e as ServeError { throw ValidationError(e.description) }
-        let service = KVService(store: try storeOptions.open(), config: config)
+        let service = KVService(store: try storeOptions.open(create: true), config: config)
         let host = config.host, portFile = portFile, tenants = config.tokens?.count
         let app = try service.application { bound in
             if let portFile { try? FileIO.writeAtomically([Array("\(bound)\n".utf8)], to: portFile, tempDirectory: FileIO.directoryOf(portFile)) }

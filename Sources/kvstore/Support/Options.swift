@@ -11,8 +11,9 @@ struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: "Tokens per chunk; fixed when the store is created (default 256).")
     var chunkTokens: Int?
 
-    func open() throws -> ChunkStore {
-        try ChunkStore(root: store ?? StoreLocation.defaultPath(), chunkTokens: chunkTokens)
+    /// Opens the store; only commands that write (`create`) make a missing one.
+    func open(create: Bool = false) throws -> ChunkStore {
+        try ChunkStore(root: store ?? StoreLocation.defaultPath(), chunkTokens: chunkTokens, create: create)
     }
 }
 
@@ -62,16 +63,7 @@ enum TokenQuery {
     }
 
     static func json(_ bytes: [UInt8]) throws -> [Int32] {
-        guard let array = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [Any] else {
-            throw ValidationError("token query is not a JSON array of integers")
-        }
-        guard array.count <= maxTokens else { throw ValidationError("token query holds \(array.count) tokens, at most \(maxTokens)") }
-        return try array.enumerated().map { i, v in
-            guard let n = v as? NSNumber, let d = Optional(n.doubleValue), d == d.rounded(), d >= 0, d <= Double(Int32.max) else {
-                throw ValidationError("token \(i) of the query is not an id in 0...\(Int32.max)")
-            }
-            return Int32(d)
-        }
+        do { return try TokenList.parseJSON(bytes, maxTokens: maxTokens) } catch let e as TensorError { throw ValidationError(e.detail) }
     }
 }
 
