@@ -4,6 +4,8 @@
 #   DecoderFuzz  the chunk decoder (Fuzz/DecoderFuzz), FUZZ_SECONDS (default 30);
 #   ParserFuzz   safetensors files, JSON token queries and stream frames (Fuzz/ParserFuzz),
 #                FUZZ_PARSER_SECONDS (default 20).
+# The per-input timeout is generous (120 s): the first input builds the seeds (lossy encodes under
+# AddressSanitizer), which takes seconds on a loaded machine; a real hang still trips it.
 # Exit status non-zero on a crash, a trap or a sanitizer report; the failing input is left in
 # $FUZZ_DIR/<target>/artifacts.
 set -euo pipefail
@@ -26,7 +28,7 @@ build() {
 run() {
     local target=$1 seconds=$2 status
     set +e
-    SWIFT_BACKTRACE=enable=no "$scratch/debug/$target" "$dir/$target/corpus" -max_total_time="$seconds" -timeout=10 \
+    SWIFT_BACKTRACE=enable=no "$scratch/debug/$target" "$dir/$target/corpus" -max_total_time="$seconds" -timeout=120 \
         -rss_limit_mb=2048 -max_len=4096 -artifact_prefix="$dir/$target/artifacts/" -print_final_stats=1 >"$log" 2>&1
     status=$?
     set -e
