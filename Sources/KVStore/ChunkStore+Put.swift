@@ -42,6 +42,7 @@ extension ChunkStore {
         guard !levels.isEmpty else { throw StoreError.invalidInput("no levels requested") }
         for l in levels { _ = try ChunkContainer.codec(forLevel: l) }
         guard name.utf8.count <= 1024 else { throw StoreError.invalidInput("name longer than 1024 bytes") }
+        let profile = try codecProfile(for: context, model: namespace.model)
 
         let plan = ReuseChain.plan(tokens: context.tokens, namespace: namespace, adapter: adapter)
         let requestNamespace = adapter.map { ReuseChain.adapterNamespace(namespace, $0) } ?? namespace
@@ -61,7 +62,7 @@ extension ChunkStore {
             if !missing.isEmpty {
                 let slice = context.kv.slice(tokens: ranges[i])
                 for level in missing {
-                    let bytes = try ChunkContainer.encode(slice, level: level)
+                    let bytes = try ChunkContainer.encode(slice, level: level, model: profile)
                     let id = Hash32.sha256(bytes)
                     if try blobs.write(bytes, id: id) { blobsWritten += 1; bytesWritten += bytes.count }
                     encoded[i, default: [:]][level] = LevelBlob(level: level, blob: id, bytes: bytes.count)
@@ -97,7 +98,7 @@ extension ChunkStore {
                     var reencoded: [UInt8]?
                     let encodeNow = { () throws -> [UInt8] in
                         if let bytes = reencoded { return bytes }
-                        let bytes = try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level)
+                        let bytes = try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level, model: profile)
                         reencoded = bytes
                         return bytes
                     }
