@@ -18,13 +18,14 @@ func fail(_ s: String) -> Never {
 import Glibc
 #endif
 
-var args = CommandLine.arguments
-var profileFile: String? = nil
-if let i = args.firstIndex(of: "--profile") {
+let (args, profileFile): ([String], String?) = {
+    var args = CommandLine.arguments
+    guard let i = args.firstIndex(of: "--profile") else { return (args, nil) }
     guard i + 1 < args.count else { fail("--profile needs a file") }
-    profileFile = args[i + 1]
+    let file = args[i + 1]
     args.removeSubrange(i...(i + 1))
-}
+    return (args, file)
+}()
 /// The codec profile lossy levels of `ctx` encode with.
 func profile(for ctx: KVContext) throws -> CodecProfile {
     if let f = profileFile {
