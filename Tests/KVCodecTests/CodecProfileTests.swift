@@ -82,7 +82,8 @@ import TestSupport
     func unseenShapesRoundTripOnTheDefault(shape: KVShape) throws {
         let kv = try Self.syntheticKV(shape, tokens: 48, seed: UInt64(shape.headDim))
         let profile = CodecProfile.uncalibrated(model: "never-seen", kv: kv)
-        #expect(!profile.calibrated && profile.rope == nil && profile.key_pair_energy == nil)
+        #expect(!profile.calibrated && profile.rope == nil)
+        #expect(profile.key_pair_energy?.count == shape.layers && profile.key_pair_energy?[0].count == shape.rowElements / 2)
         var last = 0.0
         for level: UInt8 in 1...4 {
             let bytes = try ChunkContainer.encode(kv, level: level, model: profile)
@@ -99,6 +100,27 @@ import TestSupport
             #expect(bytes.count * 2 < kv.bytes.count, "\(shape) level \(level): \(bytes.count) bytes")
             last = err
         }
+    }
+
+    /// The default's key-pair weights follow the keys' energy: pairs whose keys are larger get
+    /// finer steps; a pair of zeros gets the finest code, non-finite keys no codes at all.
+    @Test func uncalibratedKeyPairWeightsFollowKeyEnergy() throws {
+        let shape = KVShape(layers: 2, kvHeads: 1, headDim: 8)
+        // Pair i of layer 0's keys has amplitude 2^i; layer 1's keys are all equal.
+        let floats = (0..<(shape.elementsPerToken * 4)).map { i -> Float in
+            let (g, c) = (i / (4 * 8), i % 8)
+            return g == 0 ? Float(1 << (c / 2)) * (i % 3 == 0 ? -1 : 1) : (g == 2 ? 0.5 : 1)
+        }
+        let kv = try KVTensor(shape: shape, tokens: 4, dtype: .f32, floats: floats)
+        let e = try #require(CodecProfile.uncalibrated(model: "m", kv: kv).key_pair_energy)
+        // energy 4^i over mean (1 + 4 + 16 + 64) / 4 = 21.25: round(4 log2(4^i / 21.25))
+        #expect(e[0] == [-18, -10, -2, 6])
+        #expect(e[1] == [0, 0, 0, 0])
+        let codes = try #require(CodecProfile.uncalibrated(model: "m", kv: kv).keyChannelCodes(layer: 0, gamma: 0.75))
+        #expect(codes == [3, 3, 2, 2, 0, 0, -1, -1])
+        var bad = floats
+        bad[3] = .infinity
+        #expect(CodecProfile.uncalibrated(model: "m", kv: try KVTensor(shape: shape, tokens: 4, dtype: .f32, floats: bad)).key_pair_energy == nil)
     }
 
     /// The default takes RoPE from the context's metadata when it is what the payload flag undoes,

@@ -167,14 +167,17 @@ public struct CodecProfile: Sendable, Equatable, Codable {
     // MARK: models never calibrated
 
     /// Every group's step multiplier when nothing was measured: below the calibrated profiles'
-    /// median of 1, so the least sensitive groups lose what calibration would have given them and
-    /// the most sensitive ones still get finer steps than the level's base (see BENCHMARKS.md,
-    /// "Codec calibration", for the quality this keeps).
-    public static let uncalibratedStepWeight: Float = 0.5
+    /// median of 1, so the sensitive groups a calibration would have found keep finer steps than
+    /// the level's base (measured: BENCHMARKS.md, "Codec calibration").
+    public static let uncalibratedStepWeight: Float = 0.7
+    /// Tokens the default's key statistics are taken from (the start of the context).
+    static let statisticsTokens = 1024
 
-    /// A profile from the KV alone, for a model without one: its shape, RoPE from the context's
+    /// A profile from the KV alone, for a model without one: its shape; RoPE from the context's
     /// metadata when the file states it (tools/extract_kv.py writes rope_theta, rope_pairs,
-    /// rope_dim), one conservative step weight for every group and one step for all key channels.
+    /// rope_dim); one conservative step weight for every group; and key-pair weights from the
+    /// keys' own energy E[k²] per (KV head, RoPE pair), which tracks the query energy a calibration
+    /// measures (log-correlation 0.87 per layer on SmolLM2: queries read the pairs where keys are large).
     public static func uncalibrated(model: String, kv: KVTensor, metadata: [String: String] = [:]) -> CodecProfile {
         let shape = kv.shape
         var rope: RoPE? = nil
@@ -182,13 +185,48 @@ public struct CodecProfile: Sendable, Equatable, Codable {
             rope = RoPE(theta: t, pairs: p, dim: metadata["rope_dim"].flatMap(Int.init) ?? shape.headDim)
         }
         var profile = CodecProfile(model: model, calibrated: false,
-                                   source: "uncalibrated: derived by kvstore from the KV's shape and metadata",
+                                   source: "uncalibrated: derived by kvstore from the KV (shape, metadata, key energy)",
                                    shape: shape, rope: rope,
                                    groupStepWeights: [[Float]](repeating: [uncalibratedStepWeight, uncalibratedStepWeight], count: shape.layers),
-                                   keyPairEnergy: nil)
+                                   keyPairEnergy: keyPairEnergy(of: kv))
         // Metadata the profile cannot use (an unknown pair layout, a bad θ) only costs the RoPE undo.
         if (try? profile.validate()) == nil { profile.rope = nil }
         return profile
+    }
+
+    /// round(4 · log2(e / mean e)) per layer and (KV head, pair (2i, 2i+1)), e = mean of k² over the
+    /// first `statisticsTokens` tokens; nil when the KV gives nothing usable (odd head_dim, no
+    /// tokens, non-finite sums). The log is `log2Approx` (IEEE basic operations only), so every
+    /// machine derives the same profile from the same KV.
+    static func keyPairEnergy(of kv: KVTensor) -> [[Int]]? {
+        let shape = kv.shape, C = shape.rowElements
+        let T = min(kv.tokens, statisticsTokens)
+        guard shape.headDim % 2 == 0, T > 0 else { return nil }
+        var sums = [Double](repeating: 0, count: shape.layers * C)
+        // A few tokens at a time, so a long context of a large model never converts whole.
+        let block = max(1, (1 << 20) / max(1, shape.elementsPerToken))
+        for start in stride(from: 0, to: T, by: block) {
+            let n = min(T, start + block) - start
+            let f = kv.slice(tokens: start..<(start + n)).floats()
+            for l in 0..<shape.layers {
+                let keys = 2 * l * n * C // [layers, 2, tokens, C]: layer l's keys
+                for t in 0..<n {
+                    for c in 0..<C { let v = Double(f[keys + t * C + c]); sums[l * C + c] += v * v }
+                }
+            }
+        }
+        var out: [[Int]] = []
+        for l in 0..<shape.layers {
+            let pairs = (0..<(C / 2)).map { (sums[l * C + 2 * $0] + sums[l * C + 2 * $0 + 1]) / 2 }
+            let mean = pairs.reduce(0, +) / Double(pairs.count)
+            guard mean.isFinite, pairs.allSatisfy(\.isFinite) else { return nil }
+            out.append(pairs.map { e in
+                guard mean > 0, e > 0 else { return mean > 0 ? -127 : 0 }
+                let code = (4 * ParametricModels.log2Approx(e / mean)).rounded(.toNearestOrEven)
+                return Int(max(-127, min(127, code)))
+            })
+        }
+        return out
     }
 
     /// One step weight of 1, no key-channel codes, no RoPE undo: the encoder's behaviour for a
