@@ -4,6 +4,7 @@
 usage: bench_calibration.py [--texts apache_license_2.0 libpng_manual_intro modern_bread_essay]
                             [--variant NAME=PROFILE.json|default ...] [--levels 1 2 3 4]
                             [--harness .build/release/kvcodec-harness] [--data DIR] [--json OUT]
+       bench_calibration.py --rows ROWS.json [ROWS.json ...]   (print the table of saved rows)
 
 For each text: the exact 1024-token F16 KV (tools/extract_kv.py, cached under --data), encoded in
 256-token chunks at each level with each profile variant (`default` = the KV-derived profile a
@@ -46,7 +47,12 @@ def main(argv=None):
     ap.add_argument("--data", default=os.environ.get("KVSTORE_DATA", "/tmp/kvstore-codec-bench"))
     ap.add_argument("--harness", default=os.path.join(ROOT, ".build", "release", "kvcodec-harness"))
     ap.add_argument("--json", help="also write every per-text row to this file")
+    ap.add_argument("--rows", nargs="+", help="print the table of rows saved by --json (no evaluation)")
     a = ap.parse_args(argv)
+    if a.rows:
+        rows = [r for f in a.rows for r in json.load(open(f))]
+        print_table(rows, sorted({r["text"] for r in rows}), a)
+        return
     variants = [v.split("=", 1) for v in (a.variant or [f"calibrated={ROOT}/profiles/SmolLM2-135M-Instruct.json",
                                                          "uncalibrated=default"])]
     os.makedirs(a.data, exist_ok=True)
@@ -85,8 +91,12 @@ def main(argv=None):
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
 
+    print_table(rows, a.texts, a)
+
+
+def print_table(rows, texts, a):
     print(f"float oracle (numpy SmolLM2-135M forward pass), {a.tokens}-token context, {a.continuation}-token "
-          f"continuation, 256-token chunks, mean over {len(a.texts)} held-out texts ({', '.join(a.texts)})")
+          f"continuation, 256-token chunks, mean over {len(texts)} texts ({', '.join(texts)})")
     print("| method | level | top-1 | ppl ratio | size vs fp16 | KL (nats) | floor (top-1 / ppl) | met |")
     print("|---|---|---|---|---|---|---|---|")
     groups = {}
@@ -99,7 +109,8 @@ def main(argv=None):
         floor = FLOORS.get(level)
         met = "" if floor is None else ("yes" if t >= floor[0] and p <= floor[1] else "**no**")
         fl = "" if floor is None else f">= {floor[0]} / <= {floor[1]}"
-        print(f"| {method} | {level or ''} | {t:.4f} | {p:.4f} | {s:.2f}x | {k:.5f} | {fl} | {met} |")
+        kl = f"{k:.5f}" if k >= 1e-4 else f"{k:.1e}"
+        print(f"| {method} | {level or ''} | {t:.4f} | {p:.4f} | {s:.2f}x | {kl} | {fl} | {met} |")
 
 
 if __name__ == "__main__":
