@@ -42,7 +42,7 @@ extension ChunkStore {
         guard !levels.isEmpty else { throw StoreError.invalidInput("no levels requested") }
         for l in levels { _ = try ChunkContainer.codec(forLevel: l) }
         guard name.utf8.count <= 1024 else { throw StoreError.invalidInput("name longer than 1024 bytes") }
-        let profile = try codecProfile(for: context, model: namespace.model)
+        let profile = levels.contains { $0 != CodecLevel.lossless } ? try codecProfile(for: context, model: namespace.model) : nil
 
         let plan = ReuseChain.plan(tokens: context.tokens, namespace: namespace, adapter: adapter)
         let requestNamespace = adapter.map { ReuseChain.adapterNamespace(namespace, $0) } ?? namespace

@@ -48,6 +48,8 @@ import TestSupport
             ("huge shape", try json { $0["shape"] = ["layers": 1 << 40, "kv_heads": 3, "head_dim": 64] }),
             ("odd pairs", try json { $0["rope"] = ["theta": 10000.0, "pairs": "diagonal", "dim": 64] }),
             ("empty model", try json { $0["model"] = "" }),
+            ("three level scales", try json { $0["level_step_scales"] = [1, 1, 1] }),
+            ("level scale -1", try json { $0["level_step_scales"] = [1, -1, 1, 1] }),
         ]
         for (name, bytes) in cases {
             #expect(throws: CodecProfile.Invalid.self, "\(name)") { try CodecProfile.parse(bytes) }

@@ -48,9 +48,12 @@ public struct CodecProfile: Sendable, Equatable, Codable {
     /// Per layer, per (KV head, RoPE pair): round(4 · log2(w / mean w)) of the query energy w that
     /// reads the pair's key channels; nil = every key channel keeps its group's step.
     public var key_pair_energy: [[Int]]?
+    /// Optional step multiplier per level 1...4 on top of the level's base step (nil = 1 each), for
+    /// a profile that needs more margin at some levels than others.
+    public var level_step_scales: [Float]?
 
     public init(model: String, calibrated: Bool, source: String, shape: KVShape, rope: RoPE?,
-                groupStepWeights: [[Float]], keyPairEnergy: [[Int]]?) {
+                groupStepWeights: [[Float]], keyPairEnergy: [[Int]]?, levelStepScales: [Float]? = nil) {
         format = Self.formatName
         version = Self.currentVersion
         self.model = model
@@ -60,6 +63,7 @@ public struct CodecProfile: Sendable, Equatable, Codable {
         self.rope = rope
         group_step_weights = groupStepWeights
         key_pair_energy = keyPairEnergy
+        level_step_scales = levelStepScales
     }
 
     public var kvShape: KVShape { shape.kvShape }
@@ -112,6 +116,12 @@ public struct CodecProfile: Sendable, Equatable, Codable {
                 guard row.allSatisfy({ abs($0) <= 127 }) else { throw bad("layer \(l) key-pair energy outside -127...127") }
             }
         }
+        if let scales = level_step_scales {
+            guard scales.count == 4 else { throw bad("\(scales.count) level step scales, expected 4 (levels 1...4)") }
+            for x in scales where !(x >= Self.weightRange.lowerBound && x <= Self.weightRange.upperBound) {
+                throw bad("level step scale \(x) outside \(Self.weightRange)")
+            }
+        }
         if let r = rope {
             guard r.theta.isFinite, r.theta > 1 else { throw bad("rope theta \(r.theta)") }
             guard r.pairs == "adjacent" || r.pairs == "half" else { throw bad("rope pairs \"\(r.pairs)\", expected adjacent or half") }
@@ -142,6 +152,12 @@ public struct CodecProfile: Sendable, Equatable, Codable {
     /// Step multiplier of group g (layer g / 2; even g keys, odd g values).
     func stepWeight(group g: Int) -> Float { group_step_weights[g / 2][g % 2] }
 
+    /// Step multiplier of a level (1 for levels without a scale).
+    func levelScale(_ level: UInt8) -> Float {
+        guard let s = level_step_scales, level >= 1, Int(level) <= s.count else { return 1 }
+        return s[Int(level) - 1]
+    }
+
     /// Half-octave step codes of one layer's key channels (C = kvHeads · headDim):
     /// code = γ · log2(mean w / w), so the multiplier 2^(code/2) = (mean w / w)^(γ/2), clamped to
     /// ±`maxChannelCode`. Nil without key-pair energies or with γ = 0 (one step per group).
@@ -170,6 +186,9 @@ public struct CodecProfile: Sendable, Equatable, Codable {
     /// median of 1, so the sensitive groups a calibration would have found keep finer steps than
     /// the level's base (measured: BENCHMARKS.md, "Codec calibration").
     public static let uncalibratedStepWeight: Float = 0.7
+    /// Level 1's floor (top-1 0.99) is the tightest: the default steps it a further 0.7x finer
+    /// (held-out texts at 0.7 alone gave top-1 0.984; BENCHMARKS.md, "Codec calibration").
+    public static let uncalibratedLevelScales: [Float] = [0.7, 1, 1, 1]
     /// Tokens the default's key statistics are taken from (the start of the context).
     static let statisticsTokens = 1024
 
@@ -188,7 +207,7 @@ public struct CodecProfile: Sendable, Equatable, Codable {
                                    source: "uncalibrated: derived by kvstore from the KV (shape, metadata, key energy)",
                                    shape: shape, rope: rope,
                                    groupStepWeights: [[Float]](repeating: [uncalibratedStepWeight, uncalibratedStepWeight], count: shape.layers),
-                                   keyPairEnergy: keyPairEnergy(of: kv))
+                                   keyPairEnergy: keyPairEnergy(of: kv), levelStepScales: uncalibratedLevelScales)
         // Metadata the profile cannot use (an unknown pair layout, a bad θ) only costs the RoPE undo.
         if (try? profile.validate()) == nil { profile.rope = nil }
         return profile

@@ -64,6 +64,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let T = tensor.tokens, C = shape.rowElements, G = shape.layers * 2
         let model = self.model ?? CodecProfile.flat(shape: shape)
         try model.check(matches: shape)
+        let levelScale = model.levelScale(level) // 1 unless the profile scales this level (then α · 1 = α exactly)
         // With F16C, each fp16 group is converted just before it is coded (it stays in cache);
         // otherwise the whole tensor up front.
         let groupwise = simd && tensor.dtype == .f16
@@ -143,7 +144,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     let rms = rmsAsStored ?? rmsHere ?? 0
                     // Finite f32 values near the top of the range overflow the statistics' sums.
                     guard rms.isFinite, (0..<C).allSatisfy({ work.means[$0].isFinite }) else { overflow = true; break }
-                    var step = profile.alpha * model.stepWeight(group: g) * rms
+                    var step = profile.alpha * levelScale * model.stepWeight(group: g) * rms
                     if !(step >= 1e-12) || !step.isFinite { step = 1e-12 }
                     // The stored step's sign says how the means are stored: + on the step grid, − as f16.
                     let onGrid = LossyEncodeKernel.snapMeans(step: step, &work)

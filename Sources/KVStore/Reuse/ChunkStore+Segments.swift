@@ -77,7 +77,7 @@ extension ChunkStore {
         guard !levels.isEmpty else { throw StoreError.invalidInput("no levels requested") }
         for l in levels { _ = try ChunkContainer.codec(forLevel: l) }
 
-        let profile = try codecProfile(for: context, model: namespace.model)
+        let profile = levels.contains { $0 != CodecLevel.lossless } ? try codecProfile(for: context, model: namespace.model) : nil
         let key = SegmentKey.make(namespace: namespace, prefix: SegmentKey.prefixHash(prefix, namespace: namespace), tokens: context.tokens)
         if let raw = try env.read({ try $0.get(segmentDB, key.bytes) }) {
             let rec = try SegmentRecord(decoding: raw)
