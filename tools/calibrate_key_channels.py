@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Key-channel sensitivity of SmolLM2 for the lossy codec (Sources/KVCodec/Lossy/KeyChannelProfile.swift).
+"""Key-channel sensitivity of SmolLM2 for the lossy codec (`key_pair_energy` of a codec profile, tools/calibrate.py).
 
 A quantisation error e in key channel i moves every attention logit by q_i * e, so the logit
 distortion of a key channel is proportional to E[q_i^2] over the queries that read its KV head.
@@ -9,7 +9,7 @@ distortion of a uniform step and lowers the rate by up to 0.5 log2(AM/GM) bits p
 (0.53 measured on average here).
 
 Prints, per layer, round(4 * log2(w_i / AM_layer)) for each of the layer's kvHeads * 32 pairs
-(quarter-octaves relative to the layer's arithmetic mean), as the Swift table the codec uses.
+(quarter-octaves relative to the layer's arithmetic mean): the rows of `key_pair_energy`.
 
     python3 tools/calibrate_key_channels.py [TEXT] [--tokens 1024] > table.txt
 The default text, northanger_abbey_ch1-2, is not one of the codec's evaluation texts.

@@ -149,6 +149,15 @@ def fp16_bytes(model, n_ctx) -> int:
     return model.n_layers * 2 * n_ctx * model.n_kv_heads * model.head_dim * 2
 
 
+def ulp_noise(kv, seed=0):
+    """The exact KV as fp16 with every value moved one ulp up or down at random: the noise floor
+    of any change to an fp16 cache (a codec's error should be compared with it)."""
+    h = np.asarray(kv, np.float32).astype(np.float16)
+    up = np.random.default_rng(seed).random(h.shape) < 0.5
+    moved = np.where(up, np.nextafter(h, np.float16(np.inf)), np.nextafter(h, np.float16(-np.inf)))
+    return moved.astype(np.float32), {"bytes": int(h.size * 2), "ratio_vs_fp16": 1.0, "bits_per_value": 16.0}
+
+
 def load_kv_file(path):
     """-> (kv float32 [L,2,N,KVH,hd], tokens int list, metadata)."""
     t, meta = st_io.load(path)
@@ -172,7 +181,7 @@ def evaluate(text_tokens, n_ctx, decoded_kv_list=(), n_cont=256, exact_kv=None, 
     """Evaluate several KV caches of text_tokens[offset:offset+n_ctx] against one exact pass.
 
     decoded_kv_list: float arrays [L,2,n_ctx,KVH,hd]; baselines: subset of
-    {"cachegen", "int8_token"} computed from the exact KV.  Returns a dict like the
+    {"cachegen", "int8_token", "ulp"} computed from the exact KV (ulp: +-1 ulp of fp16 noise).  Returns a dict like the
     --json output (without logits)."""
     m = model or kvmodel.load_model()
     text_tokens = list(text_tokens)
@@ -215,6 +224,9 @@ def evaluate(text_tokens, n_ctx, decoded_kv_list=(), n_cont=256, exact_kv=None, 
     if "int8_token" in baselines:
         deq, size = int8_per_token(exact_kv)
         run("int8_token", deq, {"size": size})
+    if "ulp" in baselines:
+        deq, size = ulp_noise(exact_kv)
+        run("ulp", deq, {"size": size})
     return out
 
 
@@ -260,6 +272,7 @@ def main(argv=None):
     ap.add_argument("--exact", help="exact KV .safetensors to use instead of recomputing")
     ap.add_argument("--cachegen-baseline", action="store_true")
     ap.add_argument("--int8-baseline", action="store_true")
+    ap.add_argument("--ulp-baseline", action="store_true", help="the exact KV with +-1 ulp of fp16 noise (the noise floor)")
     ap.add_argument("--context", type=int, default=None,
                     help="context tokens when no DECODED file is given (default 1024)")
     ap.add_argument("--offset-tokens", type=int, default=None,
@@ -268,7 +281,7 @@ def main(argv=None):
                     help="kvstore size of each DECODED file, bytes or a file (repeatable)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    if not a.decoded and not a.cachegen_baseline and not a.int8_baseline:
+    if not a.decoded and not a.cachegen_baseline and not a.int8_baseline and not a.ulp_baseline:
         ap.error("give a DECODED file and/or --cachegen-baseline / --int8-baseline")
     t0 = time.time()
     m = kvmodel.load_model()
@@ -307,6 +320,8 @@ def main(argv=None):
         baselines += ["cachegen", "int8_token"]
     elif a.int8_baseline:
         baselines += ["int8_token"]
+    if a.ulp_baseline:
+        baselines += ["ulp"]
     names = [("decoded" if i == 0 else f"decoded_{i + 1}") for i in range(len(decoded))]
     res = evaluate(toks, n_ctx, decoded, n_cont=a.continuation, exact_kv=exact, offset=offset,
                    baselines=baselines, model=m, names=names)

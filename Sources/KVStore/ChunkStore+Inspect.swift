@@ -11,6 +11,8 @@ public struct ContextInfo: Sendable, Codable, Equatable {
     public var chunks: Int
     public var storedBytes: Int
     public var created: Int
+    /// The model has no calibrated codec profile in the store: its lossy levels run on the default.
+    public var uncalibrated: Bool = false
 }
 
 /// Store totals, as shown by `stat`.
@@ -23,6 +25,8 @@ public struct StoreStats: Sendable, Codable, Equatable {
     public var blobBytes: Int
     public var indexBytes: Int
     public var namespaces: [Namespace]
+    /// Stored models without a calibrated codec profile (their lossy levels run on the default).
+    public var uncalibratedModels: [String] = []
 }
 
 extension ChunkStore {
@@ -39,6 +43,7 @@ extension ChunkStore {
 
     public func contexts() throws -> [ContextInfo] {
         let spaces = Dictionary(try namespaces().map { ($0.root, $0) }, uniquingKeysWith: { a, _ in a })
+        let uncalibrated = Set(uncalibratedModels(spaces.values.map(\.model)))
         return try env.read { txn in
             var out: [ContextInfo] = []
             try txn.scan(contextDB) { key, value in
@@ -50,7 +55,7 @@ extension ChunkStore {
                 let ns = spaces[rec.namespace]
                 out.append(ContextInfo(id: Hash32(bytes: key)!.hex, name: rec.name, model: ns?.model ?? "?",
                                        dtype: ns?.dtype.rawValue ?? "?", tokens: rec.tokens, chunks: rec.chain.count,
-                                       storedBytes: bytes, created: rec.created))
+                                       storedBytes: bytes, created: rec.created, uncalibrated: ns.map { uncalibrated.contains($0.model) } ?? false))
                 return true
             }
             return out.sorted { $0.created < $1.created }
@@ -59,6 +64,7 @@ extension ChunkStore {
 
     public func stats() throws -> StoreStats {
         let spaces = try namespaces()
+        let uncalibrated = uncalibratedModels(spaces.map(\.model))
         return try env.read { txn in
             var blobBytes = 0
             try txn.scan(blobDB) { _, value in
@@ -67,7 +73,7 @@ extension ChunkStore {
             }
             return StoreStats(path: root, chunkTokens: chunkTokens, contexts: try txn.count(contextDB),
                               chunks: try txn.count(chunkDB), blobs: try txn.count(blobDB), blobBytes: blobBytes,
-                              indexBytes: env.usedBytes(), namespaces: spaces)
+                              indexBytes: env.usedBytes(), namespaces: spaces, uncalibratedModels: uncalibrated)
         }
     }
 

@@ -44,6 +44,7 @@ extension ChunkStore {
         try NameRules.checkModelID(namespace.model)
         if let a = adapter?.digest ?? namespace.adapter { try NameRules.check(a, "adapter digest", maxBytes: NameRules.maxModelBytes) }
         try NameRules.check(name, "context name", maxBytes: NameRules.maxContextNameBytes)
+        let profile = levels.contains { $0 != CodecLevel.lossless } ? try codecProfile(for: context, model: namespace.model) : nil
 
         let plan = ReuseChain.plan(tokens: context.tokens, namespace: namespace, adapter: adapter)
         let requestNamespace = adapter.map { ReuseChain.adapterNamespace(namespace, $0) } ?? namespace
@@ -64,7 +65,7 @@ extension ChunkStore {
             if !missing.isEmpty {
                 let slice = context.kv.slice(tokens: ranges[i])
                 for level in missing {
-                    let bytes = try ChunkContainer.encode(slice, level: level)
+                    let bytes = try ChunkContainer.encode(slice, level: level, model: profile)
                     let id = Hash32.sha256(bytes)
                     if try blobs.write(bytes, id: id) { blobsWritten += 1; bytesWritten += bytes.count }
                     encoded[i, default: [:]][level] = LevelBlob(level: level, blob: id, bytes: bytes.count)
@@ -101,7 +102,7 @@ extension ChunkStore {
                     var reencoded: [UInt8]?
                     let encodeNow = { () throws -> [UInt8] in
                         if let bytes = reencoded { return bytes }
-                        let bytes = try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level)
+                        let bytes = try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level, model: profile)
                         reencoded = bytes
                         return bytes
                     }

@@ -4,6 +4,8 @@
 //   kvcodec-harness bench IN.safetensors [CHUNK_TOKENS] [LEVELS e.g. 0,1,2,3,4]
 //   kvcodec-harness sideinfo IN.safetensors LEVEL     (side-info bytes per section)
 //   kvcodec-harness encode-loop IN.safetensors LEVEL  (encode only, for profiling)
+// Every command takes `--profile FILE` (the model's codec profile); without it, lossy levels use the
+// profile derived from the KV (`CodecProfile.uncalibrated`), as `kvstore encode` does.
 import KVCodec
 import KVTensor
 
@@ -16,7 +18,23 @@ func fail(_ s: String) -> Never {
 import Glibc
 #endif
 
-let args = CommandLine.arguments
+let (args, profileFile): ([String], String?) = {
+    var args = CommandLine.arguments
+    guard let i = args.firstIndex(of: "--profile") else { return (args, nil) }
+    guard i + 1 < args.count else { fail("--profile needs a file") }
+    let file = args[i + 1]
+    args.removeSubrange(i...(i + 1))
+    return (args, file)
+}()
+/// The codec profile lossy levels of `ctx` encode with.
+func profile(for ctx: KVContext) throws -> CodecProfile {
+    if let f = profileFile {
+        let p = try CodecProfile.load(f)
+        try p.check(matches: ctx.kv.shape)
+        return p
+    }
+    return CodecProfile.uncalibrated(model: ctx.metadata["model"] ?? "unknown", kv: ctx.kv, metadata: ctx.metadata)
+}
 guard args.count >= 3 else { fail("usage: kvcodec-harness roundtrip IN OUT LEVEL [CHUNK] | bench IN [CHUNK] [LEVELS]") }
 do {
     switch args[1] {
@@ -25,11 +43,12 @@ do {
         let chunk = args.count > 5 ? Int(args[5]) ?? 256 : 256
         // Optional 6th and 7th arguments: a base step (alpha) and a key-channel gamma overriding the
         // level's profile, for tuning.
+        let ctx = try Safetensors.readContext(args[2])
+        let model = try profile(for: ctx)
         let codec: any ChunkCodec = args.count > 6
             ? QuantizedRANSCodec(profile: QuantProfile(alpha: Float(args[6]) ?? 0.5,
-                                                       keyChannelGamma: args.count > 7 ? Float(args[7]) ?? 0.75 : 0.75))
-            : try ChunkContainer.codec(forLevel: level)
-        let ctx = try Safetensors.readContext(args[2])
+                                                       keyChannelGamma: args.count > 7 ? Float(args[7]) ?? 0.75 : 0.75), model: model)
+            : level == 0 ? try ChunkContainer.codec(forLevel: level) : QuantizedRANSCodec(model: model)
         var parts: [KVTensor] = []
         var total = 0, sideBytes = 0, escapeBytes = 0
         var start = 0
@@ -56,7 +75,7 @@ do {
         let chunk = args.count > 3 ? Int(args[3]) ?? 256 : 256
         let levels = args.count > 4 ? args[4].split(separator: ",").compactMap { UInt8($0) } : [0, 1, 2, 3, 4]
         let ctx = try Safetensors.readContext(args[2])
-        print(try CodecBenchmark.run(tensor: ctx.kv, chunkTokens: chunk, levels: levels).table)
+        print(try CodecBenchmark.run(tensor: ctx.kv, chunkTokens: chunk, levels: levels, model: profile(for: ctx)).table)
     case "decode-loop":
         // Profiling aid: encodes once, then only decodes (kvcodec-harness decode-loop IN LEVEL [SECONDS]).
         guard args.count >= 4, let level = UInt8(args[3]) else { fail("decode-loop IN LEVEL [SECONDS]") }
@@ -66,7 +85,7 @@ do {
         var start = 0
         while start < ctx.kv.tokens {
             let end = min(ctx.kv.tokens, start + 256)
-            chunks.append(try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level))
+            chunks.append(try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level, model: profile(for: ctx)))
             start = end
         }
         var runs = 0
@@ -85,10 +104,11 @@ do {
         let ctx = try Safetensors.readContext(args[2])
         // Chunks sliced up front, as `kvstore bench codec` does.
         let chunks = stride(from: 0, to: ctx.kv.tokens, by: 256).map { ctx.kv.slice(tokens: $0..<min(ctx.kv.tokens, $0 + 256)) }
+        let model = try profile(for: ctx)
         let t0 = CodecBenchmark.now()
         var n = 0
         while CodecBenchmark.now() - t0 < 4 {
-            for chunk in chunks { _ = try ChunkContainer.encode(chunk, level: level) }
+            for chunk in chunks { _ = try ChunkContainer.encode(chunk, level: level, model: model) }
             n += 1
         }
         print("level \(level): \(n) encodes, \(Int(Double(n * ctx.kv.bytes.count) / (CodecBenchmark.now() - t0) / 1e6)) MB/s")
@@ -105,7 +125,7 @@ do {
         while start < ctx.kv.tokens {
             let end = min(ctx.kv.tokens, start + 256)
             let T = end - start
-            let chunk = try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level)
+            let chunk = try ChunkContainer.encode(ctx.kv.slice(tokens: start..<end), level: level, model: profile(for: ctx))
             total += chunk.count
             header += ChunkHeader.size + 20
             let p = Array(chunk[ChunkHeader.size...])

@@ -3,29 +3,31 @@ import Testing
 import KVTensor
 import TestSupport
 
-/// Per-key-channel steps (`KeyChannelProfile`): derived from query energy, stored in the chunk,
+/// Per-key-channel steps (`CodecProfile.key_pair_energy`): derived from query energy, stored in the chunk,
 /// applied by the decoder, and validated on the way in.
 @Suite struct KeyChannelStepTests {
     static let smol = KVShape(layers: 30, kvHeads: 3, headDim: 64)
 
     @Test func stepCodesFollowQueryEnergy() throws {
+        let profile = try Profiles.smolLM2()
+        let energy = try #require(profile.key_pair_energy)
         let pairs = Self.smol.rowElements / 2
         var nonZero = 0
         for layer in 0..<Self.smol.layers {
-            let codes = try #require(KeyChannelProfile.stepCodes(shape: Self.smol, layer: layer, gamma: 0.75))
+            let codes = try #require(profile.keyChannelCodes(layer: layer, gamma: 0.75))
             #expect(codes.count == Self.smol.rowElements)
             for c in 0..<codes.count {
-                #expect(abs(Int(codes[c])) <= KeyChannelProfile.maxCode)
+                #expect(abs(Int(codes[c])) <= CodecProfile.maxChannelCode)
                 #expect(codes[c] == codes[c ^ 1], "both channels of a RoPE pair share a step")
                 nonZero += codes[c] == 0 ? 0 : 1
             }
             // More query energy, never a coarser step.
-            let energy = (0..<pairs).map { KeyChannelProfile.smolLM2_135M[layer * pairs + $0] }
-            for a in 0..<pairs { for b in 0..<pairs where energy[a] > energy[b] { #expect(codes[2 * a] <= codes[2 * b]) } }
+            let e = energy[layer]
+            for a in 0..<pairs { for b in 0..<pairs where e[a] > e[b] { #expect(codes[2 * a] <= codes[2 * b]) } }
         }
         #expect(nonZero > Self.smol.layers * Self.smol.rowElements / 4)
-        #expect(KeyChannelProfile.stepCodes(shape: Self.smol, layer: 0, gamma: 0) == nil)
-        #expect(KeyChannelProfile.stepCodes(shape: KVShape(layers: 2, kvHeads: 1, headDim: 64), layer: 0, gamma: 0.75) == nil)
+        #expect(profile.keyChannelCodes(layer: 0, gamma: 0) == nil)
+        #expect(CodecProfile.flat(shape: Self.smol).keyChannelCodes(layer: 0, gamma: 0.75) == nil)
     }
 
     /// The chunk's lossy payload split into its sections (layout: schemas/codec-bitstream.md).
@@ -53,13 +55,14 @@ import TestSupport
         let kv = try TestSupport.realContext().kv
         #expect(kv.shape == Self.smol)
         let T = kv.tokens, C = kv.shape.rowElements, G = kv.shape.layers * 2
-        let bytes = try ChunkContainer.encode(kv, level: 2)
+        let profile = try Profiles.smolLM2()
+        let bytes = try ChunkContainer.encode(kv, level: 2, model: profile)
         let s = try Sections(bytes)
         let base = QuantizedRANSCodec.channelOffset(G: G, C: C, T: T)
         for g in 0..<G {
             let stored = (0..<C).map { Int8(bitPattern: s.side[base + g * C + $0]) }
             let expected = g % 2 == 0
-                ? KeyChannelProfile.stepCodes(shape: kv.shape, layer: g / 2, gamma: try QuantProfile.forLevel(2).keyChannelGamma)!
+                ? profile.keyChannelCodes(layer: g / 2, gamma: try QuantProfile.forLevel(2).keyChannelGamma)!
                 : [Int8](repeating: 0, count: C)
             #expect(stored == expected, "group \(g)")
         }

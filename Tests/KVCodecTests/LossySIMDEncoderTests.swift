@@ -9,8 +9,8 @@ import CLossyKernels
 /// has to produce the same payload for the same input.
 @Suite struct LossySIMDEncoderTests {
     /// The chunk from the portable encoder, and from each SIMD one this CPU runs (AVX2, AVX-512).
-    static func both(_ kv: KVTensor, level: UInt8) throws -> (fast: [[UInt8]], portable: [UInt8]) {
-        let codec = QuantizedRANSCodec()
+    static func both(_ kv: KVTensor, level: UInt8, model: CodecProfile? = nil) throws -> (fast: [[UInt8]], portable: [UInt8]) {
+        let codec = QuantizedRANSCodec(model: model)
         let fast = try EncoderISA.available.filter(\.simd).map { try codec.encode(kv, level: level, isa: $0) }
         return (fast, try codec.encode(kv, level: level, isa: .portable))
     }
@@ -26,7 +26,7 @@ import CLossyKernels
     func fastAndPortableEncodersWriteTheSameBytes(tokens: Int) throws {
         let kv = try TestSupport.realContext().kv.slice(tokens: 0..<tokens)
         for level: UInt8 in 1...4 {
-            let (fast, portable) = try Self.both(kv, level: level)
+            let (fast, portable) = try Self.both(kv, level: level, model: Profiles.smolLM2())
             #expect(fast.allSatisfy { $0 == portable }, "T \(tokens) level \(level): SIMD and portable encoders differ")
         }
     }
@@ -36,7 +36,7 @@ import CLossyKernels
             for tokens in [1, 21, 40] {
                 let kv = try Safetensors.readContext(TestSupport.fixture(file)).kv.slice(tokens: 0..<tokens)
                 for level: UInt8 in 1...4 {
-                    let (fast, portable) = try Self.both(kv, level: level)
+                    let (fast, portable) = try Self.both(kv, level: level, model: Profiles.smolLM2())
                     #expect(fast.allSatisfy { $0 == portable }, "\(file) T \(tokens) level \(level)")
                 }
             }
@@ -110,7 +110,9 @@ import CLossyKernels
     }
 
     /// XXH64 of payloads written by the encoder before the SIMD kernels (commit 6f1cb2c): both paths
-    /// must keep writing exactly these bytes.
+    /// must keep writing exactly these bytes. SmolLM2's KV is encoded with its profile file
+    /// (profiles/SmolLM2-135M-Instruct.json, the tables that were Swift constants then); the odd
+    /// shapes with the flat profile (what a shape without a table got then).
     static let pinned: [String: UInt64] = [
         "real T1 L1": 0xd33731f281762fae,
         "real T1 L2": 0xd33731f281762fae,
@@ -146,16 +148,17 @@ import CLossyKernels
         "odd 12 41 L4": 0xcd0bdcb981386a05,
     ]
 
-    static func pinnedCases() throws -> [(String, KVTensor, UInt8)] {
-        var out: [(String, KVTensor, UInt8)] = []
+    static func pinnedCases() throws -> [(String, KVTensor, UInt8, CodecProfile?)] {
+        var out: [(String, KVTensor, UInt8, CodecProfile?)] = []
         let real = try TestSupport.realContext().kv
-        for t in [1, 3, 8, 17, 96] { for level: UInt8 in 1...4 { out.append(("real T\(t) L\(level)", real.slice(tokens: 0..<t), level)) } }
+        let smol = try Profiles.smolLM2()
+        for t in [1, 3, 8, 17, 96] { for level: UInt8 in 1...4 { out.append(("real T\(t) L\(level)", real.slice(tokens: 0..<t), level, smol)) } }
         for file in ["smollm2_ctx40_bf16.safetensors", "smollm2_ctx40_f32.safetensors"] {
             let kv = try Safetensors.readContext(TestSupport.fixture(file)).kv.slice(tokens: 0..<21)
-            for level: UInt8 in [1, 4] { out.append(("\(file) L\(level)", kv, level)) }
+            for level: UInt8 in [1, 4] { out.append(("\(file) L\(level)", kv, level, smol)) }
         }
         for (dim, tokens) in [(5, 1), (5, 3), (12, 17), (12, 41)] {
-            for level: UInt8 in [1, 4] { out.append(("odd \(dim) \(tokens) L\(level)", try oddTensor(dim: dim, tokens: tokens), level)) }
+            for level: UInt8 in [1, 4] { out.append(("odd \(dim) \(tokens) L\(level)", try oddTensor(dim: dim, tokens: tokens), level, nil)) }
         }
         return out
     }
@@ -163,8 +166,8 @@ import CLossyKernels
     @Test func chunksEncodedBeforeTheSIMDEncoderKeepTheirBytes() throws {
         let cases = try Self.pinnedCases()
         #expect(cases.count == Self.pinned.count)
-        for (name, kv, level) in cases {
-            let (fast, portable) = try Self.both(kv, level: level)
+        for (name, kv, level, model) in cases {
+            let (fast, portable) = try Self.both(kv, level: level, model: model)
             for f in fast { #expect(XXHash64.hash(f) == Self.pinned[name], "\(name): SIMD encoder") }
             #expect(XXHash64.hash(portable) == Self.pinned[name], "\(name): portable encoder")
         }

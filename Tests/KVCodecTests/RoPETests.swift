@@ -39,8 +39,9 @@ import Glibc
             let shape = KVShape(layers: 2, kvHeads: 2, headDim: 64)
             let floats = (0..<(shape.elementsPerToken * tokens)).map { _ in Float(rng.unit() * 4 - 2) }
             let kv = try KVTensor(shape: shape, tokens: tokens, dtype: .f16, floats: floats)
-            let enc = try ChunkContainer.encode(kv, level: 1)
+            let enc = try ChunkContainer.encode(kv, level: 1, model: Profiles.flatWithRoPE(shape))
             #expect(enc[ChunkHeader.size + 1] == QuantizedRANSCodec.flagRoPE)
+            #expect(try ChunkContainer.encode(kv, level: 1)[ChunkHeader.size + 1] == 0, "no RoPE in the profile, none undone")
             let out = try ChunkContainer.decode(enc)
             #expect(LossyCodecTests.relativeRMSE(kv, out) < 0.1, "\(tokens) tokens")
         }

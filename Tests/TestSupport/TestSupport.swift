@@ -13,6 +13,14 @@ public enum TestSupport {
 
     public static func fixture(_ name: String) -> String { fixtures + "/" + name }
 
+    /// The repository root (two levels above Tests/Fixtures): profiles/, tools/, Sources/.
+    public static var repositoryRoot: String {
+        URL(fileURLWithPath: fixtures).deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    /// A shipped codec profile file, e.g. `profile("SmolLM2-135M-Instruct")`.
+    public static func profile(_ model: String) -> String { repositoryRoot + "/profiles/" + model + ".json" }
+
     /// The real SmolLM2 context of 96 tokens (F16) used throughout the tests.
     public static func realContext() throws -> KVContext {
         try Safetensors.readContext(fixture("smollm2_ctx96_f16.safetensors"))

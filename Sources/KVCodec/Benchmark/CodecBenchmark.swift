@@ -61,8 +61,9 @@ public enum CodecBenchmark {
         return best
     }
 
+    /// `model`: the codec profile lossy levels encode with (nil: `CodecProfile.flat`).
     public static func run(tensor: KVTensor, chunkTokens: Int = 256, levels: [UInt8] = [0, 1, 2, 3, 4],
-                           minSeconds: Double = 1.0) throws -> Report {
+                           minSeconds: Double = 1.0, model: CodecProfile? = nil) throws -> Report {
         precondition(chunkTokens > 0)
         var chunks: [KVTensor] = []
         var start = 0
@@ -88,7 +89,7 @@ public enum CodecBenchmark {
 
         for level in levels {
             var enc: [[UInt8]] = []
-            let te = try time(minSeconds: minSeconds) { enc = try chunks.map { try ChunkContainer.encode($0, level: level) } }
+            let te = try time(minSeconds: minSeconds) { enc = try chunks.map { try ChunkContainer.encode($0, level: level, model: model) } }
             let td = try time(minSeconds: minSeconds) { for e in enc { _ = try ChunkContainer.decode(e) } }
             let total = Double(enc.reduce(0) { $0 + $1.count })
             rows.append(Row(name: "kvstore level \(level)", ratio: fp16Bytes / total, encodeMBps: rawBytes / te / 1e6, decodeMBps: rawBytes / td / 1e6))

@@ -31,9 +31,15 @@ public enum ChunkContainer {
         throw CodecError.unsupported("codec \(id) is not built in")
     }
 
-    public static func encode(_ tensor: KVTensor, level: UInt8) throws -> [UInt8] {
+    /// Encodes at `level`; lossy levels use `model`, the model's codec profile (nil: `CodecProfile.flat`).
+    public static func encode(_ tensor: KVTensor, level: UInt8, model: CodecProfile? = nil) throws -> [UInt8] {
         do {
-            return try encode(tensor, level: level, codec: codec(forLevel: level))
+            var codec = try codec(forLevel: level)
+            if let m = model, var lossy = codec as? QuantizedRANSCodec {
+                lossy.model = m
+                codec = lossy
+            }
+            return try encode(tensor, level: level, codec: codec)
         } catch CodecError.nonFinite where level != CodecLevel.lossless {
             // NaN or infinity cannot be quantised: keep such a chunk exact rather than fail the store.
             return try encode(tensor, level: level, codec: codec(forLevel: CodecLevel.lossless))

@@ -9,7 +9,7 @@ public enum ContextFile {
     public static let version: UInt16 = 2
     static let maxMetadataBytes = 1 << 16
 
-    public static func encode(_ context: KVContext, level: UInt8, chunkTokens: Int = 256) throws -> [UInt8] {
+    public static func encode(_ context: KVContext, level: UInt8, chunkTokens: Int = 256, model: CodecProfile? = nil) throws -> [UInt8] {
         guard chunkTokens > 0, chunkTokens <= ChunkContainer.maxTokens else {
             throw CodecError.limit("chunk size \(chunkTokens) outside 1...\(ChunkContainer.maxTokens)")
         }
@@ -30,7 +30,7 @@ public enum ContextFile {
         let starts = Array(stride(from: 0, to: context.tokens.count, by: chunkTokens))
         w.append(UInt32(starts.count))
         for s in starts {
-            let chunk = try ChunkContainer.encode(context.kv.slice(tokens: s..<min(s + chunkTokens, context.tokens.count)), level: level)
+            let chunk = try ChunkContainer.encode(context.kv.slice(tokens: s..<min(s + chunkTokens, context.tokens.count)), level: level, model: model)
             w.append(UInt64(chunk.count))
             w.append(chunk)
         }

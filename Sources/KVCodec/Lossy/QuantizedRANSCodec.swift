@@ -21,12 +21,19 @@ public struct QuantizedRANSCodec: ChunkCodec {
     static let maxEscape = 1 << 24
 
     public var profileOverride: QuantProfile?
+    /// The model's calibration (step weights, key-channel weights, RoPE); nil encodes with
+    /// `CodecProfile.flat` (one step per group, keys as stored). The decoder never reads it.
+    public var model: CodecProfile?
     /// The version `encode` writes: 5, or 4 (tests keep the 4-state decoder covered).
     var writeVersion: UInt8 = formatVersion
-    public init(profile: QuantProfile? = nil) { profileOverride = profile }
-    init(profile: QuantProfile? = nil, writeVersion: UInt8) {
+    public init(profile: QuantProfile? = nil, model: CodecProfile? = nil) {
+        profileOverride = profile
+        self.model = model
+    }
+    init(profile: QuantProfile? = nil, model: CodecProfile? = nil, writeVersion: UInt8) {
         precondition(writeVersion == 4 || writeVersion == 5)
         profileOverride = profile
+        self.model = model
         self.writeVersion = writeVersion
     }
 
@@ -55,7 +62,9 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let profile = try profileOverride ?? QuantProfile.forLevel(level)
         let shape = tensor.shape
         let T = tensor.tokens, C = shape.rowElements, G = shape.layers * 2
-        let weights = SensitivityProfile.weights(for: shape)
+        let model = self.model ?? CodecProfile.flat(shape: shape)
+        try model.check(matches: shape)
+        let levelScale = model.levelScale(level) // 1 unless the profile scales this level (then α · 1 = α exactly)
         // With F16C, each fp16 group is converted just before it is coded (it stays in cache);
         // otherwise the whole tensor up front.
         let groupwise = simd && tensor.dtype == .f16
@@ -73,8 +82,8 @@ public struct QuantizedRANSCodec: ChunkCodec {
         var salient = [Bool](repeating: false, count: T)
         var work = LossyEncodeKernel.Workspace(T: T, C: C)
         defer { work.deallocate() }
-        // Keys are rotated back by in-chunk position when the head layout is RoPE's (head_dim 64).
-        let rotate = shape.headDim == InChunkRoPE.headDim && T > 1
+        // Keys are rotated back by in-chunk position when the model's RoPE is the one the payload flag names.
+        let rotate = model.undoesRoPEInChunk && T > 1
         let rope = rotate ? InChunkRoPE.laneTables(tokens: T) : ([], [])
         var unrotated = [Float](repeating: 0, count: rotate ? T * C : 0)
 
@@ -124,7 +133,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                         sideBase.storeBytes(of: tokenCodes[t], toByteOffset: Self.tokenOffset(G: G, C: C) + g * T + t, as: Int8.self)
                         work.rowScale[t] = Self.tokenMultipliers[Int(tokenCodes[t]) - Self.minTokenCode]
                     }
-                    let channelCodes = isValue ? nil : KeyChannelProfile.stepCodes(shape: shape, layer: g / 2, gamma: profile.keyChannelGamma)
+                    let channelCodes = isValue ? nil : model.keyChannelCodes(layer: g / 2, gamma: profile.keyChannelGamma)
                     for c in 0..<C {
                         let code = channelCodes?[c] ?? 0
                         sideBase.storeBytes(of: code, toByteOffset: Self.channelOffset(G: G, C: C, T: T) + g * C + c, as: Int8.self)
@@ -135,7 +144,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     let rms = rmsAsStored ?? rmsHere ?? 0
                     // Finite f32 values near the top of the range overflow the statistics' sums.
                     guard rms.isFinite, (0..<C).allSatisfy({ work.means[$0].isFinite }) else { overflow = true; break }
-                    var step = profile.alpha * weights[g] * rms
+                    var step = profile.alpha * levelScale * model.stepWeight(group: g) * rms
                     if !(step >= 1e-12) || !step.isFinite { step = 1e-12 }
                     // The stored step's sign says how the means are stored: + on the step grid, − as f16.
                     let onGrid = LossyEncodeKernel.snapMeans(step: step, &work)
@@ -354,7 +363,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
             let chanBase = Self.channelOffset(G: G, C: C, T: T)
             for i in 0..<(hasChannelCodes ? G * C : 0) {
                 let code = Int(Int8(bitPattern: sb[chanBase + i]))
-                guard abs(code) <= KeyChannelProfile.maxCode else { throw CodecError.corrupt("channel step code \(code) out of range") }
+                guard abs(code) <= CodecProfile.maxChannelCode else { throw CodecError.corrupt("channel step code \(code) out of range") }
             }
             var means = [Float](repeating: 0, count: C)
             var colScale = [Float](repeating: 1, count: C)

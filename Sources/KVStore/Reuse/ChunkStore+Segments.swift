@@ -78,6 +78,7 @@ extension ChunkStore {
         guard !levels.isEmpty else { throw StoreError.invalidInput("no levels requested") }
         for l in levels { _ = try ChunkContainer.codec(forLevel: l) }
 
+        let profile = levels.contains { $0 != CodecLevel.lossless } ? try codecProfile(for: context, model: namespace.model) : nil
         let key = SegmentKey.make(namespace: namespace, prefix: SegmentKey.prefixHash(prefix, namespace: namespace), tokens: context.tokens)
         if let raw = try env.read({ try $0.get(segmentDB, key.bytes) }) {
             let rec = try SegmentRecord(decoding: raw)
@@ -91,7 +92,7 @@ extension ChunkStore {
         for range in ranges {
             var piece = SegmentPiece(tokens: range.count, levels: [])
             for level in levels {
-                let bytes = try ChunkContainer.encode(context.kv.slice(tokens: range), level: level)
+                let bytes = try ChunkContainer.encode(context.kv.slice(tokens: range), level: level, model: profile)
                 let id = Hash32.sha256(bytes)
                 if try blobs.write(bytes, id: id) { blobsWritten += 1; bytesWritten += bytes.count }
                 piece.levels.append(LevelBlob(level: level, blob: id, bytes: bytes.count))

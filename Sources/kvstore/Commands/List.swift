@@ -16,6 +16,8 @@ struct List: ParsableCommand {
                 lines.append("\(c.id.prefix(16))  \(c.model.padding(toLength: 24, withPad: " ", startingAt: 0))  \(c.dtype.padding(toLength: 5, withPad: " ", startingAt: 0))  \(String(c.tokens).leftPad(6))  \(String(c.chunks).leftPad(6))  \(Format.bytes(c.storedBytes).leftPad(9))  \(c.name)")
             }
             if contexts.isEmpty { lines.append("(no contexts)") }
+            let uncalibrated = Set(contexts.filter(\.uncalibrated).map(\.model)).sorted()
+            if !uncalibrated.isEmpty { lines.append("uncalibrated (lossy levels on the default codec profile): \(uncalibrated.joined(separator: ", "))") }
             return lines.joined(separator: "\n")
         }
     }

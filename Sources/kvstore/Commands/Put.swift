@@ -18,6 +18,9 @@ struct Put: ParsableCommand {
     @Option(help: "A name to find the context by in ls and rm.")
     var name = ""
 
+    @Option(help: "Codec profile file for the model, stored for this and later puts (kvstore profile add).")
+    var profile: String?
+
     @OptionGroup var reuse: ReuseOptions
     @OptionGroup var segmentOptions: SegmentPutOptions
     @OptionGroup var vllm: VLLMOptions
@@ -33,6 +36,7 @@ struct Put: ParsableCommand {
         if segmentOptions.independent { return try putSegment(ctx, model: model, levels: levels) }
         let adapter = try reuse.adapter()
         let store = try storeOptions.open(create: true)
+        try storeProfile(in: store, for: ctx, model: model)
         let namespace = store.namespace(for: ctx, model: model, salt: reuse.tenant)
         let bar = ProgressBar("put", enabled: !output.json)
         var report = try store.put(ctx, namespace: namespace, adapter: adapter, levels: levels,
@@ -47,6 +51,15 @@ struct Put: ParsableCommand {
             wrote \(report.blobsWritten) blobs, \(Format.bytes(report.bytesWritten)); \(Format.bytes(report.inputBytes)) of KV stored as \(levelSizes(report))\(report.vllmBlocks.map { "\nindexed \($0) vLLM block hashes" } ?? "")
             """
         }
+    }
+
+    /// `--profile FILE`: checked against the context, then kept by the store for the model.
+    func storeProfile(in store: ChunkStore, for ctx: KVContext, model: String) throws {
+        guard let profile else { return }
+        let p = try CodecProfile.load(profile)
+        guard p.model == model else { throw ValidationError("\(profile) is the profile of \(p.model), not \(model)") }
+        try p.check(matches: ctx.kv.shape)
+        try store.addProfile(p)
     }
 
     /// "L0 19.5 MiB (1.16x), L2 3.8 MiB (5.97x)": each level's size and ratio to the input.

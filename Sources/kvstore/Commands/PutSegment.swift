@@ -57,6 +57,7 @@ extension Put {
         let rope = try segmentOptions.rope(for: ctx)
         let start = try segmentOptions.startPosition(for: ctx, prefixTokens: prefixTokens.count)
         let store = try storeOptions.open(create: true)
+        try storeProfile(in: store, for: ctx, model: model)
         let namespace = store.namespace(for: ctx, model: model, salt: reuse.tenant)
         let report = try store.putSegment(ctx, namespace: namespace, start: start, rope: rope, prefix: prefixTokens, levels: levels)
         output.emit(report) {

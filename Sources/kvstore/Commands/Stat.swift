@@ -18,6 +18,7 @@ struct Stat: ParsableCommand {
             blobs:      \(s.blobs) (\(Format.bytes(s.blobBytes)))
             index:      \(Format.bytes(s.indexBytes))
             models:     \(s.namespaces.map { "\($0.model) \($0.dtype.rawValue) \($0.shape)" }.joined(separator: ", "))
+            uncalibrated: \(s.uncalibratedModels.isEmpty ? "none" : s.uncalibratedModels.joined(separator: ", ") + " (lossy levels on the default profile; see kvstore profile)")
             """
         }
     }

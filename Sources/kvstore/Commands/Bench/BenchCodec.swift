@@ -20,9 +20,13 @@ struct BenchCodec: ParsableCommand {
     @Option(help: "Minimum seconds each measurement runs.")
     var seconds = 1.0
 
+    @Option(help: "Codec profile file of the model (default: derived from the KV, as kvstore encode does).")
+    var profile: String?
+
     func run() throws {
         let ctx = try Safetensors.readContext(context)
-        let report = try CodecBenchmark.run(tensor: ctx.kv, chunkTokens: chunkTokens, levels: parseLevels(levels), minSeconds: seconds)
+        let model = try codecProfile(file: profile, for: ctx, model: nil)
+        let report = try CodecBenchmark.run(tensor: ctx.kv, chunkTokens: chunkTokens, levels: parseLevels(levels), minSeconds: seconds, model: model)
         print(report.table)
     }
 }
