@@ -27,12 +27,12 @@ enum CError {
         pthread_setspecific(key, strdup(message))
     }
 
-    static var message: UnsafePointer<CChar> {
+    static var current: UnsafePointer<CChar> {
         if let p = pthread_getspecific(key) { return UnsafePointer(p.assumingMemoryBound(to: CChar.self)) }
         return emptyMessage
     }
 
-    static let emptyMessage: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
+    nonisolated(unsafe) static let emptyMessage: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
 
     static func code(for error: Error) -> Int32 {
         switch error {

@@ -57,8 +57,9 @@ func tensorArgument(_ kv: UnsafeRawPointer?, _ nbytes: Int, _ dtype: Int32, _ la
     guard let dt = UInt8(exactly: dtype).flatMap(DType.init(code:)) else {
         throw CError.Argument(description: "dtype \(dtype) is not 1 (F16), 2 (BF16) or 3 (F32)")
     }
-    guard layers > 0, kvHeads > 0, headDim > 0, tokens > 0, tokens <= KVTensor.maxTokens,
-          layers <= KVShape.maxDimension, kvHeads <= KVShape.maxDimension, headDim <= KVShape.maxDimension else {
+    let maxDim = Int64(KVShape.maxDimension)
+    guard layers > 0, kvHeads > 0, headDim > 0, tokens > 0, tokens <= Int64(KVTensor.maxTokens),
+          layers <= maxDim, kvHeads <= maxDim, headDim <= maxDim else {
         throw CError.Argument(description: "shape [\(layers), 2, \(tokens), \(kvHeads), \(headDim)] is out of bounds")
     }
     let shape = KVShape(layers: Int(layers), kvHeads: Int(kvHeads), headDim: Int(headDim))
@@ -71,7 +72,7 @@ func tensorArgument(_ kv: UnsafeRawPointer?, _ nbytes: Int, _ dtype: Int32, _ la
 }
 
 func tokensArgument(_ tokens: UnsafePointer<Int32>?, _ count: Int64) throws -> [Int32] {
-    guard count >= 0, count <= KVTensor.maxTokens else { throw CError.Argument(description: "token count \(count)") }
+    guard count >= 0, count <= Int64(KVTensor.maxTokens) else { throw CError.Argument(description: "token count \(count)") }
     if count == 0 { return [] }
     let p = try require(tokens, "tokens")
     let ids = Array(UnsafeBufferPointer(start: p, count: Int(count)))

@@ -1,10 +1,15 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import KVCodec
 import KVTensor
 
 // Version, errors and the owned-result handles of include/kvstore.h.
 
 let abiVersion: Int32 = 1
-private let versionString: UnsafePointer<CChar> = UnsafePointer(strdup(
+nonisolated(unsafe) private let versionString: UnsafePointer<CChar> = UnsafePointer(strdup(
     "kvstore_c abi \(abiVersion); chunk container v\(ChunkHeader.version); levels \(CodecLevel.all.lowerBound)-\(CodecLevel.all.upperBound); frames KVF1")!)
 
 @_cdecl("kvs_abi_version")
@@ -14,7 +19,7 @@ public func kvs_abi_version() -> Int32 { abiVersion }
 public func kvs_version_string() -> UnsafePointer<CChar> { versionString }
 
 @_cdecl("kvs_last_error")
-public func kvs_last_error() -> UnsafePointer<CChar> { CError.message }
+public func kvs_last_error() -> UnsafePointer<CChar> { CError.current }
 
 @_cdecl("kvs_tensor_info")
 public func kvs_tensor_info(_ t: OpaquePointer?, _ out: UnsafeMutableRawPointer?) {
@@ -38,7 +43,7 @@ public func kvs_tensor_copy(_ t: OpaquePointer?, _ dst: UnsafeMutableRawPointer?
         guard capacity >= tensor.bytes.count else {
             throw CError.Argument(description: "buffer of \(capacity) bytes, the tensor needs \(tensor.bytes.count)")
         }
-        tensor.bytes.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        tensor.bytes.withUnsafeBytes { if let base = $0.baseAddress { dst.copyMemory(from: base, byteCount: $0.count) } }
         return 0
     }
 }

@@ -47,7 +47,8 @@ public func kvs_stream_next(_ s: OpaquePointer?, _ event: UnsafeMutableRawPointe
         let box = borrowed(try require(s, "stream"), as: StreamBox.self)
         let event = try require(event, "event")
         box.json = []
-        guard let (frame, payload) = try box.reader.next() else { return 0 }
+        guard let next = try box.reader.next() else { return 0 }
+        let (frame, payload) = next
         var e = CEvent(kind: Int32(frame.kind.rawValue), index: Int64(frame.index),
                        tokenStart: Int64(frame.tokens.lowerBound), tokenEnd: Int64(frame.tokens.upperBound),
                        payloadBytes: Int64(payload.count))

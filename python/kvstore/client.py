@@ -191,8 +191,9 @@ class FrameDecoder:
         _lib.check(lib.kvs_stream_finish(self._handle))
 
     def close(self) -> None:
-        if self._frames is not None:
-            self._frames.close()
+        if getattr(self, "_handle", None) is not None:
+            lib.kvs_stream_free(self._handle)
+            self._handle = None
 
     def __del__(self) -> None:
         self.close()
