@@ -252,3 +252,37 @@ def test_frame_decoder_byte_by_byte_cut_off_and_error_frames(server):
     first = 32 + struct.unpack_from("<Q", body, header_len + 20)[0]
     with pytest.raises(kvstore.StreamError, match="out of order"):
         events(body[:header_len] + body[header_len + first:], len(body))
+
+
+def test_a_c_program_using_only_the_header(server, tmp_path):
+    """kvstore.h against the library: a C caller decodes a container into its own buffer and reads
+    a stream; its bytes equal the Python package's (which declares the same ABI through ctypes)."""
+    import shutil
+    import subprocess
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler")
+    root = Path(__file__).resolve().parents[2]
+    lib = Path(kvstore.library_path)
+    exe = tmp_path / "smoke"
+    r = subprocess.run([cc, "-std=c11", "-Wall", "-Werror", "-I", str(root / "Sources" / "KVStoreC" / "include"),
+                        str(Path(__file__).resolve().parent / "c" / "kvstore_smoke.c"), "-o", str(exe),
+                        "-L", str(lib.parent), "-l:" + lib.name, f"-Wl,-rpath,{lib.parent}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    source = kvstore.read_safetensors(FIXTURE_FILES["F16"])
+    container = kvstore.encode_chunk(source.kv[:, :, :32], 3)
+    (tmp_path / "chunk.kvck").write_bytes(container)
+    body = raw_stream_body(server, source.tokens.tolist(), level=1, dtype="F16")
+    (tmp_path / "stream.bin").write_bytes(body)
+    r = subprocess.run([str(exe), str(tmp_path / "chunk.kvck"), str(tmp_path / "chunk.raw"), str(tmp_path / "stream.bin"),
+                        str(tmp_path / "stream.raw")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "chunk level 3 dtype 1 shape [30, 2, 32, 3, 64] nbytes 737280" in r.stdout
+    assert r.stdout.count("event chunk") == 3 and "stream events 5" in r.stdout
+    assert "garbage: -3 corrupt chunk: bad magic" in r.stdout
+    assert (tmp_path / "chunk.raw").read_bytes() == kvstore.decode(container).tobytes()
+    frames = kvstore.FrameDecoder()
+    frames.feed(body)
+    chunks = [e.kv for e in iter(frames.next, None) if e.kind == 1]
+    assert (tmp_path / "stream.raw").read_bytes() == b"".join(c.tobytes() for c in chunks)
