@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import os
 from pathlib import Path
+from typing import Optional
 
 from .errors import KVStoreError, error_for_code
 
@@ -105,8 +106,10 @@ def check(status: int) -> int:
     return status
 
 
-def take_bytes(handle: int) -> bytes:
+def take_bytes(handle: Optional[int]) -> bytes:
     """Copies a kvs_bytes into Python bytes and frees it."""
+    if not handle:
+        raise KVStoreError("the library returned no bytes")
     try:
         return ctypes.string_at(lib.kvs_bytes_data(handle), lib.kvs_bytes_length(handle))
     finally:

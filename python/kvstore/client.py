@@ -249,6 +249,7 @@ class Stream(Iterator[Chunk]):
             raise
 
     def _next(self) -> Chunk:
+        assert self._frames is not None  # set while the stream is not done
         while True:
             ev = self._frames.next()
             if ev is None:
@@ -296,7 +297,8 @@ class Stream(Iterator[Chunk]):
         self._done = True
         if self._resp is not None:
             try:
-                self._sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv
+                if self._sock is not None:
+                    self._sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv
             except OSError:
                 pass
             # Drain so a reader waiting on a full queue sees the shut-down socket and ends.

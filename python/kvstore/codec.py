@@ -12,11 +12,11 @@ import numpy as np
 
 from . import _lib
 from ._lib import Info, lib
-from .errors import CodecError
+from .errors import CodecError, KVStoreError
 
 # Element types by kvs dtype code. numpy has no bfloat16: BF16 arrays hold the raw 16-bit patterns
 # (view them with ml_dtypes.bfloat16, or widen: (a.astype(np.uint32) << 16).view(np.float32)).
-DTYPES = {1: np.dtype("<f2"), 2: np.dtype("<u2"), 3: np.dtype("<f4")}
+DTYPES: dict[int, np.dtype] = {1: np.dtype("<f2"), 2: np.dtype("<u2"), 3: np.dtype("<f4")}
 DTYPE_NAMES = {1: "F16", 2: "BF16", 3: "F32"}
 _CODES = {"F16": 1, "BF16": 2, "F32": 3}
 
@@ -59,8 +59,10 @@ def _buffer(data: BytesLike) -> tuple[object, int]:
     return (ctypes.c_char * mv.nbytes).from_buffer(mv), mv.nbytes
 
 
-def tensor_to_array(handle: int) -> np.ndarray:
+def tensor_to_array(handle: Optional[int]) -> np.ndarray:
     """Wraps a kvs_tensor as a numpy array without copying; the tensor is freed with the array."""
+    if not handle:
+        raise KVStoreError("the library returned no tensor")
     info = Info()
     lib.kvs_tensor_info(handle, ctypes.byref(info))
     shape = (info.layers, 2, info.tokens, info.kv_heads, info.head_dim)
@@ -138,7 +140,7 @@ def _kv_arguments(kv: np.ndarray, dtype: Optional[str]) -> tuple[np.ndarray, int
         if not bf16_bits:
             raise CodecError(-1, f"BF16 needs 16-bit patterns (uint16 or bfloat16), got {kv.dtype}")
         return np.ascontiguousarray(kv).view("<u2"), code
-    return np.ascontiguousarray(kv, dtype=DTYPES[code]), code
+    return np.ascontiguousarray(kv, dtype=DTYPES[code].type), code
 
 
 def encode_chunk(kv: np.ndarray, level: int = 0, dtype: Optional[str] = None) -> bytes:
