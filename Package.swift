@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "kvstore", targets: ["kvstore"]),
         .library(name: "KVStore", targets: ["KVStore"]),
+        // The C ABI (Sources/KVStoreC/include/kvstore.h) the Python package loads: libkvstore_c.so.
+        .library(name: "kvstore_c", type: .dynamic, targets: ["KVStoreC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -48,6 +50,9 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The codec and stream reader behind @_cdecl functions (the header in include/ is documentation
+        // for C callers and the Python package; Swift does not compile it).
+        .target(name: "KVStoreC", dependencies: ["KVCodec", "KVTensor", "KVTransport"], exclude: ["include"]),
         .executableTarget(name: "kvstore", dependencies: [
             "KVStore", "KVCodec", "KVTensor", "KVTransport", "KVServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -16,7 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import numpy, gguf, tokenizers, pytest, cbor2, yaml, jsonschema, schemathesis' 2>/dev/null; then
+if ! python3 -c 'import numpy, gguf, tokenizers, pytest, cbor2, yaml, jsonschema, schemathesis, wheel' 2>/dev/null; then
   echo "setup: installing Python packages" >&2
   python3 -m pip install -q -r tools/requirements.txt
 fi

@@ -21,6 +21,8 @@ grep -E '✘|error:|Fatal|Test run with' "$log"
 grep -Eq 'Test run with [1-9][0-9]* tests? .*passed' "$log" || { echo "swift test ran no test" >&2; exit 1; }
 
 export KVSTORE_BIN="$PWD/.build/debug/kvstore"
+# The Python package's tests (and its pip install test) load the debug build of libkvstore_c.
+export KVSTORE_C_LIB="$PWD/.build/debug/libkvstore_c.so"
 python3 -m pytest -q tools/tests
 status=$?
 [ $status -eq 5 ] && { echo "pytest ran no test" >&2; exit 1; }

@@ -90,45 +90,26 @@ public struct StreamClient: Sendable {
         let clock = ContinuousClock()
         let start = clock.now
         let (frames, sink) = AsyncStream.makeStream(of: (Frame, [UInt8], Double).self)
-        // The decoder: frames in order, checked against the header's shape.
+        // The decoder: frames in order, checked and decoded by StreamAssembly.
         let decoder = Task { () throws -> (StreamHeader, [ReceivedChunk], StreamSummary?, Double) in
-            var header: StreamHeader?
+            var assembly = StreamAssembly()
             var chunks: [ReceivedChunk] = []
-            var summary: StreamSummary?
             var decodedAt = 0.0
             for await (frame, payload, arrived) in frames {
-                switch frame.kind {
-                case .header:
-                    header = try JSONDecoder().decode(StreamHeader.self, from: Data(payload))
-                case .chunk, .recompute:
-                    guard let h = header else { throw TransportError.badFrame("chunk frame before the header frame") }
-                    guard frame.index == chunks.count, frame.tokens.lowerBound == (chunks.last?.tokens.upperBound ?? 0) else {
-                        throw TransportError.badFrame("frame \(frame.index) for tokens \(frame.tokens) is out of order")
-                    }
-                    var kv: KVTensor?
-                    if frame.kind == .chunk, decode {
-                        let t = try Self.decodePayload(payload, header: h, tokens: frame.tokens.count)
-                        guard t.tokens == frame.tokens.count, [t.shape.layers, t.shape.kvHeads, t.shape.headDim] == h.shape,
-                              t.dtype.rawValue == h.dtype else {
-                            throw TransportError.badFrame("chunk \(frame.index) decodes to \(t.tokens) tokens of \(t.shape), not \(frame.tokens.count) of \(h.shape)")
-                        }
-                        kv = t
-                    }
-                    chunks.append(ReceivedChunk(index: frame.index, tokens: frame.tokens,
-                                                choice: frame.kind == .chunk ? .level(frame.level) : .recompute,
+                switch try assembly.take(frame, payload: payload, decode: decode) {
+                case .header, .end: break
+                case .chunk(let index, let tokens, let level, let kv):
+                    chunks.append(ReceivedChunk(index: index, tokens: tokens, choice: .level(level),
                                                 bytes: payload.count, arrived: arrived, kv: kv))
                     decodedAt = (clock.now - start).seconds
-                case .end:
-                    summary = try? JSONDecoder().decode(StreamSummary.self, from: Data(payload))
-                case .error:
-                    let msg = (try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any])?["error"] as? String
-                    throw TransportError.http(status: 500, message: msg ?? "stream failed")
+                case .recompute(let index, let tokens):
+                    chunks.append(ReceivedChunk(index: index, tokens: tokens, choice: .recompute,
+                                                bytes: payload.count, arrived: arrived, kv: nil))
+                    decodedAt = (clock.now - start).seconds
                 }
             }
-            guard let header else { throw TransportError.badFrame("the stream ended before its header frame") }
-            guard summary != nil else { throw TransportError.badFrame("the stream ended without an end frame") }
-            guard chunks.count == header.chunks else { throw TransportError.badFrame("got \(chunks.count) of \(header.chunks) chunk frames") }
-            return (header, chunks, summary, decodedAt)
+            try assembly.finish()
+            return (assembly.header!, chunks, assembly.summary, decodedAt)
         }
 
         var status = 0
@@ -170,22 +151,6 @@ public struct StreamClient: Sendable {
         let (header, chunks, summary, decodedAt) = try await decoder.value
         return StreamResult(header: header, chunks: chunks, summary: summary, bytes: bytes, timeToFirstByte: firstByte,
                             timeToLastByte: lastByte, timeToDecoded: max(decodedAt, lastByte))
-    }
-
-    static func decodePayload(_ payload: [UInt8], header: StreamHeader, tokens: Int) throws -> KVTensor {
-        switch header.encoding ?? "stored" {
-        case "zstd":
-            // Baseline: zstd of a raw container, whose size follows from the header's shape.
-            guard header.shape.count == 3, let dtype = DType(rawValue: header.dtype) else {
-                throw TransportError.badFrame("header shape \(header.shape) / dtype \(header.dtype) is unusable")
-            }
-            let shape = KVShape(layers: header.shape[0], kvHeads: header.shape[1], headDim: header.shape[2])
-            let size = ChunkHeader.size + KVTensor.byteCount(shape: shape, tokens: tokens, dtype: dtype)
-            let raw = try payload.withUnsafeBytes { try Zstd.decompress($0, size: size) }
-            return try ChunkContainer.decode(raw)
-        default:
-            return try ChunkContainer.decode(payload)
-        }
     }
 }
 

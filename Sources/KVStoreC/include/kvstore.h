@@ -1,0 +1,145 @@
+/* kvstore.h: the C ABI of libkvstore_c (SwiftPM product `kvstore_c`, target Sources/KVStoreC).
+ *
+ * The library is the project's own codec and stream reader (KVCodec, KVTransport) behind plain C
+ * functions; nothing here is a second implementation of a format. Formats: schemas/chunk-container.md
+ * (chunk containers and .kvc files), schemas/stream-frames.md (stream frames). Guide: docs/python.md.
+ *
+ * Conventions
+ * - Every function that can fail returns an int: 0 (KVS_OK) or a negative KVS_E_* code; the
+ *   one-line reason is kvs_last_error() on the same thread, valid until that thread's next call.
+ * - Handles (kvs_tensor, kvs_bytes, kvs_stream) are owned by the caller and released with their
+ *   _free function. Pointers into a handle are valid until it is freed. A handle is not
+ *   thread-safe; distinct handles may be used on distinct threads at once.
+ * - A decoded KV tensor has shape [layers, 2, tokens, kv_heads, head_dim] (axis 1: 0 = keys,
+ *   1 = values), little-endian elements of `dtype` (KVS_DTYPE_*; BF16 as raw 16-bit patterns).
+ * - Decoding allocates its output once, in the codec; kvs_tensor_data borrows it (no copy) and
+ *   kvs_tensor_copy copies it into a caller-provided buffer. kvs_chunk_info reads a container's
+ *   shape and dtype without decoding, to size such a buffer first.
+ */
+#ifndef KVSTORE_H
+#define KVSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KVS_ABI_VERSION 1
+
+/* Error codes (negative). */
+#define KVS_OK            0
+#define KVS_E_ARGUMENT   -1  /* a null pointer, a bad level or dtype, a buffer too small */
+#define KVS_E_TRUNCATED  -2  /* input ends early */
+#define KVS_E_CORRUPT    -3  /* input is not what it claims (bad magic, checksum, sizes) */
+#define KVS_E_UNSUPPORTED -4 /* a version, codec or dtype this build does not know */
+#define KVS_E_LIMIT      -5  /* a size over the format's bounds */
+#define KVS_E_STREAM     -6  /* a malformed or out-of-order frame stream */
+#define KVS_E_SERVER     -7  /* the stream carried an error frame (message: the server's) */
+#define KVS_E_INTERNAL   -8  /* anything else */
+
+/* Element types (the chunk container's dtype codes). */
+#define KVS_DTYPE_F16  1
+#define KVS_DTYPE_BF16 2
+#define KVS_DTYPE_F32  3
+
+typedef struct kvs_tensor kvs_tensor;
+typedef struct kvs_bytes kvs_bytes;
+typedef struct kvs_stream kvs_stream;
+
+/* Shape and type of a KV tensor or of a chunk container's content. */
+typedef struct {
+    int32_t dtype;       /* KVS_DTYPE_* */
+    int32_t level;       /* codec level of a container (0 lossless ... 4); -1 for a tensor */
+    int64_t layers;
+    int64_t kv_heads;
+    int64_t head_dim;
+    int64_t tokens;
+    int64_t nbytes;      /* layers * 2 * tokens * kv_heads * head_dim * element size */
+} kvs_info;
+
+/* ---- version ---------------------------------------------------------------------------- */
+
+/* KVS_ABI_VERSION of the loaded library. */
+int32_t kvs_abi_version(void);
+/* e.g. "kvstore_c abi 1; chunk container v1; levels 0-4; frames KVF1" (static storage). */
+const char *kvs_version_string(void);
+/* The reason for the last failure on this thread ("" if none). */
+const char *kvs_last_error(void);
+
+/* ---- owned results ---------------------------------------------------------------------- */
+
+void kvs_tensor_info(const kvs_tensor *t, kvs_info *out);
+const void *kvs_tensor_data(const kvs_tensor *t);                 /* nbytes bytes, borrowed */
+int kvs_tensor_copy(const kvs_tensor *t, void *dst, size_t capacity); /* capacity >= nbytes */
+void kvs_tensor_free(kvs_tensor *t);
+
+const uint8_t *kvs_bytes_data(const kvs_bytes *b);
+size_t kvs_bytes_length(const kvs_bytes *b);
+void kvs_bytes_free(kvs_bytes *b);
+
+/* ---- chunk containers (KVCK) ------------------------------------------------------------ */
+
+/* Shape, dtype and level from a container's header (checked, checksum not yet verified). */
+int kvs_chunk_info(const void *data, size_t length, kvs_info *out);
+/* Verifies the checksum and decodes any level (0-4) into a new tensor. */
+int kvs_chunk_decode(const void *data, size_t length, kvs_tensor **out);
+/* Encodes `kv` (nbytes of `dtype`, shape as in the conventions) at `level` 0-4 into a container. */
+int kvs_chunk_encode(const void *kv, size_t nbytes, int32_t dtype, int64_t layers, int64_t kv_heads,
+                     int64_t head_dim, int64_t tokens, int32_t level, kvs_bytes **out);
+
+/* ---- context files: .kvc (`kvstore encode`) and safetensors (`kvstore put`) -------------- */
+
+/* Decodes a .kvc file (KVCF): its KV, its token ids (int32 little-endian) and its metadata as a
+ * JSON object of strings. Any of tokens/metadata may be NULL when not wanted. */
+int kvs_file_decode(const void *data, size_t length, kvs_tensor **kv, kvs_bytes **tokens, kvs_bytes **metadata_json);
+/* Encodes a context as a .kvc file at `level`, in chunks of `chunk_tokens` (as `kvstore encode`). */
+int kvs_file_encode(const void *kv, size_t nbytes, int32_t dtype, int64_t layers, int64_t kv_heads,
+                    int64_t head_dim, const int32_t *tokens, int64_t token_count, const char *model,
+                    int32_t level, int64_t chunk_tokens, kvs_bytes **out);
+/* Reads a safetensors context (as `kvstore put` does: tensors `kv` and `tokens`, I32 or I64), with the
+ * same outputs as kvs_file_decode (metadata: the file's __metadata__). */
+int kvs_safetensors_decode(const void *data, size_t length, kvs_tensor **kv, kvs_bytes **tokens, kvs_bytes **metadata_json);
+/* Writes a context as a safetensors file (tensors `kv` and `tokens`, __metadata__.model), the
+ * body `POST /v1/contexts` and `kvstore put` take. `model` may be NULL. */
+int kvs_safetensors_encode(const void *kv, size_t nbytes, int32_t dtype, int64_t layers, int64_t kv_heads,
+                           int64_t head_dim, const int32_t *tokens, int64_t token_count, const char *model,
+                           kvs_bytes **out);
+
+/* ---- frame streams (KVF1, the body of POST /v1/stream) ------------------------------------ */
+
+#define KVS_EVENT_HEADER    0  /* json: the StreamHeader */
+#define KVS_EVENT_CHUNK     1  /* kv: the decoded chunk (level, index, token range set) */
+#define KVS_EVENT_RECOMPUTE 2  /* no KV: prefill tokens [token_start, token_end) from text */
+#define KVS_EVENT_END       3  /* json: the StreamSummary; the stream is complete and checked */
+
+typedef struct {
+    int32_t kind;        /* KVS_EVENT_* */
+    int32_t level;       /* chunk level 0-4; -1 for other events */
+    int64_t index;       /* chunk index in the matched prefix */
+    int64_t token_start; /* token range of the chunk in the query */
+    int64_t token_end;
+    int64_t payload_bytes; /* bytes of the frame's payload on the wire */
+    const char *json;    /* header/end: the frame's JSON payload (not NUL-terminated), else NULL; */
+    size_t json_length;  /*   valid until the next kvs_stream_* call on this stream */
+} kvs_event;
+
+/* A reader of one stream: feed the response body in pieces as they arrive, take events out. */
+kvs_stream *kvs_stream_new(void);
+/* Appends body bytes (copied). */
+int kvs_stream_feed(kvs_stream *s, const void *data, size_t length);
+/* The next event: returns 1 and fills `event` (and for a chunk `*kv`, a new tensor, when kv is not
+ * NULL: decoding happens here), 0 when more bytes are needed, or a KVS_E_* code. Frames are checked
+ * as StreamClient checks them (header first, chunks in order with the header's shape and dtype,
+ * one end frame); an error frame returns KVS_E_SERVER with the server's message. */
+int kvs_stream_next(kvs_stream *s, kvs_event *event, kvs_tensor **kv);
+/* After the body ended: KVS_OK if the stream was complete (end frame, every chunk, nothing left
+ * over), else KVS_E_STREAM saying what is missing. */
+int kvs_stream_finish(kvs_stream *s);
+void kvs_stream_free(kvs_stream *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVSTORE_H */

@@ -1,0 +1,287 @@
+"""The `kvstore` Python package (python/) against the real binary: every level decoded by the
+project's own codec through libkvstore_c, bit-identical to `kvstore decode` and to
+`kvstore get --remote`, on real SmolLM2 KV; streams from a real `kvstore serve`; errors as exceptions.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import struct
+import sys
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import st_io  # noqa: E402
+from pypkg_support import FIXTURE_FILES, import_package, run, same_bits, serve  # noqa: E402
+
+kvstore = import_package()
+LEVELS = [0, 1, 2, 3, 4]
+
+
+def cli_decoded(fixture: Path, level: int, tmp: Path, chunk_tokens: int = 32):
+    """`kvstore encode --level L` then `kvstore decode`: the .kvc bytes and the decoded tensors."""
+    kvc, out = tmp / f"L{level}.kvc", tmp / f"L{level}.safetensors"
+    run("encode", fixture, "-o", kvc, "--level", level, "--chunk-tokens", chunk_tokens)
+    run("decode", kvc, "-o", out)
+    tensors, meta = st_io.load(out, raw_bf16=True)
+    return kvc.read_bytes(), tensors, meta
+
+
+def test_library_loads_and_reports_its_version():
+    assert kvstore.library_version.startswith("kvstore_c abi 1;") and "levels 0-4" in kvstore.library_version
+    assert Path(kvstore.library_path).name == "libkvstore_c.so"
+
+
+@pytest.mark.parametrize("dtype", ["F16", "BF16", "F32"])
+@pytest.mark.parametrize("level", LEVELS)
+def test_decode_is_bit_identical_to_kvstore_decode(level, dtype, tmp_path):
+    fixture = FIXTURE_FILES[dtype]
+    kvc, want, meta = cli_decoded(fixture, level, tmp_path)
+
+    # The whole .kvc file, as `kvstore decode` reads it.
+    ctx = kvstore.decode(kvc)
+    assert isinstance(ctx, kvstore.Context)
+    assert ctx.kv.dtype == {"F16": np.float16, "BF16": np.uint16, "F32": np.float32}[dtype]
+    assert same_bits(ctx.kv, want["kv"]), f"level {level} {dtype}: KV differs from kvstore decode"
+    assert ctx.tokens.tolist() == want["tokens"].tolist() and ctx.metadata == meta
+
+    # Chunk by chunk: each 32-token chunk encoded at this level and decoded from its own container.
+    source = kvstore.read_safetensors(fixture)
+    for start in range(0, len(source.tokens), 32):
+        end = min(start + 32, len(source.tokens))
+        container = kvstore.encode_chunk(source.kv[:, :, start:end], level)
+        info = kvstore.chunk_info(container)
+        assert (info.dtype, info.shape, info.nbytes) == (dtype, want["kv"][:, :, start:end].shape, want["kv"][:, :, start:end].nbytes)
+        assert info.level == level
+        got = kvstore.decode(container)
+        assert same_bits(got, want["kv"][:, :, start:end]), f"chunk {start}..{end} at level {level} differs"
+    if level == 0:
+        assert same_bits(ctx.kv, source.kv)  # lossless
+    else:
+        assert not same_bits(ctx.kv, source.kv)  # a lossy level really was decoded
+
+
+def test_python_encode_writes_the_bytes_kvstore_encode_writes(tmp_path):
+    fixture = FIXTURE_FILES["F16"]
+    source = kvstore.read_safetensors(fixture)
+    for level in LEVELS:
+        kvc, _, _ = cli_decoded(fixture, level, tmp_path)
+        mine = kvstore.encode_file(source.kv, source.tokens, level=level, chunk_tokens=32)
+        # Same chunks; the CLI's file also carries the fixture's metadata, so compare decoded content.
+        assert same_bits(kvstore.decode(mine).kv, kvstore.decode(kvc).kv)
+
+
+def test_decoded_arrays_outlive_everything_else():
+    """Arrays borrow the library's buffer; it must stay valid until the last array goes."""
+    source = kvstore.read_safetensors(FIXTURE_FILES["F16"])
+    want = source.kv.copy()
+    views = [kvstore.decode(kvstore.encode_chunk(source.kv, 0))[:, 1] for _ in range(3)]
+    del source
+    import gc
+    gc.collect()
+    assert all(same_bits(v, want[:, 1]) for v in views)
+
+
+# ---------------------------------------------------------------------------- errors
+
+def test_bad_containers_raise_codec_errors():
+    source = kvstore.read_safetensors(FIXTURE_FILES["F16"])
+    good = kvstore.encode_chunk(source.kv[:, :, :32], 2)
+    with pytest.raises(kvstore.CodecError, match="bad magic") as e:
+        kvstore.decode(b"X" * 64)
+    assert e.value.code == -3
+    with pytest.raises(kvstore.CodecError, match="truncated chunk") as e:
+        kvstore.decode(good[:-10])
+    assert e.value.code == -2
+    flipped = bytearray(good)
+    flipped[100] ^= 1
+    with pytest.raises(kvstore.CodecError, match="checksum mismatch"):
+        kvstore.decode(bytes(flipped))
+    with pytest.raises(kvstore.CodecError, match="level 7"):
+        kvstore.encode_chunk(source.kv, 7)
+    with pytest.raises(kvstore.CodecError, match="expected \\[layers, 2, tokens"):
+        kvstore.encode_chunk(source.kv[0], 0)
+    with pytest.raises(kvstore.CodecError, match="not a .kvc file|truncated"):
+        kvstore.decode_file(b"KVCX" + bytes(60))
+    with pytest.raises(kvstore.KVStoreError):
+        kvstore.read_safetensors(b"\x00" * 64)
+
+
+def raw_stream_body(url: str, tokens, level: int, dtype: str) -> bytes:
+    """The bytes of a /v1/stream response, read without the package."""
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.request("POST", f"/v1/stream?slo_ms=60000&level={level}", body=json.dumps({"tokens": tokens, "dtype": dtype}),
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    body = resp.read()
+    conn.close()
+    return body
+
+
+# ---------------------------------------------------------------------------- a real server
+
+@pytest.fixture(scope="module")
+def server():
+    with serve() as url:
+        client = kvstore.Client(url)
+        for dtype in ["F16", "BF16"]:
+            report = client.put(FIXTURE_FILES[dtype], levels=LEVELS)
+            assert report["storedBytesByLevel"].keys() == {"0", "1", "2", "3", "4"}
+        yield url
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_stream_is_bit_identical_to_get_remote_and_decode(server, level, tmp_path):
+    fixture = FIXTURE_FILES["F16"]
+    tokens = kvstore.read_safetensors(fixture).tokens.tolist()
+    client = kvstore.Client(server)
+    with client.stream(tokens + [7, 8, 9], slo_ms=60_000, level=level, dtype="F16") as s:
+        chunks = list(s)
+        kv = s.kv()
+    assert s.found and s.header["matched_tokens"] == 96 and s.header["pinned_level"] == level
+    assert [(c.start, c.end, c.level) for c in chunks] == [(0, 32, level), (32, 64, level), (64, 96, level)]
+    assert all(c.kv.shape == (30, 2, 32, 3, 64) and c.kv.dtype == np.float16 for c in chunks)
+    assert s.summary["levels"] == [str(level)] * 3 and s.kv_tokens == 96
+
+    # The Swift client on the same stream.
+    (tmp_path / "q.json").write_text(json.dumps(tokens + [7, 8, 9]))
+    run("get", "--remote", server, "--tokens", tmp_path / "q.json", "--level", level, "--slo-ms", 60000, "--dtype", "F16",
+        "-o", tmp_path / "remote.safetensors")
+    remote, _ = st_io.load(tmp_path / "remote.safetensors")
+    assert same_bits(kv, remote["kv"])
+    # And `kvstore decode` of the same chunks encoded at this level.
+    _, decoded, _ = cli_decoded(fixture, level, tmp_path)
+    assert same_bits(kv, decoded["kv"])
+
+
+def test_stream_bf16_and_adaptive(server):
+    client = kvstore.Client(server)
+    st, _ = st_io.load(FIXTURE_FILES["BF16"], raw_bf16=True)
+    tokens = st["tokens"].tolist()
+    with client.stream(tokens, slo_ms=60_000, level=0, dtype="BF16") as s:
+        assert same_bits(s.kv(), st["kv"])  # lossless, BF16 as raw bits
+    with client.stream(tokens, slo_ms=5_000, dtype="BF16") as s:  # the server picks each chunk's level
+        chunks = list(s)
+    assert [c.end for c in chunks] == [32, 40]
+    assert all(c.recompute or (c.level in LEVELS and c.kv.shape[2] == c.end - c.start) for c in chunks)
+
+
+def test_put_arrays_lookup_and_miss(server):
+    client = kvstore.Client(server)
+    source = kvstore.read_safetensors(FIXTURE_FILES["F32"])
+    report = client.put(source.kv, tokens=source.tokens, model="smollm2-f32-test", levels=[0])
+    assert report["tokens"] == 40 and report["chunks"] == 2
+    found = client.lookup(source.tokens.tolist() + [1], model="smollm2-f32-test", dtype="F32")
+    assert found["matched_tokens"] == 40 and [c["end"] for c in found["chunks"]] == [32, 40]
+    with client.stream(source.tokens, level=0, model="smollm2-f32-test", dtype="F32") as s:
+        assert same_bits(s.kv(), source.kv)
+    miss = client.stream([999_999, 1, 2], dtype="F16", model="SmolLM2-135M-Instruct")
+    assert not miss.found and list(miss) == [] and miss.kv() is None
+    assert client.lookup([999_999, 1, 2], dtype="F16", model="SmolLM2-135M-Instruct")["matched_tokens"] == 0
+    with pytest.raises(kvstore.ServerError, match="several models are stored"):
+        client.lookup([1, 2, 3])
+
+
+def test_server_errors_raise_with_the_servers_message(server):
+    client = kvstore.Client(server)
+    with pytest.raises(kvstore.ServerError, match="server answered 400: body is not a safetensors context") as e:
+        client.put(b"\x00" * 64)
+    assert e.value.status == 400 and e.value.message.startswith("body is not a safetensors context")
+    with pytest.raises(kvstore.ServerError, match="400: the token query is empty"):
+        client.lookup([], dtype="F16")
+    with pytest.raises(kvstore.ServerError, match="400"):
+        client.stream([1, 2, 3], level=9, dtype="F16")
+    with pytest.raises(kvstore.StreamError, match="connection to 127.0.0.1:1 failed"):
+        kvstore.Client("http://127.0.0.1:1").lookup([1])
+    with pytest.raises(kvstore.KVStoreError, match="invalid URL"):
+        kvstore.Client("ftp://x")
+
+
+def test_auth_errors(tmp_path):
+    (tmp_path / "tokens").write_text("secret-token-of-tenant-a tenant-a\n")
+    with serve("--auth-tokens", str(tmp_path / "tokens")) as url:
+        with pytest.raises(kvstore.ServerError) as e:
+            kvstore.Client(url, token="wrong-token-wrong-token").lookup([1, 2])
+        assert e.value.status == 401 and e.value.message
+        assert kvstore.Client(url, token="secret-token-of-tenant-a").lookup([1, 2])["matched_tokens"] == 0
+
+
+def test_frame_decoder_byte_by_byte_cut_off_and_error_frames(server):
+    tokens = kvstore.read_safetensors(FIXTURE_FILES["F16"]).tokens.tolist()
+    body = raw_stream_body(server, tokens, level=3, dtype="F16")
+
+    def events(data: bytes, step: int):
+        d = kvstore.FrameDecoder()
+        out = []
+        for i in range(0, len(data), step):
+            d.feed(data[i:i + step])
+            while (e := d.next()) is not None:
+                out.append(e)
+        return d, out
+
+    d, whole = events(body, len(body))
+    d.finish()
+    assert [e.kind for e in whole] == [0, 1, 1, 1, 3] and whole[0].json["chunks"] == 3
+    d, trickled = events(body, 1)  # frames split anywhere, even inside the 32-byte header
+    d.finish()
+    assert all(same_bits(a.kv, b.kv) for a, b in zip(whole[1:4], trickled[1:4]))
+
+    d, _ = events(body[:-5], 4096)
+    with pytest.raises(kvstore.StreamError, match="cut off mid-frame"):
+        d.finish()
+    d, _ = events(body[:1000], 1000)  # header and part of the first chunk: no end frame yet
+    with pytest.raises(kvstore.StreamError, match="cut off|without an end frame"):
+        d.finish()
+    with pytest.raises(kvstore.StreamError, match="bad frame magic"):
+        events(b"HTTP" + bytes(40), 44)
+    # An error frame mid-stream (kind 4, schemas/stream-frames.md) carries the server's words.
+    header_len = 32 + struct.unpack_from("<Q", body, 20)[0]
+    message = json.dumps({"error": "blob 1f2e went missing"}).encode()
+    error_frame = struct.pack("<4sBBHIIIQI", b"KVF1", 4, 255, 0, 0, 0, 0, len(message), 0) + message
+    with pytest.raises(kvstore.ServerError, match="blob 1f2e went missing"):
+        events(body[:header_len] + error_frame, 64)
+    # Chunks out of order are refused as StreamClient refuses them.
+    first = 32 + struct.unpack_from("<Q", body, header_len + 20)[0]
+    with pytest.raises(kvstore.StreamError, match="out of order"):
+        events(body[:header_len] + body[header_len + first:], len(body))
+
+
+def test_a_c_program_using_only_the_header(server, tmp_path):
+    """kvstore.h against the library: a C caller decodes a container into its own buffer and reads
+    a stream; its bytes equal the Python package's (which declares the same ABI through ctypes)."""
+    import shutil
+    import subprocess
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler")
+    root = Path(__file__).resolve().parents[2]
+    lib = Path(kvstore.library_path)
+    exe = tmp_path / "smoke"
+    r = subprocess.run([cc, "-std=c11", "-Wall", "-Werror", "-I", str(root / "Sources" / "KVStoreC" / "include"),
+                        str(Path(__file__).resolve().parent / "c" / "kvstore_smoke.c"), "-o", str(exe),
+                        "-L", str(lib.parent), "-l:" + lib.name, f"-Wl,-rpath,{lib.parent}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    source = kvstore.read_safetensors(FIXTURE_FILES["F16"])
+    container = kvstore.encode_chunk(source.kv[:, :, :32], 3)
+    (tmp_path / "chunk.kvck").write_bytes(container)
+    body = raw_stream_body(server, source.tokens.tolist(), level=1, dtype="F16")
+    (tmp_path / "stream.bin").write_bytes(body)
+    r = subprocess.run([str(exe), str(tmp_path / "chunk.kvck"), str(tmp_path / "chunk.raw"), str(tmp_path / "stream.bin"),
+                        str(tmp_path / "stream.raw")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "chunk level 3 dtype 1 shape [30, 2, 32, 3, 64] nbytes 737280" in r.stdout
+    assert r.stdout.count("event chunk") == 3 and "stream events 5" in r.stdout
+    assert "garbage: -3 corrupt chunk: bad magic" in r.stdout
+    assert (tmp_path / "chunk.raw").read_bytes() == kvstore.decode(container).tobytes()
+    frames = kvstore.FrameDecoder()
+    frames.feed(body)
+    chunks = [e.kv for e in iter(frames.next, None) if e.kind == 1]
+    assert (tmp_path / "stream.raw").read_bytes() == b"".join(c.tobytes() for c in chunks)
