@@ -10,21 +10,24 @@ import Synchronization
 /// The HTTP API (schemas/openapi.yaml) over one store.
 public final class KVService: Sendable {
     public let store: ChunkStore
+    /// Where chunks are stored and read: the store itself, or a cluster tier (docs/cluster.md).
+    public let tier: any ChunkTier
     public let config: ServerConfiguration
     public let metrics = ServerMetrics()
     /// Last measured bandwidth per tenant (bytes/s): the next stream's prior.
     private let priors = Mutex<[String: Double]>([:])
 
-    public init(store: ChunkStore, config: ServerConfiguration) {
+    public init(store: ChunkStore, config: ServerConfiguration, tier: (any ChunkTier)? = nil) {
         self.store = store
+        self.tier = tier ?? store
         self.config = config
     }
 
     public func addRoutes(to router: Router<ServeContext>) {
         router.get("/healthz") { _, _ in try Self.json(["status": "ok"]) }
-        router.get("/metrics") { [metrics] _, _ in
+        router.get("/metrics") { [metrics, tier] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render())))
+                     body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render() + tier.metricsText)))
         }
         router.post("/v1/contexts") { request, context in try await self.upload(request, context: context) }
         router.post("/v1/lookup") { request, context in try await self.lookup(request, context: context) }
@@ -48,7 +51,7 @@ public final class KVService: Sendable {
         }
         let levels = try Self.levels(q["levels"].map(String.init) ?? CodecLevel.storedByDefaultText)
         let namespace = store.namespace(for: ctx, model: model, salt: context.tenant.salt)
-        let report = try store.put(ctx, namespace: namespace, levels: levels, name: q["name"].map(String.init) ?? "")
+        let report = try tier.storeContext(ctx, namespace: namespace, levels: levels, name: q["name"].map(String.init) ?? "")
         afterPut(logger: context.logger)
         return try Self.json(report, status: .created)
     }
@@ -75,7 +78,7 @@ public final class KVService: Sendable {
     /// The tenant's one namespace matching the query, or nil (a miss). Only the tenant's own
     /// namespaces are considered, so another tenant's data can never change the answer.
     func namespace(for query: TokenBody, tenant: Tenant) throws -> Namespace? {
-        let candidates = try store.namespaces().filter {
+        let candidates = try tier.namespaces().filter {
             $0.salt == tenant.salt && $0.adapter == nil && (query.model == nil || $0.model == query.model)
                 && (query.dtype == nil || $0.dtype == query.dtype) && $0.chunkTokens == store.chunkTokens
         }
@@ -91,7 +94,7 @@ public final class KVService: Sendable {
         let query = try TokenBody.parse(request, body: body)
         let start = ContinuousClock.now
         let namespace = try namespace(for: query, tenant: context.tenant)
-        let match = try namespace.map { try store.lookup(query.tokens, namespace: $0) } ?? .none
+        let match = try namespace.map { try tier.longestPrefix(query.tokens, namespace: $0) } ?? .none
         metrics.observeLookup(seconds: (ContinuousClock.now - start).seconds)
         return (query, namespace, match)
     }
@@ -133,7 +136,7 @@ public final class KVService: Sendable {
         var prepareMs: Double?
         if encoding != "stored" {
             payloads = try match.chunks.map { chunk in
-                guard let stored = try store.chunkBytes(chunk) else { throw APIError(.conflict, "the prefix changed during the request") }
+                guard let stored = try tier.fetchBytes(chunk) else { throw APIError(.conflict, "the prefix changed during the request") }
                 let raw = try ChunkContainer.encode(try ChunkContainer.decode(stored), level: 0, codec: RawCodec())
                 return encoding == "raw" ? raw : try Zstd.compress(raw, level: 3)
             }
@@ -151,10 +154,10 @@ public final class KVService: Sendable {
             encoding: encoding == "stored" ? nil : encoding, prepareMs: prepareMs)
         let tenant = context.tenant.name
         let prior = hint ?? priors.withLock { $0[tenant] } ?? config.priorBitsPerSecond / 8
-        let sender = StreamSender(store: store, match: match, controller: controller, header: header, started: started, payloads: payloads,
+        let sender = StreamSender(store: tier, match: match, controller: controller, header: header, started: started, payloads: payloads,
                                   prior: prior, config: config, metrics: metrics,
                                   probe: DeliveryProbe(channel: context.channel))
-        store.recordAccess(match)
+        tier.recordAccess(match)
         return Response(status: .ok, headers: [.contentType: StreamSender.contentType],
                         body: ResponseBody { writer in
                             let estimate = try await sender.send(to: &writer)
