@@ -68,71 +68,100 @@ public final class RedisChunkTier: ChunkTier, Sendable {
             return 0
         }
 
-        var commands: [RedisCluster.Command] = []
-        var sizes: [Int] = []
+        var encoded: [EncodedChunk] = []
         var byLevel: [String: Int] = [:]
         var storedBytes = 0
         var deduplicated = 0
         for i in chain.indices {
             var missingAny = false
             for (j, level) in levels.enumerated() {
-                let k = i * levels.count + j
-                if present[k] > TierRecordHeader.size {
-                    storedBytes += present[k] - TierRecordHeader.size
-                    byLevel[String(level), default: 0] += present[k] - TierRecordHeader.size
+                let n = present[i * levels.count + j] - TierRecordHeader.size
+                if n > 0 {
+                    storedBytes += n
+                    byLevel[String(level), default: 0] += n
                     continue
                 }
                 missingAny = true
                 let bytes = try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level)
-                let header = TierRecordHeader(payload: bytes, level: level).encoded()
-                commands.append(RedisCluster.Command(key: keys[k], args: [[Array("SET".utf8)], [keys[k]], [header, bytes], [Array("NX".utf8)]]))
-                sizes.append(bytes.count)
+                encoded.append(EncodedChunk(prefix: chain[i], level: level, bytes: bytes))
                 storedBytes += bytes.count
                 byLevel[String(level), default: 0] += bytes.count
             }
             if !missingAny { deduplicated += 1 }
         }
+        var extra: [RedisCluster.Command] = []
         if let last = ranges.last, last.count < chunkTokens {
             let parent = chain.count > 1 ? chain[chain.count - 2] : root
-            let key = TierKeys.partials(parent: parent)
-            commands.append(RedisCluster.Command("SADD", key: key, [Array(String(last.count).utf8)]))
-            sizes.append(-1)
+            extra.append(RedisCluster.Command("SADD", key: TierKeys.partials(parent: parent), [Array(String(last.count).utf8)]))
         }
         let json = Array(try JSONEncoder().encode(namespace))
-        commands.append(RedisCluster.Command("HSETNX", key: TierKeys.namespaces, [Array(root.hex.utf8), json]))
-        sizes.append(-1)
+        extra.append(RedisCluster.Command("HSETNX", key: TierKeys.namespaces, [Array(root.hex.utf8), json]))
+        let outcome = try writeChunks(encoded, extra: extra)
+        namespaceCache.withLock { $0 = nil }
+        return PutReport(contextID: chain.last!.hex, tokens: context.tokens.count, chunks: chain.count,
+                         deduplicatedChunks: deduplicated, blobsWritten: outcome.written, bytesWritten: outcome.bytesWritten,
+                         storedBytes: storedBytes, storedBytesByLevel: byLevel, inputBytes: context.kv.bytes.count,
+                         alreadyStored: deduplicated == chain.count)
+    }
 
-        let waitCommand: [[[UInt8]]] = waitReplicas > 0 ? [[Array("WAIT".utf8)], [Array(String(waitReplicas).utf8)], [Array(String(waitTimeoutMs).utf8)]] : []
-        var written = 0, bytesWritten = 0, already = 0, full = 0, under = 0
+    /// One chunk encoding for `writeChunks`.
+    public struct EncodedChunk: Sendable {
+        public var prefix: Hash32
+        public var level: UInt8
+        public var bytes: [UInt8]
+        public init(prefix: Hash32, level: UInt8, bytes: [UInt8]) { self.prefix = prefix; self.level = level; self.bytes = bytes }
+    }
+
+    public struct WriteOutcome: Sendable, Equatable {
+        public var written = 0
+        public var bytesWritten = 0
+        public var alreadyStored = 0
+        public var skippedFull = 0
+    }
+
+    /// Stores container bytes under (prefix hash, level) with `SET … NX` (idempotent), plus the
+    /// `extra` bookkeeping commands, in pipelined rounds of about 64 MiB (one batch per master
+    /// each, in parallel), each followed by `WAIT` when `waitReplicas` is set. OOM ("tier full")
+    /// skips the write and counts it; any other server error is thrown after the round.
+    public func writeChunks(_ chunks: [EncodedChunk], extra: [RedisCluster.Command] = []) throws -> WriteOutcome {
+        var commands: [RedisCluster.Command] = []
+        var sizes: [Int] = []
+        for c in chunks {
+            let key = TierKeys.chunk(prefix: c.prefix, level: c.level)
+            let header = TierRecordHeader(payload: c.bytes, level: c.level).encoded()
+            commands.append(RedisCluster.Command(key: key, args: [[Array("SET".utf8)], [key], [header, c.bytes], [Array("NX".utf8)]]))
+            sizes.append(c.bytes.count)
+        }
+        commands += extra
+        sizes += Array(repeating: -1, count: extra.count)
+        let wait: [[[UInt8]]] = waitReplicas > 0 ? [[Array("WAIT".utf8)], [Array(String(waitReplicas).utf8)], [Array(String(waitTimeoutMs).utf8)]] : []
+        var out = WriteOutcome()
+        var under = 0
         var firstError: String?
-        // Bounded rounds (about 64 MiB each), so a huge context is not one giant write.
         var start = 0
         while start < commands.count {
             var end = start, batchBytes = 0
             while end < commands.count, end == start || batchBytes < 64 << 20 { batchBytes += max(0, sizes[end]); end += 1 }
-            let (replies, tails) = try cluster.run(Array(commands[start..<end]), perNodeTail: waitCommand.isEmpty ? [] : [waitCommand])
-            for (k, reply) in replies.enumerated() where sizes[start + k] >= 0 {
+            let (replies, tails) = try cluster.run(Array(commands[start..<end]), perNodeTail: wait.isEmpty ? [] : [wait])
+            for (k, reply) in replies.enumerated() {
+                let size = sizes[start + k]
                 switch reply {
-                case .simple: written += 1; bytesWritten += sizes[start + k]
-                case .null: already += 1
-                case .error(let e) where e.hasPrefix("OOM"): full += 1
+                case .simple where size >= 0: out.written += 1; out.bytesWritten += size
+                case .null where size >= 0: out.alreadyStored += 1
+                case .error(let e) where e.hasPrefix("OOM"): if size >= 0 { out.skippedFull += 1 }
                 case .error(let e): firstError = firstError ?? e
-                default: firstError = firstError ?? "unexpected SET reply \(reply)"
+                default: break
                 }
             }
             for reply in tails.values { if case .integer(let n) = reply.last, n < waitReplicas { under += 1 } }
             start = end
         }
         counters.withLock {
-            $0.keysWritten += written; $0.keysAlreadyStored += already
-            $0.writesSkippedFull += full; $0.writesUnderReplicated += under
+            $0.keysWritten += out.written; $0.keysAlreadyStored += out.alreadyStored
+            $0.writesSkippedFull += out.skippedFull; $0.writesUnderReplicated += under
         }
         if let firstError { throw ClusterError.server(firstError) }
-        namespaceCache.withLock { $0 = nil }
-        return PutReport(contextID: chain.last!.hex, tokens: context.tokens.count, chunks: chain.count,
-                         deduplicatedChunks: deduplicated, blobsWritten: written, bytesWritten: bytesWritten,
-                         storedBytes: storedBytes, storedBytesByLevel: byLevel, inputBytes: context.kv.bytes.count,
-                         alreadyStored: deduplicated == chain.count)
+        return out
     }
 
     // MARK: read
@@ -214,14 +243,24 @@ public final class RedisChunkTier: ChunkTier, Sendable {
 
     public func streamBytes(_ chunk: MatchedChunk, level: UInt8) throws -> [UInt8]? {
         guard chunk.record.blob(level: level) != nil else { return nil }
-        let reply = try cluster.call(RedisCluster.Command("GET", key: TierKeys.chunk(prefix: chunk.hash, level: level)))
+        guard let payload = try fetch(prefix: chunk.hash, level: level),
+              let header = try? payload.withUnsafeBytes({ try ChunkHeader.parse($0, available: payload.count - ChunkHeader.size) }),
+              header.level == level, header.tokens == chunk.range.count else {
+            counters.withLock { $0.corruptValues += 1 }
+            return nil
+        }
+        return payload
+    }
+
+    /// The verified container bytes stored under (prefix hash, level); nil when absent, or when
+    /// the value fails its header or SHA-256 check (counted: a miss, never wrong bytes).
+    public func fetch(prefix: Hash32, level: UInt8) throws -> [UInt8]? {
+        let reply = try cluster.call(RedisCluster.Command("GET", key: TierKeys.chunk(prefix: prefix, level: level)))
         guard let value = reply.bytes else {
             counters.withLock { $0.chunkMisses += 1 }
             return nil
         }
-        guard let payload = TierRecordHeader.verifiedPayload(value, level: level),
-              let header = try? payload.withUnsafeBytes({ try ChunkHeader.parse($0, available: payload.count - ChunkHeader.size) }),
-              header.level == level, header.tokens == chunk.range.count else {
+        guard let payload = TierRecordHeader.verifiedPayload(value, level: level) else {
             counters.withLock { $0.corruptValues += 1 }
             return nil
         }
