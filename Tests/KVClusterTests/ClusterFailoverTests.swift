@@ -70,13 +70,15 @@ struct ClusterFailoverTests {
         // Contexts of 64 tokens (4 chunks of 8 KiB at level 0) in families sharing their first
         // chunk, so evictions hit the middle of chains too.
         let family = (0..<16).map { f in (0..<16).map { Int32(f * 100 + $0) } }
-        let perContext = 4 * (8 << 10)
-        let count = 10 * headroom / perContext
         var stored: [[Int32]] = []
-        for c in 0..<count {
+        var count = Int.max
+        var c = 0
+        while c < count {
             let tokens = family[c % family.count] + (0..<48).map { Int32(1_000_000 + c * 48 + $0) }
-            _ = try tier.storeContext(try SyntheticContexts.context(tokens, chunkTokens: 16), namespace: ns, levels: [0], name: "")
+            let report = try tier.storeContext(try SyntheticContexts.context(tokens, chunkTokens: 16), namespace: ns, levels: [0], name: "")
+            if c == 0 { count = 10 * headroom / report.storedBytes }   // 10x what fits, from the measured size
             stored.append(tokens)
+            c += 1
         }
         let evicted = try cluster.infoSum("evicted_keys")
         var full = 0, shorter = 0, none = 0

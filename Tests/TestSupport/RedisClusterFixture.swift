@@ -15,6 +15,7 @@ public final class RedisClusterFixture: @unchecked Sendable {
 
     public struct StartError: Error, CustomStringConvertible {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
     /// `extraConfig`: more `redis-server` arguments for every node (e.g. `["--maxmemory", "8mb"]`).

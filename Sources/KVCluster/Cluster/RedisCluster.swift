@@ -106,7 +106,7 @@ public final class RedisCluster: Sendable {
                     if asking[i] != nil { RESPEncoder.append([[Array("ASKING".utf8)]], to: &bytes); count += 1 }
                     RESPEncoder.append(commands[i].args, to: &bytes); count += 1
                 }
-                for t in perNodeTail { RESPEncoder.append(t, to: &bytes); count += 1 }
+                for t in perNodeTail { RESPEncoder.append(t.map { [$0] }, to: &bytes); count += 1 }
                 let future = connection(node).flatMap { $0.send(encoded: bytes, count: count) }
                 inFlight.append((node, indices, future))
             }

@@ -22,7 +22,7 @@ final class RESPDecoder: ByteToMessageDecoder {
 }
 
 /// A pipelined batch: encoded commands and one promise per reply, in order.
-struct RESPRequest {
+struct RESPRequest: Sendable {
     var bytes: [UInt8]
     var replies: [EventLoopPromise<RESPValue>]
 }

@@ -34,7 +34,7 @@ public final class RedisChunkTier: ChunkTier, Sendable {
     private let namespaceCache = Mutex<(at: ContinuousClock.Instant, list: [Namespace])?>(nil)
 
     public init(cluster: RedisCluster, chunkTokens: Int, waitReplicas: Int = 0, waitTimeoutMs: Int = 1000,
-                probeLevels: [UInt8] = CodecLevel.all) {
+                probeLevels: [UInt8] = Array(CodecLevel.all)) {
         self.cluster = cluster
         self.chunkTokens = chunkTokens
         self.waitReplicas = waitReplicas
@@ -98,7 +98,7 @@ public final class RedisChunkTier: ChunkTier, Sendable {
         extra.append(RedisCluster.Command("HSETNX", key: TierKeys.namespaces, [Array(root.hex.utf8), json]))
         let outcome = try writeChunks(encoded, extra: extra)
         namespaceCache.withLock { $0 = nil }
-        return PutReport(contextID: chain.last!.hex, tokens: context.tokens.count, chunks: chain.count,
+        return PutReport(tierContextID: chain.last!.hex, tokens: context.tokens.count, chunks: chain.count,
                          deduplicatedChunks: deduplicated, blobsWritten: outcome.written, bytesWritten: outcome.bytesWritten,
                          storedBytes: storedBytes, storedBytesByLevel: byLevel, inputBytes: context.kv.bytes.count,
                          alreadyStored: deduplicated == chain.count)
@@ -134,7 +134,7 @@ public final class RedisChunkTier: ChunkTier, Sendable {
         }
         commands += extra
         sizes += Array(repeating: -1, count: extra.count)
-        let wait: [[[UInt8]]] = waitReplicas > 0 ? [[Array("WAIT".utf8)], [Array(String(waitReplicas).utf8)], [Array(String(waitTimeoutMs).utf8)]] : []
+        let wait: [[UInt8]] = waitReplicas > 0 ? [Array("WAIT".utf8), Array(String(waitReplicas).utf8), Array(String(waitTimeoutMs).utf8)] : []
         var out = WriteOutcome()
         var under = 0
         var firstError: String?

@@ -112,3 +112,13 @@ extension ChunkTier {
         return first
     }
 }
+
+extension PutReport {
+    /// A report for a put into another tier.
+    public init(tierContextID contextID: String, tokens: Int, chunks: Int, deduplicatedChunks: Int, blobsWritten: Int,
+                bytesWritten: Int, storedBytes: Int, storedBytesByLevel: [String: Int], inputBytes: Int, alreadyStored: Bool) {
+        self.init(contextID: contextID, tokens: tokens, chunks: chunks, deduplicatedChunks: deduplicatedChunks,
+                  blobsWritten: blobsWritten, bytesWritten: bytesWritten, storedBytes: storedBytes,
+                  storedBytesByLevel: storedBytesByLevel, inputBytes: inputBytes, alreadyStored: alreadyStored)
+    }
+}
