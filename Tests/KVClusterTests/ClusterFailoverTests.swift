@@ -56,26 +56,27 @@ struct ClusterFailoverTests {
     @Test func evictionGivesExactOrShorterPrefixesNeverWrongOnes() throws {
         let cluster = try RedisClusterFixture()
         defer { cluster.stop() }
-        // Each master gets about 1 MiB above what it uses empty, evicting least recently used keys.
+        // Each master gets 2 MiB above what it uses empty (less and Redis' own buffers alone pass
+        // maxmemory: every write is then refused), evicting least recently used keys.
         var headroom = 0
         for port in cluster.masterPorts {
             let info = try cluster.cli(port, ["INFO", "memory"])
             let own = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("used_memory:") }.flatMap { Int($0.split(separator: ":")[1]) } ?? 0
-            try cluster.cli(port, ["CONFIG", "SET", "maxmemory", "\(own + (1 << 20))"])
+            try cluster.cli(port, ["CONFIG", "SET", "maxmemory", "\(own + (2 << 20))"])
             try cluster.cli(port, ["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
-            headroom += 1 << 20
+            headroom += 2 << 20
         }
-        let tier = try cluster.tier(chunkTokens: 16)
-        let ns = Namespace(model: "synthetic", dtype: .f16, shape: SyntheticContexts.shape, chunkTokens: 16)
-        // Contexts of 64 tokens (4 chunks of 8 KiB at level 0) in families sharing their first
-        // chunk, so evictions hit the middle of chains too.
-        let family = (0..<16).map { f in (0..<16).map { Int32(f * 100 + $0) } }
+        let tier = try cluster.tier(chunkTokens: 32)
+        let ns = Namespace(model: "synthetic", dtype: .f16, shape: SyntheticContexts.shape, chunkTokens: 32)
+        // Contexts of 128 tokens (4 chunks of 32 KiB raw) in families sharing their first chunk,
+        // so evictions hit the middle of chains too.
+        let family = (0..<16).map { f in (0..<32).map { Int32(f * 100 + $0) } }
         var stored: [[Int32]] = []
         var count = Int.max
         var c = 0
         while c < count {
-            let tokens = family[c % family.count] + (0..<48).map { Int32(1_000_000 + c * 48 + $0) }
-            let report = try tier.storeContext(try SyntheticContexts.context(tokens, chunkTokens: 16), namespace: ns, levels: [0], name: "")
+            let tokens = family[c % family.count] + (0..<96).map { Int32(1_000_000 + c * 96 + $0) }
+            let report = try tier.storeContext(try SyntheticContexts.context(tokens, chunkTokens: 32), namespace: ns, levels: [0], name: "")
             if c == 0 { count = 10 * headroom / report.storedBytes }   // 10x what fits, from the measured size
             stored.append(tokens)
             c += 1
@@ -84,14 +85,15 @@ struct ClusterFailoverTests {
         var full = 0, shorter = 0, none = 0
         for tokens in stored {
             guard let got = try tier.getContext(tokens, namespace: ns, level: 0) else { none += 1; continue }
-            let expected = try SyntheticContexts.context(Array(tokens[0..<got.match.tokens]), chunkTokens: 16)
+            let expected = try SyntheticContexts.context(Array(tokens[0..<got.match.tokens]), chunkTokens: 32)
             #expect(got.context.kv == expected.kv, "prefix of \(got.match.tokens) tokens holds other bytes")
             #expect(got.context.tokens == Array(tokens[0..<got.match.tokens]))
             if got.match.tokens == tokens.count { full += 1 } else { shorter += 1 }
         }
-        print("eviction: \(count) contexts into ~\(headroom >> 20) MiB: \(evicted) keys evicted; lookups: \(full) whole, \(shorter) shorter, \(none) none")
+        print("eviction: \(count) contexts into ~\(headroom >> 20) MiB: \(evicted) keys evicted, \(tier.stats.writesSkippedFull) writes refused; lookups: \(full) whole, \(shorter) shorter, \(none) none")
         #expect(evicted > 0)
-        #expect(shorter + none > 0)
+        #expect(full > 0)               // the most recently stored contexts are whole
+        #expect(shorter + none > 0)     // and most of the rest are not
         #expect(tier.stats.corruptValues == 0)
     }
 }

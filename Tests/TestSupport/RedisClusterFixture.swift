@@ -58,14 +58,18 @@ public final class RedisClusterFixture: @unchecked Sendable {
         try waitUntilHealthy(seconds: 60)
     }
 
-    /// Waits until every live node says `cluster_state:ok` and sees 3 masters with a replica each.
+    /// Waits until every node says `cluster_state:ok` and every master has a replica whose
+    /// replication link is up (so `WAIT 1` can be acknowledged).
     public func waitUntilHealthy(seconds: Double) throws {
-        try waitFor("cluster_state:ok with 3 replicas on every node", seconds: seconds) {
+        try waitFor("cluster_state:ok and every replica's link up", seconds: seconds) {
             for port in livePorts {
                 guard try cli(port, ["CLUSTER", "INFO"]).contains("cluster_state:ok") else { return false }
-                let nodes = try cli(port, ["CLUSTER", "NODES"]).split(separator: "\n")
-                let replicas = nodes.filter { $0.contains("slave") && !$0.contains("fail") }
-                guard replicas.count >= min(3, livePorts.count - 3) else { return false }
+                let replication = try cli(port, ["INFO", "replication"])
+                if replication.contains("role:master") {
+                    guard !replication.contains("connected_slaves:0") else { return false }
+                } else {
+                    guard replication.contains("master_link_status:up"), replication.contains("master_sync_in_progress:0") else { return false }
+                }
             }
             return true
         }

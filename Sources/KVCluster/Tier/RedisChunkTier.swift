@@ -243,8 +243,8 @@ public final class RedisChunkTier: ChunkTier, Sendable {
 
     public func streamBytes(_ chunk: MatchedChunk, level: UInt8) throws -> [UInt8]? {
         guard chunk.record.blob(level: level) != nil else { return nil }
-        guard let payload = try fetch(prefix: chunk.hash, level: level),
-              let header = try? payload.withUnsafeBytes({ try ChunkHeader.parse($0, available: payload.count - ChunkHeader.size) }),
+        guard let payload = try fetch(prefix: chunk.hash, level: level) else { return nil }
+        guard let header = try? payload.withUnsafeBytes({ try ChunkHeader.parse($0, available: payload.count - ChunkHeader.size) }),
               header.level == level, header.tokens == chunk.range.count else {
             counters.withLock { $0.corruptValues += 1 }
             return nil
