@@ -117,6 +117,7 @@ public final class RedisCluster: Sendable {
             for (node, indices, future) in inFlight {
                 let replies: [RESPValue]
                 do { replies = try future.wait() } catch {
+                    if case ClusterError.server = error { throw error }   // AUTH refused: retrying cannot help
                     drop(node)
                     lastProblem = "\(node): \(error)"
                     retry = true; refresh = true
