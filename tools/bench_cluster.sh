@@ -9,8 +9,10 @@ shift || true
 bin=${KVSTORE_BIN:-.build/release/kvstore}
 base=${REDIS_BASE_PORT:-27100}
 dir=$(mktemp -d /tmp/kvstore-bench-cluster.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
+cleanup() {
+    for f in "$dir"/*/redis.pid; do [ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true; done
+    rm -rf "$dir"
+}
 trap cleanup EXIT
 
 nodes=()
@@ -19,8 +21,7 @@ for i in 0 1 2 3 4 5; do
     mkdir -p "$dir/$port"
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/$port" --logfile "$dir/$port/redis.log" \
         --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" --cluster-node-timeout 5000 \
-        --appendonly no --save '' --daemonize no --protected-mode no &
-    pids+=($!)
+        --appendonly no --save '' --daemonize yes --pidfile "$dir/$port/redis.pid" --protected-mode no
     nodes+=("127.0.0.1:$port")
 done
 for n in "${nodes[@]}"; do

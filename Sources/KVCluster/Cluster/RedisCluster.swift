@@ -169,15 +169,6 @@ public final class RedisCluster: Sendable {
         return reply
     }
 
-    /// The same command on every master (e.g. `INFO memory`), by node.
-    public func onEveryMaster(_ args: [[UInt8]]) throws -> [String: RESPValue] {
-        let nodes = try currentMap().nodes.sorted()
-        let futures = nodes.map { node in connection(node).flatMap { $0.send([args]) } }
-        var out: [String: RESPValue] = [:]
-        for (node, f) in zip(nodes, futures) { out[node] = try f.wait()[0] }
-        return out
-    }
-
     // MARK: map and connections
 
     func currentMap() throws -> SlotMap {
