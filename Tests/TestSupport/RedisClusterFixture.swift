@@ -150,17 +150,32 @@ public final class RedisClusterFixture: @unchecked Sendable {
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    /// `n` loopback ports that are free along with their cluster bus ports (port + 10000).
+    /// `n` loopback ports that are free along with their cluster bus ports (port + 10000), never
+    /// handed out twice in this process (suites start clusters concurrently).
     public static func freePorts(_ n: Int) throws -> [Int] {
-        var out: [Int] = []
-        var attempts = 0
-        while out.count < n {
-            attempts += 1
-            guard attempts < 1000 else { throw StartError(description: "no free loopback ports") }
-            let p = Int.random(in: 20000...50000)
-            if !out.contains(p), !out.contains(p + 10000), isFree(p), isFree(p + 10000) { out.append(p) }
+        try handedOut.withLock { used in
+            var out: [Int] = []
+            var attempts = 0
+            while out.count < n {
+                attempts += 1
+                guard attempts < 1000 else { throw StartError(description: "no free loopback ports") }
+                let p = Int.random(in: 20000...50000)
+                let taken = used.contains(p) || used.contains(p + 10000) || used.contains(p - 10000)
+                if !taken, isFree(p), isFree(p + 10000) { out.append(p); used.insert(p); used.insert(p + 10000) }
+            }
+            return out
         }
-        return out
+    }
+    private static let handedOut = LockedPorts()
+
+    final class LockedPorts: @unchecked Sendable {
+        private let lock = NSLock()
+        private var used = Set<Int>()
+        func withLock<T>(_ body: (inout Set<Int>) throws -> T) rethrows -> T {
+            lock.lock()
+            defer { lock.unlock() }
+            return try body(&used)
+        }
     }
 
     static func isFree(_ port: Int) -> Bool {
