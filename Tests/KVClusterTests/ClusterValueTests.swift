@@ -1,6 +1,8 @@
 import KVCluster
+import KVCodec
 import KVRESP
 import KVStore
+import KVTensor
 import Testing
 
 /// Pure parts of the cluster tier: hash slots, slot maps, record headers, URLs.
@@ -39,15 +41,17 @@ struct ClusterValueTests {
         #expect(throws: ClusterError.self) { _ = try SlotMap(clusterSlots: .simple("OK"), fallbackHost: "h") }
     }
 
-    @Test func recordHeaderRoundTripAndRejections() {
-        let payload: [UInt8] = Array(0..<200).map { UInt8($0 % 251) }
+    @Test func recordHeaderRoundTripAndRejections() throws {
+        let kv = try KVTensor(shape: KVShape(layers: 1, kvHeads: 1, headDim: 8), tokens: 8, dtype: .f16,
+                              floats: (0..<128).map { Float($0 % 17) / 4 })
+        let payload = try ChunkContainer.encode(kv, level: 2)
         let value = TierRecordHeader(payload: payload, level: 2).encoded() + payload
         #expect(value.count == TierRecordHeader.size + payload.count)
         #expect(TierRecordHeader.verifiedPayload(value, level: 2) == payload)
         #expect(TierRecordHeader.verifiedPayload(value, level: 0) == nil)               // another level's record
         #expect(TierRecordHeader.verifiedPayload(Array(value.dropLast()), level: 2) == nil)   // truncated
         var flipped = value
-        flipped[100] ^= 1
+        flipped[flipped.count - 3] ^= 1
         #expect(TierRecordHeader.verifiedPayload(flipped, level: 2) == nil)             // payload changed
         var badMagic = value
         badMagic[0] = 0
