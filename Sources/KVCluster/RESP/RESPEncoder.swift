@@ -3,9 +3,9 @@ public enum RESPEncoder {
     /// Appends `args` as one command. An argument may be given in parts (e.g. a record header and
     /// the container bytes) so large values are copied once, into `out`.
     public static func append(_ args: [[[UInt8]]], to out: inout [UInt8]) {
-        out.append(contentsOf: header(UInt8(ascii: "*"), args.count))
+        header(UInt8(ascii: "*"), args.count, to: &out)
         for parts in args {
-            out.append(contentsOf: header(UInt8(ascii: "$"), parts.reduce(0) { $0 + $1.count }))
+            header(UInt8(ascii: "$"), parts.reduce(0) { $0 + $1.count }, to: &out)
             for p in parts { out.append(contentsOf: p) }
             out.append(13); out.append(10)
         }
@@ -17,5 +17,17 @@ public enum RESPEncoder {
         return out
     }
 
-    static func header(_ type: UInt8, _ n: Int) -> [UInt8] { [type] + Array(String(n).utf8) + [13, 10] }
+    /// `type`, the decimal digits of `n` (≥ 0) and CRLF, without allocating (hot in pipelines).
+    static func header(_ type: UInt8, _ n: Int, to out: inout [UInt8]) {
+        out.append(type)
+        var divisor = 1
+        while divisor <= n / 10 { divisor *= 10 }
+        var rest = n
+        repeat {
+            out.append(UInt8(48 + rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        } while divisor > 0
+        out.append(13); out.append(10)
+    }
 }

@@ -209,9 +209,15 @@ public final class RedisChunkTier: ChunkTier, Sendable {
     /// Stored levels of each (namespace, prefix hash), from the record headers (`GETRANGE 0 47`).
     func probe(_ keys: [Hash32]) throws -> [[LevelBlob]] {
         let levels = probeLevels
-        let commands = keys.flatMap { h in
-            levels.map { RedisCluster.Command("GETRANGE", key: TierKeys.chunk(prefix: h, level: $0),
-                                              [Array("0".utf8), Array(String(TierRecordHeader.size - 1).utf8)]) }
+        let name = Array("GETRANGE".utf8), zero = Array("0".utf8), last = Array(String(TierRecordHeader.size - 1).utf8)
+        var commands: [RedisCluster.Command] = []
+        commands.reserveCapacity(keys.count * levels.count)
+        for h in keys {
+            let stem = TierKeys.chunkStem(prefix: h)
+            for level in levels {
+                let key = stem + Array(String(level).utf8)
+                commands.append(RedisCluster.Command(key: key, args: [[name], [key], [zero], [last]]))
+            }
         }
         let replies = try cluster.run(commands).replies
         return keys.indices.map { i in

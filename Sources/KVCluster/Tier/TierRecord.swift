@@ -74,8 +74,11 @@ public enum TierKeys {
     /// this is a key per (namespace, prefix hash, level) and tenants are apart by construction,
     /// exactly as in the embedded index, which keys chunk records by prefix hash alone.
     public static func chunk(prefix: Hash32, level: UInt8) -> [UInt8] {
-        Array("\(Self.prefix):c:\(prefix.hex):\(level)".utf8)
+        chunkStem(prefix: prefix) + Array(String(level).utf8)
     }
+
+    /// `kvs:1:c:<prefix hash>:`, the part of a chunk key shared by its levels.
+    static func chunkStem(prefix: Hash32) -> [UInt8] { Array("\(Self.prefix):c:\(prefix.hex):".utf8) }
 
     /// The lengths of stored partial (last, short) chunks after `parent`: a set of decimal strings.
     public static func partials(parent: Hash32) -> [UInt8] {

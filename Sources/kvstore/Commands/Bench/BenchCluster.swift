@@ -71,7 +71,7 @@ struct BenchCluster: ParsableCommand {
         let readSeconds = readTimes.sorted()[readTimes.count / 2]
         let mb = Double(totalBytes) / 1e6
         print("values: \(encoded.count) chunks of \(chunkTokens) tokens at level 0, mean \(valueBytes) bytes (+\(TierRecordHeader.size) header)")
-        print(String(format: "tier read (GET + SHA-256 check, one chunk at a time): %.0f MB/s (median of %d passes of %.1f MB)", mb / readSeconds, passes, mb))
+        print(String(format: "tier read (GET + header and XXH64 check, one chunk at a time): %.0f MB/s (median of %d passes of %.1f MB)", mb / readSeconds, passes, mb))
         print(String(format: "tier write (SET NX, pipelined per master, masters in parallel): %.0f MB/s (%.1f MB)", mb / putSeconds, mb))
 
         // redis-benchmark at the same value size, one connection, no pipelining (like one stream).
