@@ -27,7 +27,7 @@ public final class RedisChunkTier: ChunkTier, Sendable {
         public var writesUnderReplicated = 0
         public var chunkHits = 0
         public var chunkMisses = 0
-        /// Values whose header or SHA-256 did not match: treated as misses.
+        /// Values whose record header or container checksum did not match: treated as misses.
         public var corruptValues = 0
     }
     private let counters = Mutex(Counters())
@@ -259,7 +259,7 @@ public final class RedisChunkTier: ChunkTier, Sendable {
     }
 
     /// The verified container bytes stored under (prefix hash, level); nil when absent, or when
-    /// the value fails its header or SHA-256 check (counted: a miss, never wrong bytes).
+    /// the value fails its header or container checksum check (counted: a miss, never wrong bytes).
     public func fetch(prefix: Hash32, level: UInt8) throws -> [UInt8]? {
         let reply = try cluster.call(RedisCluster.Command("GET", key: TierKeys.chunk(prefix: prefix, level: level)))
         guard let value = reply.bytes else {
@@ -286,7 +286,7 @@ extension RedisChunkTier {
             ("kvstore_cluster_writes_under_replicated_total", "Write rounds acknowledged by fewer replicas than --cluster-wait-replicas.", c.writesUnderReplicated),
             ("kvstore_cluster_chunk_hits_total", "Chunks matched in the cluster by lookups.", c.chunkHits),
             ("kvstore_cluster_chunk_misses_total", "Cluster lookups that stopped before the query's end, and reads of evicted chunks.", c.chunkMisses),
-            ("kvstore_cluster_corrupt_values_total", "Cluster values whose header or SHA-256 did not match (served as misses).", c.corruptValues),
+            ("kvstore_cluster_corrupt_values_total", "Cluster values whose header or container checksum did not match (served as misses).", c.corruptValues),
             ("kvstore_cluster_redirects_total", "MOVED/ASK redirects followed.", k.redirects),
             ("kvstore_cluster_retries_total", "Retry rounds while nodes were down or the cluster failing over.", k.retries),
             ("kvstore_cluster_map_refreshes_total", "Slot map refreshes (CLUSTER SLOTS).", k.mapRefreshes),

@@ -3,8 +3,9 @@ import KVCodec
 import KVStore
 
 /// The value stored under one cluster key (schemas/cluster-tier.md): a 48-byte header, then the
-/// chunk container bytes. The header names the payload's SHA-256, so a reader re-hashes and
-/// treats any mismatch (torn, truncated or foreign value) as a miss.
+/// chunk container bytes. The header names the payload's SHA-256 (its blob id); a reader checks the
+/// header and the container's own checksum and treats any mismatch (torn, truncated or foreign
+/// value) as a miss.
 ///
 ///     0  magic "KVTR"   4  version u8 (1)   5  level u8   6  reserved u16 (0)
 ///     8  payload length u64 LE   16  payload SHA-256 (32 bytes)   48  payload
