@@ -53,8 +53,16 @@ let package = Package(
         // The codec and stream reader behind @_cdecl functions (the header in include/ is documentation
         // for C callers and the Python package; Swift does not compile it).
         .target(name: "KVStoreC", dependencies: ["KVCodec", "KVTensor", "KVTransport"], exclude: ["include"]),
+        // RESP2 parser and encoder: pure value types, no dependencies (so the fuzz build is small).
+        .target(name: "KVRESP", path: "Sources/KVCluster/RESP"),
+        // The Redis Cluster tier: NIO client (connections, slot map, redirects) and the tier on it.
+        .target(name: "KVCluster", dependencies: [
+            "KVRESP", "KVStore", "KVCodec", "KVTensor",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], exclude: ["RESP"]),
         .executableTarget(name: "kvstore", dependencies: [
-            "KVStore", "KVCodec", "KVTensor", "KVTransport", "KVServer",
+            "KVStore", "KVCodec", "KVTensor", "KVTransport", "KVServer", "KVCluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -64,6 +72,8 @@ let package = Package(
         .executableTarget(name: "DecoderFuzz", dependencies: ["KVCodec", "KVTensor"], path: "Fuzz/DecoderFuzz"),
         // libFuzzer target for what clients send: safetensors files, JSON token queries, stream frames.
         .executableTarget(name: "ParserFuzz", dependencies: ["KVTensor", "KVTransport"], path: "Fuzz/ParserFuzz"),
+        // libFuzzer target for the RESP parser (tools/fuzz_resp.sh).
+        .executableTarget(name: "RESPFuzz", dependencies: ["KVRESP"], path: "Fuzz/RESPFuzz"),
 
         // Fixtures, scratch directories and a runner for the real binary, shared by the test targets.
         .target(name: "TestSupport", dependencies: ["KVTensor"], path: "Tests/TestSupport"),
@@ -71,6 +81,9 @@ let package = Package(
         .testTarget(name: "KVCodecTests", dependencies: ["KVCodec", "KVTensor", "TestSupport"]),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "KVCodec", "KVTensor", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["kvstore", "KVStore", "KVTensor", "TestSupport"]),
+        .testTarget(name: "KVClusterTests", dependencies: [
+            "kvstore", "KVCluster", "KVRESP", "KVStore", "KVCodec", "KVTensor", "KVTransport", "TestSupport",
+        ]),
         .testTarget(name: "KVTransportTests", dependencies: ["KVTransport", "KVCodec", "KVTensor"]),
         .testTarget(name: "KVServerTests", dependencies: [
             "KVServer", "KVTransport", "KVStore", "KVCodec", "KVTensor", "TestSupport",

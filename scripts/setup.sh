@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 missing=()
-for pkg in liblmdb-dev libzstd-dev zstd iproute2; do
+# redis-server, redis-tools: the Redis Cluster tier's tests start a real 6-node cluster (redis-cli --cluster).
+for pkg in liblmdb-dev libzstd-dev zstd iproute2 redis-server redis-tools; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: Swift tests, the Python tools' tests, and a bounded decoder fuzz run.
+# The whole test suite: Swift tests, the Python tools' tests, and bounded decoder and RESP parser fuzz runs.
 # Fails when any runner fails or when a runner ran no test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,4 +29,5 @@ status=$?
 [ $status -eq 0 ] || exit 1
 
 if [ -x tools/fuzz_decoder.sh ]; then tools/fuzz_decoder.sh || exit 1; fi
+if [ -x tools/fuzz_resp.sh ]; then tools/fuzz_resp.sh || exit 1; fi
 echo "all tests passed"

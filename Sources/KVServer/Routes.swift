@@ -10,6 +10,8 @@ import Synchronization
 /// The HTTP API (schemas/openapi.yaml) over one store.
 public final class KVService: Sendable {
     public let store: ChunkStore
+    /// Where chunks are stored and read: the store itself, or a cluster tier (docs/cluster.md).
+    public let tier: any ChunkTier
     public let config: ServerConfiguration
     public let metrics = ServerMetrics()
     /// Memory that uploads in progress may hold together (`ServerConfiguration.maxUploadInflightBytes`).
@@ -17,17 +19,18 @@ public final class KVService: Sendable {
     /// Last measured bandwidth per tenant (bytes/s): the next stream's prior.
     private let priors = Mutex<[String: Double]>([:])
 
-    public init(store: ChunkStore, config: ServerConfiguration) {
+    public init(store: ChunkStore, config: ServerConfiguration, tier: (any ChunkTier)? = nil) {
         self.store = store
+        self.tier = tier ?? store
         self.config = config
         self.uploadBudget = UploadBudget(limit: config.maxUploadInflightBytes)
     }
 
     public func addRoutes(to router: Router<ServeContext>) {
         router.get("/healthz") { _, _ in try Self.json(["status": "ok"]) }
-        router.get("/metrics") { [metrics] _, _ in
+        router.get("/metrics") { [metrics, tier] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render())))
+                     body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render() + tier.metricsText)))
         }
         router.post("/v1/contexts") { request, context in try await self.upload(request, context: context) }
         router.post("/v1/lookup") { request, context in try await self.lookup(request, context: context) }
@@ -62,7 +65,7 @@ public final class KVService: Sendable {
             let ctx = try file.context()
             let model = queryModel ?? ctx.metadata["model"]!
             let namespace = store.namespace(for: ctx, model: model, salt: context.tenant.salt)
-            return try store.put(ctx, namespace: namespace, levels: levels, name: name)
+            return try tier.storeContext(ctx, namespace: namespace, levels: levels, name: name)
         }
         afterPut(logger: context.logger)
         return try Self.json(report, status: .created)
@@ -99,7 +102,7 @@ public final class KVService: Sendable {
     /// The tenant's namespaces the query could mean (one model and dtype), empty on a miss. Only the
     /// tenant's own namespaces are considered, so another tenant's data can never change the answer.
     func namespaces(for query: TokenBody, tenant: Tenant) throws -> [Namespace] {
-        do { return try store.resolveNamespaces(model: query.model, dtype: query.dtype, salt: tenant.salt) }
+        do { return try tier.resolveNamespaces(model: query.model, dtype: query.dtype, salt: tenant.salt) }
         catch StoreError.notFound { return [] }
         catch StoreError.invalidInput { throw APIError.badRequest("several models are stored; pass model and dtype") }
     }
@@ -109,7 +112,7 @@ public final class KVService: Sendable {
         let body = try await request.collectBody(upTo: config.maxQueryBytes)
         let query = try TokenBody.parse(request, body: body)
         let start = ContinuousClock.now
-        let found = try store.longestMatch(query.tokens, in: namespaces(for: query, tenant: context.tenant))
+        let found = try tier.longestPrefix(query.tokens, in: namespaces(for: query, tenant: context.tenant))
         metrics.observeLookup(seconds: (ContinuousClock.now - start).seconds)
         return (query, found?.namespace, found?.match ?? .none)
     }
@@ -151,7 +154,7 @@ public final class KVService: Sendable {
         var prepareMs: Double?
         if encoding != "stored" {
             payloads = try match.chunks.map { chunk in
-                guard let stored = try store.chunkBytes(chunk) else { throw APIError(.conflict, "the prefix changed during the request") }
+                guard let stored = try tier.fetchBytes(chunk) else { throw APIError(.conflict, "the prefix changed during the request") }
                 let raw = try ChunkContainer.encode(try ChunkContainer.decode(stored), level: 0, codec: RawCodec())
                 return encoding == "raw" ? raw : try Zstd.compress(raw, level: 3)
             }
@@ -169,10 +172,10 @@ public final class KVService: Sendable {
             encoding: encoding == "stored" ? nil : encoding, prepareMs: prepareMs)
         let tenant = context.tenant.name
         let prior = hint ?? priors.withLock { $0[tenant] } ?? config.priorBitsPerSecond / 8
-        let sender = StreamSender(store: store, match: match, controller: controller, header: header, started: started, payloads: payloads,
+        let sender = StreamSender(store: tier, match: match, controller: controller, header: header, started: started, payloads: payloads,
                                   prior: prior, config: config, metrics: metrics,
                                   probe: DeliveryProbe(channel: context.channel))
-        store.recordAccess(match)
+        tier.recordAccess(match)
         return Response(status: .ok, headers: [.contentType: StreamSender.contentType],
                         body: ResponseBody { writer in
                             let estimate = try await sender.send(to: &writer)

@@ -7,7 +7,7 @@ import KVTransport
 struct StreamSender: Sendable {
     static let contentType = "application/x-kvstore-frames"
 
-    let store: ChunkStore
+    let store: any ChunkTier
     let match: PrefixMatch
     let controller: LevelController
     let header: StreamHeader

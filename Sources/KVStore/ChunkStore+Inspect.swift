@@ -77,24 +77,6 @@ extension ChunkStore {
         }
     }
 
-    /// The base namespaces (no adapter) of `salt` that a token-only query could mean: one model and
-    /// dtype, possibly several shapes (stores written before a model id was bound to one shape may
-    /// hold more than one; each is a separate chain, so the caller looks up in all of them).
-    public func resolveNamespaces(model: String?, dtype: DType?, salt: String? = nil) throws -> [Namespace] {
-        let candidates = try namespaces().filter {
-            (model == nil || $0.model == model) && (dtype == nil || $0.dtype == dtype) && $0.adapter == nil
-                && $0.salt == salt && $0.chunkTokens == chunkTokens
-        }
-        guard !candidates.isEmpty else {
-            throw StoreError.notFound(model.map { "nothing stored for model \($0)" } ?? "the store is empty")
-        }
-        let families = Set(candidates.map { "\($0.model) \($0.dtype.rawValue)" })
-        guard families.count == 1 else {
-            throw StoreError.invalidInput("the store holds several models (\(families.sorted().joined(separator: ", "))); pass --model and --dtype")
-        }
-        return candidates.sorted { $0.root.hex < $1.root.hex }
-    }
-
     /// The namespace among `spaces` holding the longest stored prefix of `tokens`, with its match.
     public func longestMatch(_ tokens: [Int32], in spaces: [Namespace], adapter: AdapterSpan? = nil) throws -> (namespace: Namespace, match: PrefixMatch)? {
         var best: (namespace: Namespace, match: PrefixMatch)?

@@ -1,4 +1,5 @@
 import ArgumentParser
+import KVCluster
 import KVStore
 import KVTensor
 
@@ -27,6 +28,7 @@ struct Get: AsyncParsableCommand {
     @OptionGroup var vllm: VLLMOptions
     @OptionGroup var remoteOptions: RemoteOptions
     @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var clusterOptions: ClusterOptions
     @OptionGroup var out: OutputOptions
 
     struct Report: Encodable {
@@ -51,7 +53,12 @@ struct Get: AsyncParsableCommand {
         if !segmentOptions.segments.isEmpty { return try getSegments(dtype: dtype) }
         let query = try TokenQuery.parse(tokens!)
         let adapter = try reuse.adapter()
-        let store = try storeOptions.open()
+        // With a cluster the local store is its cache (or unused in cluster mode): made on first use.
+        let store = try storeOptions.open(create: clusterOptions.cluster != nil)
+        if let tier = try clusterOptions.tier(store: store, background: false) {
+            guard adapter == nil else { throw ValidationError("--cluster reads plain contexts (no aLoRA adapters)") }
+            return try getFromTier(tier, query: query, dtype: dtype)
+        }
         let spaces: [Namespace]
         do { spaces = try store.resolveNamespaces(model: model, dtype: dtype, salt: reuse.tenant) } catch StoreError.notFound(let why) {
             out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) { "no stored prefix: \(why)" }
@@ -60,6 +67,30 @@ struct Get: AsyncParsableCommand {
         let bar = ProgressBar("get", enabled: !out.json)
         let namespace = try store.longestMatch(query, in: spaces, adapter: adapter)?.namespace ?? spaces[0]
         guard let (context, match) = try store.get(query, namespace: namespace, adapter: adapter, level: level, progress: bar.update) else {
+            out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) {
+                "no stored prefix for the query (0 of \(query.count) tokens)"
+            }
+            throw Exit.miss
+        }
+        try Safetensors.write(context, to: output)
+        out.emit(Report(matchedTokens: match.tokens, queryTokens: query.count, chunks: match.chunks.count, output: output)) {
+            "matched \(match.tokens) of \(query.count) tokens (\(match.chunks.count) chunks) -> \(output)"
+        }
+    }
+}
+
+extension Get {
+    /// `get` through a cluster tier: the same answers and exit statuses as from the local store.
+    func getFromTier(_ tier: any ChunkTier, query: [Int32], dtype: DType?) throws {
+        let spaces: [Namespace]
+        do { spaces = try tier.resolveNamespaces(model: model, dtype: dtype, salt: reuse.tenant) } catch StoreError.notFound(let why) {
+            out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) { "no stored prefix: \(why)" }
+            throw Exit.miss
+        }
+        let namespace = try tier.longestPrefix(query, in: spaces)?.namespace ?? spaces[0]
+        let got = try (tier as? CachedChunkTier)?.getContextFilling(query, namespace: namespace, level: level)
+            ?? tier.getContext(query, namespace: namespace, level: level)
+        guard let (context, match) = got else {
             out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) {
                 "no stored prefix for the query (0 of \(query.count) tokens)"
             }

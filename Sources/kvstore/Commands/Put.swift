@@ -25,6 +25,7 @@ struct Put: ParsableCommand {
     @OptionGroup var segmentOptions: SegmentPutOptions
     @OptionGroup var vllm: VLLMOptions
     @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var clusterOptions: ClusterOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -38,12 +39,22 @@ struct Put: ParsableCommand {
         let store = try storeOptions.open(create: true)
         try storeProfile(in: store, for: ctx, model: model)
         let namespace = store.namespace(for: ctx, model: model, salt: reuse.tenant)
+        if let tier = try clusterOptions.tier(store: store, background: false) {
+            guard adapter == nil, vllm.hashing(salt: reuse.tenant) == nil else {
+                throw ValidationError("--cluster stores plain contexts (no aLoRA adapters or vLLM hashes)")
+            }
+            return emit(try tier.storeContext(ctx, namespace: namespace, levels: levels, name: name))
+        }
         let bar = ProgressBar("put", enabled: !output.json)
         var report = try store.put(ctx, namespace: namespace, adapter: adapter, levels: levels,
                                    name: name, progress: bar.update)
         if let hashing = vllm.hashing(salt: reuse.tenant) {
             report.vllmBlocks = try store.indexVLLM(ctx.tokens, namespace: namespace, adapter: adapter, hashing: hashing)
         }
+        emit(report)
+    }
+
+    func emit(_ report: PutReport) {
         output.emit(report) {
             """
             stored context \(report.contextID.prefix(16)) (\(report.tokens) tokens, \(report.chunks) chunks)\(report.alreadyStored ? ", already stored" : "")

@@ -41,6 +41,7 @@ struct Serve: AsyncParsableCommand {
     var portFile: String?
 
     @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var clusterOptions: ClusterOptions
 
     func run() async throws {
         var config = ServerConfiguration()
@@ -60,7 +61,8 @@ struct Serve: AsyncParsableCommand {
         guard (0..<1).contains(deadlineSafety) else { throw ValidationError("--deadline-safety must be in 0..<1") }
         config.deadlineSafety = deadlineSafety
         do { try config.validate() } catch let e as ServeError { throw ValidationError(e.description) }
-        let service = KVService(store: try storeOptions.open(create: true), config: config)
+        let store = try storeOptions.open(create: true)
+        let service = KVService(store: store, config: config, tier: try clusterOptions.tier(store: store, background: true))
         let host = config.host, portFile = portFile, tenants = config.tokens?.count
         let app = try service.application { bound in
             if let portFile { try? FileIO.writeAtomically([Array("\(bound)\n".utf8)], to: portFile, tempDirectory: FileIO.directoryOf(portFile)) }

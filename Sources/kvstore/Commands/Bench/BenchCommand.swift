@@ -4,5 +4,5 @@ import ArgumentParser
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure the store (run from a release build).",
-        subcommands: [BenchLookup.self, BenchCodec.self, BenchGC.self, BenchStream.self])
+        subcommands: [BenchLookup.self, BenchCodec.self, BenchGC.self, BenchStream.self, BenchCluster.self])
 }

@@ -1,0 +1,302 @@
+import Foundation
+import KVCodec
+import KVRESP
+import KVStore
+import KVTensor
+import Synchronization
+
+/// The Redis Cluster tier (schemas/cluster-tier.md): one key per (namespace, prefix hash, level)
+/// holding a record header and the container bytes, written with `SET … NX`. Capacity and
+/// eviction belong to Redis (`maxmemory` + an LRU/LFU policy); a chunk evicted from the middle of
+/// a chain shortens later matches and never mixes data, since each key commits to its whole prefix.
+public final class RedisChunkTier: ChunkTier, Sendable {
+    public let cluster: RedisCluster
+    public let chunkTokens: Int
+    /// After a write, `WAIT` for this many replicas per master (0: do not wait).
+    public let waitReplicas: Int
+    public let waitTimeoutMs: Int
+    /// Levels a lookup probes for each chunk.
+    public let probeLevels: [UInt8]
+
+    public struct Counters: Sendable, Equatable {
+        public var keysWritten = 0
+        public var keysAlreadyStored = 0
+        /// Writes Redis refused with OOM (maxmemory reached, policy noeviction): skipped, not failed.
+        public var writesSkippedFull = 0
+        /// Writes acknowledged by fewer replicas than `waitReplicas` within the timeout.
+        public var writesUnderReplicated = 0
+        public var chunkHits = 0
+        public var chunkMisses = 0
+        /// Values whose record header or container checksum did not match: treated as misses.
+        public var corruptValues = 0
+    }
+    private let counters = Mutex(Counters())
+    private let namespaceCache = Mutex<(at: ContinuousClock.Instant, list: [Namespace])?>(nil)
+
+    public init(cluster: RedisCluster, chunkTokens: Int, waitReplicas: Int = 0, waitTimeoutMs: Int = 1000,
+                probeLevels: [UInt8] = Array(CodecLevel.all)) {
+        self.cluster = cluster
+        self.chunkTokens = chunkTokens
+        self.waitReplicas = waitReplicas
+        self.waitTimeoutMs = waitTimeoutMs
+        self.probeLevels = probeLevels
+    }
+
+    public var stats: Counters { counters.withLock { $0 } }
+
+    // MARK: write
+
+    public func storeContext(_ context: KVContext, namespace: Namespace, levels: [UInt8], name: String) throws -> PutReport {
+        guard !context.tokens.isEmpty else { throw StoreError.invalidInput("context holds no tokens") }
+        guard namespace.chunkTokens == chunkTokens, namespace.adapter == nil else {
+            throw StoreError.invalidInput("the cluster tier stores plain \(chunkTokens)-token namespaces (no adapters)")
+        }
+        guard namespace.shape == context.kv.shape, namespace.dtype == context.kv.dtype else {
+            throw StoreError.invalidInput("namespace shape or dtype does not match the context")
+        }
+        let levels = Array(Set(levels)).sorted()
+        guard !levels.isEmpty else { throw StoreError.invalidInput("no levels requested") }
+        for l in levels { _ = try ChunkContainer.codec(forLevel: l) }
+
+        let root = namespace.root
+        let ranges = PrefixChain.chunkRanges(count: context.tokens.count, chunkTokens: chunkTokens)
+        let chain = PrefixChain.hashes(root: root, tokens: context.tokens, chunkTokens: chunkTokens)
+        // One round to see what is stored, so only missing encodings are computed and sent.
+        let keys = chain.indices.flatMap { i in levels.map { TierKeys.chunk(prefix: chain[i], level: $0) } }
+        let present = try cluster.run(keys.map { RedisCluster.Command("STRLEN", key: $0) }).replies.map {
+            if case .integer(let n) = $0 { return Int(n) }
+            return 0
+        }
+
+        var encoded: [EncodedChunk] = []
+        var byLevel: [String: Int] = [:]
+        var storedBytes = 0
+        var deduplicated = 0
+        for i in chain.indices {
+            var missingAny = false
+            for (j, level) in levels.enumerated() {
+                let n = present[i * levels.count + j] - TierRecordHeader.size
+                if n > 0 {
+                    storedBytes += n
+                    byLevel[String(level), default: 0] += n
+                    continue
+                }
+                missingAny = true
+                let bytes = try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level)
+                encoded.append(EncodedChunk(prefix: chain[i], level: level, bytes: bytes))
+                storedBytes += bytes.count
+                byLevel[String(level), default: 0] += bytes.count
+            }
+            if !missingAny { deduplicated += 1 }
+        }
+        var extra: [RedisCluster.Command] = []
+        if let last = ranges.last, last.count < chunkTokens {
+            let parent = chain.count > 1 ? chain[chain.count - 2] : root
+            extra.append(RedisCluster.Command("SADD", key: TierKeys.partials(parent: parent), [Array(String(last.count).utf8)]))
+        }
+        let json = Array(try JSONEncoder().encode(namespace))
+        extra.append(RedisCluster.Command("HSETNX", key: TierKeys.namespaces, [Array(root.hex.utf8), json]))
+        let outcome = try writeChunks(encoded, extra: extra)
+        namespaceCache.withLock { $0 = nil }
+        return PutReport(tierContextID: chain.last!.hex, tokens: context.tokens.count, chunks: chain.count,
+                         deduplicatedChunks: deduplicated, blobsWritten: outcome.written, bytesWritten: outcome.bytesWritten,
+                         storedBytes: storedBytes, storedBytesByLevel: byLevel, inputBytes: context.kv.bytes.count,
+                         alreadyStored: deduplicated == chain.count)
+    }
+
+    /// One chunk encoding for `writeChunks`.
+    public struct EncodedChunk: Sendable {
+        public var prefix: Hash32
+        public var level: UInt8
+        public var bytes: [UInt8]
+        public init(prefix: Hash32, level: UInt8, bytes: [UInt8]) { self.prefix = prefix; self.level = level; self.bytes = bytes }
+    }
+
+    public struct WriteOutcome: Sendable, Equatable {
+        public var written = 0
+        public var bytesWritten = 0
+        public var alreadyStored = 0
+        public var skippedFull = 0
+    }
+
+    /// Stores container bytes under (prefix hash, level) with `SET … NX` (idempotent), plus the
+    /// `extra` bookkeeping commands, in pipelined rounds of about 64 MiB (one batch per master
+    /// each, in parallel), each followed by `WAIT` when `waitReplicas` is set. OOM ("tier full")
+    /// skips the write and counts it; any other server error is thrown after the round.
+    public func writeChunks(_ chunks: [EncodedChunk], extra: [RedisCluster.Command] = []) throws -> WriteOutcome {
+        var commands: [RedisCluster.Command] = []
+        var sizes: [Int] = []
+        for c in chunks {
+            let key = TierKeys.chunk(prefix: c.prefix, level: c.level)
+            let header = TierRecordHeader(payload: c.bytes, level: c.level).encoded()
+            commands.append(RedisCluster.Command(key: key, args: [[Array("SET".utf8)], [key], [header, c.bytes], [Array("NX".utf8)]]))
+            sizes.append(c.bytes.count)
+        }
+        commands += extra
+        sizes += Array(repeating: -1, count: extra.count)
+        let wait: [[UInt8]] = waitReplicas > 0 ? [Array("WAIT".utf8), Array(String(waitReplicas).utf8), Array(String(waitTimeoutMs).utf8)] : []
+        var out = WriteOutcome()
+        var under = 0
+        var firstError: String?
+        var start = 0
+        while start < commands.count {
+            var end = start, batchBytes = 0
+            while end < commands.count, end == start || batchBytes < 64 << 20 { batchBytes += max(0, sizes[end]); end += 1 }
+            let (replies, tails) = try cluster.run(Array(commands[start..<end]), perNodeTail: wait.isEmpty ? [] : [wait])
+            for (k, reply) in replies.enumerated() {
+                let size = sizes[start + k]
+                switch reply {
+                case .simple where size >= 0: out.written += 1; out.bytesWritten += size
+                case .null where size >= 0: out.alreadyStored += 1
+                case .error(let e) where e.hasPrefix("OOM"): if size >= 0 { out.skippedFull += 1 }
+                case .error(let e): firstError = firstError ?? e
+                default: break
+                }
+            }
+            for reply in tails.values { if case .integer(let n) = reply.last, n < waitReplicas { under += 1 } }
+            start = end
+        }
+        counters.withLock {
+            $0.keysWritten += out.written; $0.keysAlreadyStored += out.alreadyStored
+            $0.writesSkippedFull += out.skippedFull; $0.writesUnderReplicated += under
+        }
+        if let firstError { throw ClusterError.server(firstError) }
+        return out
+    }
+
+    // MARK: read
+
+    public func namespaces() throws -> [Namespace] {
+        if let c = namespaceCache.withLock({ $0 }), ContinuousClock.now - c.at < .seconds(1) { return c.list }
+        let reply = try cluster.call(RedisCluster.Command("HGETALL", key: TierKeys.namespaces))
+        guard case .array(let items) = reply else { throw ClusterError.badReply("HGETALL: \(reply)") }
+        var list: [Namespace] = []
+        for pair in stride(from: 1, to: items.count, by: 2) {
+            // An unreadable entry is skipped: it can only hide a namespace, never show a wrong one.
+            if let b = items[pair].bytes, let n = try? JSONDecoder().decode(Namespace.self, from: Data(b)),
+               items[pair - 1].string == n.root.hex { list.append(n) }
+        }
+        namespaceCache.withLock { $0 = (ContinuousClock.now, list) }
+        return list
+    }
+
+    /// One pipelined round (one batch per master, all in parallel) reads the record headers of
+    /// every chunk of the query at every probed level; the match ends at the first chunk with none.
+    /// A miss then looks for a shorter stored partial chunk after the last match (a second round).
+    public func longestPrefix(_ tokens: [Int32], namespace: Namespace) throws -> PrefixMatch {
+        guard !tokens.isEmpty, namespace.chunkTokens == chunkTokens else { return .none }
+        let root = namespace.root
+        let ranges = PrefixChain.chunkRanges(count: tokens.count, chunkTokens: chunkTokens)
+        let chain = PrefixChain.hashes(root: root, tokens: tokens, chunkTokens: chunkTokens)
+        let headers = try probe(chain)
+        var chunks: [MatchedChunk] = []
+        for i in chain.indices {
+            guard !headers[i].isEmpty else { break }
+            let parent = i == 0 ? root : chain[i - 1]
+            chunks.append(MatchedChunk(tierHash: chain[i], record: ChunkRecord(tierChunk: parent, position: i, tokens: ranges[i].count, levels: headers[i]), range: ranges[i]))
+        }
+        if chunks.count < chain.count {
+            let i = chunks.count
+            let parent = i == 0 ? root : chain[i - 1]
+            if let partial = try bestPartial(tokens: tokens, parent: parent, position: ranges[i].lowerBound, below: ranges[i].count) {
+                chunks.append(partial)
+            }
+        }
+        counters.withLock { $0.chunkHits += chunks.count; $0.chunkMisses += chunks.count < chain.count ? 1 : 0 }
+        return PrefixMatch(chunks: chunks)
+    }
+
+    /// Stored levels of each (namespace, prefix hash), from the record headers (`GETRANGE 0 47`).
+    func probe(_ keys: [Hash32]) throws -> [[LevelBlob]] {
+        let levels = probeLevels
+        let name = Array("GETRANGE".utf8), zero = Array("0".utf8), last = Array(String(TierRecordHeader.size - 1).utf8)
+        var commands: [RedisCluster.Command] = []
+        commands.reserveCapacity(keys.count * levels.count)
+        for h in keys {
+            let stem = TierKeys.chunkStem(prefix: h)
+            for level in levels {
+                let key = stem + Array(String(level).utf8)
+                commands.append(RedisCluster.Command(key: key, args: [[name], [key], [zero], [last]]))
+            }
+        }
+        let replies = try cluster.run(commands).replies
+        return keys.indices.map { i in
+            levels.enumerated().compactMap { j, level in
+                guard let b = replies[i * levels.count + j].bytes, !b.isEmpty else { return nil }
+                guard let h = TierRecordHeader.parse(b), h.level == level else {
+                    counters.withLock { $0.corruptValues += 1 }
+                    return nil
+                }
+                return LevelBlob(level: level, blob: h.sha256, byteCount: h.length)
+            }
+        }
+    }
+
+    func bestPartial(tokens: [Int32], parent: Hash32, position: Int, below limit: Int) throws -> MatchedChunk? {
+        let reply = try cluster.call(RedisCluster.Command("SMEMBERS", key: TierKeys.partials(parent: parent)))
+        guard case .array(let items) = reply else { return nil }
+        let lengths = Set(items.compactMap { $0.string.flatMap(Int.init) }).filter { $0 > 0 && $0 < limit && $0 < chunkTokens }.sorted(by: >)
+        guard !lengths.isEmpty else { return nil }
+        let hashes = lengths.map { PrefixChain.next(parent, tokens: tokens[position..<(position + $0)]) }
+        let headers = try probe(hashes)
+        for (k, n) in lengths.enumerated() where !headers[k].isEmpty {
+            let position = position / chunkTokens
+            return MatchedChunk(tierHash: hashes[k], record: ChunkRecord(tierChunk: parent, position: position, tokens: n, levels: headers[k]),
+                                range: (position * chunkTokens)..<(position * chunkTokens + n))
+        }
+        return nil
+    }
+
+    public func streamBytes(_ chunk: MatchedChunk, level: UInt8) throws -> [UInt8]? {
+        guard chunk.record.blob(level: level) != nil else { return nil }
+        guard let payload = try fetch(prefix: chunk.hash, level: level) else { return nil }
+        guard let header = try? payload.withUnsafeBytes({ try ChunkHeader.parse($0, available: payload.count - ChunkHeader.size) }),
+              header.level == level, header.tokens == chunk.range.count else {
+            counters.withLock { $0.corruptValues += 1 }
+            return nil
+        }
+        return payload
+    }
+
+    /// The verified container bytes stored under (prefix hash, level); nil when absent, or when
+    /// the value fails its header or container checksum check (counted: a miss, never wrong bytes).
+    public func fetch(prefix: Hash32, level: UInt8) throws -> [UInt8]? {
+        let reply = try cluster.call(RedisCluster.Command("GET", key: TierKeys.chunk(prefix: prefix, level: level)))
+        guard let value = reply.bytes else {
+            counters.withLock { $0.chunkMisses += 1 }
+            return nil
+        }
+        guard let payload = TierRecordHeader.verifiedPayload(value, level: level) else {
+            counters.withLock { $0.corruptValues += 1 }
+            return nil
+        }
+        return payload
+    }
+
+    public func recordAccess(_ match: PrefixMatch) {}   // Redis keeps its own LRU/LFU clock per key.
+}
+
+extension RedisChunkTier {
+    public var metricsText: String {
+        let c = stats, k = cluster.counters
+        return TierMetrics.render([
+            ("kvstore_cluster_keys_written_total", "Chunk records written to the cluster (SET NX stored).", c.keysWritten),
+            ("kvstore_cluster_keys_already_stored_total", "Chunk records found already stored (SET NX no-op).", c.keysAlreadyStored),
+            ("kvstore_cluster_writes_skipped_full_total", "Chunk writes skipped because the cluster was full (OOM).", c.writesSkippedFull),
+            ("kvstore_cluster_writes_under_replicated_total", "Write rounds acknowledged by fewer replicas than --cluster-wait-replicas.", c.writesUnderReplicated),
+            ("kvstore_cluster_chunk_hits_total", "Chunks matched in the cluster by lookups.", c.chunkHits),
+            ("kvstore_cluster_chunk_misses_total", "Cluster lookups that stopped before the query's end, and reads of evicted chunks.", c.chunkMisses),
+            ("kvstore_cluster_corrupt_values_total", "Cluster values whose header or container checksum did not match (served as misses).", c.corruptValues),
+            ("kvstore_cluster_redirects_total", "MOVED/ASK redirects followed.", k.redirects),
+            ("kvstore_cluster_retries_total", "Retry rounds while nodes were down or the cluster failing over.", k.retries),
+            ("kvstore_cluster_map_refreshes_total", "Slot map refreshes (CLUSTER SLOTS).", k.mapRefreshes),
+        ])
+    }
+}
+
+/// Prometheus counter lines.
+enum TierMetrics {
+    static func render(_ counters: [(String, String, Int)]) -> String {
+        counters.map { "# HELP \($0.0) \($0.1)\n# TYPE \($0.0) counter\n\($0.0) \($0.2)\n" }.joined()
+    }
+}

@@ -1,0 +1,136 @@
+import KVCodec
+import KVTensor
+
+/// Where a node's chunk records and container bytes live, behind the operations the server and
+/// the CLI use: store a context's chunks (one encoding per (namespace, prefix hash, level)), list
+/// namespaces, find the longest stored prefix of a chain of prefix hashes, and fetch one chunk's
+/// bytes. Implementations: the embedded tier (`ChunkStore`: LMDB + blob files), the Redis Cluster
+/// tier and the embedded tier as a cache in front of it (module KVCluster, docs/cluster.md).
+///
+/// Prefix hashes commit to the namespace root (`PrefixChain`), so every tier keeps tenants apart
+/// the same way: a namespace is only ever reached through its own root.
+public protocol ChunkTier: AnyObject, Sendable {
+    var chunkTokens: Int { get }
+    /// Encodes `context` at `levels` and stores every chunk not stored yet (idempotent).
+    func storeContext(_ context: KVContext, namespace: Namespace, levels: [UInt8], name: String) throws -> PutReport
+    /// Namespaces with stored chunks (what `/v1/lookup` chooses among).
+    func namespaces() throws -> [Namespace]
+    /// The longest stored prefix of `tokens`: chunks up to the first miss.
+    func longestPrefix(_ tokens: [Int32], namespace: Namespace) throws -> PrefixMatch
+    /// A matched chunk's container bytes at `level`, checked; nil when it is gone since the lookup
+    /// or not stored at that level.
+    func streamBytes(_ chunk: MatchedChunk, level: UInt8) throws -> [UInt8]?
+    /// Best-effort access bookkeeping after a read (LRU for the embedded tier's gc).
+    func recordAccess(_ match: PrefixMatch)
+    /// Prometheus text lines of the tier's own counters (appended to `/metrics`).
+    var metricsText: String { get }
+}
+
+extension ChunkTier {
+    public var metricsText: String { "" }
+
+    /// The bytes of `chunk` at `level`, or at its best stored level when nil.
+    public func fetchBytes(_ chunk: MatchedChunk, level: UInt8? = nil) throws -> [UInt8]? {
+        guard let l = level ?? chunk.record.best?.level else { return nil }
+        return try streamBytes(chunk, level: l)
+    }
+
+    /// The KV of the longest stored prefix of `tokens` (as `ChunkStore.get`), or nil on a miss.
+    public func getContext(_ tokens: [Int32], namespace: Namespace, level: UInt8? = nil) throws -> (context: KVContext, match: PrefixMatch)? {
+        var match = try longestPrefix(tokens, namespace: namespace)
+        var parts: [KVTensor] = []
+        for (i, chunk) in match.chunks.enumerated() {
+            guard let bytes = try fetchBytes(chunk, level: level) else {
+                match.chunks.removeSubrange(i...)
+                match.tokens = chunk.range.lowerBound
+                break
+            }
+            let tensor = try ChunkContainer.decode(bytes)
+            guard tensor.tokens == chunk.range.count, tensor.shape == namespace.shape, tensor.dtype == namespace.dtype else {
+                throw StoreError.corruptBlob("chunk \(chunk.record.position) decodes to \(tensor.tokens) tokens of \(tensor.shape) \(tensor.dtype.rawValue)")
+            }
+            parts.append(tensor)
+        }
+        guard !parts.isEmpty else { return nil }
+        recordAccess(match)
+        let kv = try KVTensor.concatenate(parts)
+        return (try KVContext(kv: kv, tokens: Array(tokens[0..<match.tokens]), metadata: ["model": namespace.model]), match)
+    }
+}
+
+/// The embedded tier is the store itself.
+extension ChunkStore: ChunkTier {
+    public func storeContext(_ context: KVContext, namespace: Namespace, levels: [UInt8], name: String) throws -> PutReport {
+        try put(context, namespace: namespace, levels: levels, name: name)
+    }
+
+    public func longestPrefix(_ tokens: [Int32], namespace: Namespace) throws -> PrefixMatch {
+        try lookup(tokens, namespace: namespace, adapter: nil)
+    }
+}
+
+extension LevelBlob {
+    public init(level: UInt8, blob: Hash32, byteCount: Int) {
+        self.init(level: level, blob: blob, bytes: byteCount)
+    }
+}
+
+extension ChunkRecord {
+    /// A record for a chunk held by another tier: no refcounts or access times (those are the
+    /// embedded index's bookkeeping; the other tier's capacity policy replaces them).
+    public init(tierChunk parent: Hash32, position: Int, tokens: Int, levels: [LevelBlob]) {
+        self.init(parent: parent, position: position, tokens: tokens, created: 0, lastAccess: 0, refs: 0, levels: levels)
+    }
+}
+
+extension MatchedChunk {
+    public init(tierHash hash: Hash32, record: ChunkRecord, range: Range<Int>) {
+        self.init(hash: hash, record: record, range: range)
+    }
+}
+
+extension PrefixMatch {
+    public init(chunks: [MatchedChunk]) {
+        self.init(tokens: chunks.last?.range.upperBound ?? 0, chunks: chunks)
+    }
+}
+
+extension ChunkTier {
+    /// The plain namespaces (no adapter) of `salt` that a token-only query could mean: one model and
+    /// dtype, possibly several shapes (stores written before a model id was bound to one shape may
+    /// hold more than one; each is a separate chain, so the caller looks up in all of them).
+    public func resolveNamespaces(model: String?, dtype: DType?, salt: String? = nil) throws -> [Namespace] {
+        let candidates = try namespaces().filter {
+            (model == nil || $0.model == model) && (dtype == nil || $0.dtype == dtype) && $0.adapter == nil
+                && $0.salt == salt && $0.chunkTokens == chunkTokens
+        }
+        guard !candidates.isEmpty else {
+            throw StoreError.notFound(model.map { "nothing stored for model \($0)" } ?? "the store is empty")
+        }
+        let families = Set(candidates.map { "\($0.model) \($0.dtype.rawValue)" })
+        guard families.count == 1 else {
+            throw StoreError.invalidInput("the store holds several models (\(families.sorted().joined(separator: ", "))); pass --model and --dtype")
+        }
+        return candidates.sorted { $0.root.hex < $1.root.hex }
+    }
+
+    /// The namespace among `spaces` holding the longest stored prefix of `tokens`, with its match.
+    public func longestPrefix(_ tokens: [Int32], in spaces: [Namespace]) throws -> (namespace: Namespace, match: PrefixMatch)? {
+        var best: (namespace: Namespace, match: PrefixMatch)?
+        for space in spaces {
+            let m = try longestPrefix(tokens, namespace: space)
+            if m.tokens > (best?.match.tokens ?? 0) { best = (space, m) }
+        }
+        return best
+    }
+}
+
+extension PutReport {
+    /// A report for a put into another tier.
+    public init(tierContextID contextID: String, tokens: Int, chunks: Int, deduplicatedChunks: Int, blobsWritten: Int,
+                bytesWritten: Int, storedBytes: Int, storedBytesByLevel: [String: Int], inputBytes: Int, alreadyStored: Bool) {
+        self.init(contextID: contextID, tokens: tokens, chunks: chunks, deduplicatedChunks: deduplicatedChunks,
+                  blobsWritten: blobsWritten, bytesWritten: bytesWritten, storedBytes: storedBytes,
+                  storedBytesByLevel: storedBytesByLevel, inputBytes: inputBytes, alreadyStored: alreadyStored)
+    }
+}

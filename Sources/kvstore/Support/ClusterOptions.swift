@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import KVCluster
+import KVStore
+
+/// `--cluster` and friends, shared by serve, put and get (docs/cluster.md).
+struct ClusterOptions: ParsableArguments {
+    @Option(help: "Redis Cluster seed nodes: redis://[user:password@]HOST:PORT[,HOST:PORT...]. Chunks are then stored in and read from the cluster.")
+    var cluster: String?
+
+    @Option(help: "ACL user for the cluster (default: the URL's, else the default user).")
+    var clusterUser: String?
+
+    @Option(help: "Password for the cluster (default: the URL's, else $KVSTORE_CLUSTER_PASSWORD).")
+    var clusterPassword: String?
+
+    @Option(help: "cache: the local store is a read-through cache in front of the cluster (writes go to both); cluster: the cluster only.")
+    var clusterMode: Mode = .cache
+
+    @Option(help: "After each write, WAIT for this many replicas per master (0: do not wait).")
+    var clusterWaitReplicas = 0
+
+    @Option(help: "Per-command timeout in milliseconds (a failover retries for up to 20 s on top).")
+    var clusterTimeoutMs = 5000
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable {
+        case cache, cluster
+    }
+
+    /// The tier to use with `store`, or nil without --cluster. `background`: cluster writes in
+    /// cache mode leave the response path (serve); a one-shot command waits for them.
+    func tier(store: ChunkStore, background: Bool) throws -> (any ChunkTier)? {
+        guard let cluster else { return nil }
+        let url: ClusterURL
+        do { url = try ClusterURL(cluster) } catch { throw ValidationError("--cluster: \(error)") }
+        let password = clusterPassword ?? url.password ?? ProcessInfo.processInfo.environment["KVSTORE_CLUSTER_PASSWORD"]
+        let user = clusterUser ?? url.user
+        if user != nil, password == nil { throw ValidationError("--cluster-user needs a password") }
+        guard (0...16).contains(clusterWaitReplicas) else { throw ValidationError("--cluster-wait-replicas must be in 0...16") }
+        guard clusterTimeoutMs > 0 else { throw ValidationError("--cluster-timeout-ms must be positive") }
+        var config = RedisCluster.Configuration(seeds: url.seeds, credentials: password.map { .init(user: user, password: $0) })
+        config.commandTimeoutMs = Int64(clusterTimeoutMs)
+        let remote = RedisChunkTier(cluster: try RedisCluster(config), chunkTokens: store.chunkTokens, waitReplicas: clusterWaitReplicas)
+        switch clusterMode {
+        case .cluster: return remote
+        case .cache: return CachedChunkTier(local: store, remote: remote, backgroundWrites: background)
+        }
+    }
+}
