@@ -87,8 +87,9 @@ import TestSupport
         let name = try TestSupport.run(["put", fixture, "--store", store, "--name", "x\ny"])
         #expect(name.status == 1 && name.stderr.contains("context name"), "\(name.stderr)")
         #expect(try TestSupport.run(["put", fixture, "--store", store, "--name", "fine name"]).status == 0)
-        let ls = try TestSupport.run(["ls", "--store", store])
-        #expect(ls.status == 0 && ls.stdout.split(separator: "\n").count == 2, "\(ls.stdout)")
+        let ls = try TestSupport.run(["ls", "--store", store, "--json"])
+        let listed = try #require(try JSONSerialization.jsonObject(with: Data(ls.stdout.utf8)) as? [[String: Any]])
+        #expect(listed.compactMap { $0["name"] as? String } == ["fine name"], "\(ls.stdout)")
         #expect(try TestSupport.run(["fsck", "--store", store]).status == 0)
     }
 
