@@ -144,7 +144,7 @@ public final class Sidecar: Sendable {
         let head = HeadLatch()
         let sent = ContinuousClock.now
         let storedCount = stored?.tokens.count ?? 0
-        let traceBefore = trace
+        let traceBefore = trace, holding = releaseHolding
         Task {
             var trace = traceBefore
             var firstByte: Double?
@@ -166,7 +166,7 @@ public final class Sidecar: Sendable {
             trace.steps.append(("response", total))
             metrics.observe("first_byte", seconds: firstByte ?? total)
             metrics.observe("response", seconds: total)
-            await self.afterResponse(prompt: prompt, stored: storedCount, slot: slot, holding: releaseHolding, trace: &trace)
+            await self.afterResponse(prompt: prompt, stored: storedCount, slot: slot, holding: holding, trace: &trace)
             logger.info("\(trace.line)")
         }
         let (status, type) = try await head.value()

@@ -34,8 +34,8 @@ extension Sidecar {
             return Response(status: .badGateway, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: message)))
         }
         var headers: HTTPFields = [:]
-        if !forwarded.contentType.isEmpty, let name = HTTPField.Name("Content-Type") { headers[name] = forwarded.contentType }
-        if let name = HTTPField.Name("X-KVStore-Restored-Tokens") { headers[name] = String(forwarded.restoredTokens) }
+        if !forwarded.contentType.isEmpty { headers[.contentType] = forwarded.contentType }
+        if let name = HTTPFields.Element.Name("X-KVStore-Restored-Tokens") { headers[name] = String(forwarded.restoredTokens) }
         return Response(status: HTTPResponse.Status(code: forwarded.status), headers: headers,
                         body: ResponseBody(asyncSequence: forwarded.body))
     }
