@@ -34,7 +34,10 @@ public final class LlamaServerProcess: @unchecked Sendable {
         return dir + "/SmolLM2-135M-Instruct.Q4_1.gguf"
     }()
 
-    public struct Failure: Error, CustomStringConvertible { public var description: String }
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
+    }
 
     /// Starts llama-server and waits until it answers /health.
     public init(slots: Int = 2, context: Int = 4096, flashAttention: Bool = false, extra: [String] = []) async throws {
