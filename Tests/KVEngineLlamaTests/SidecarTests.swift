@@ -6,16 +6,17 @@ import KVTensor
 import TestSupport
 import Testing
 
-/// The sidecar in front of the real llama-server with SmolLM2 and an embedded store of 128-token chunks.
+/// The sidecar in front of the real llama-server with SmolLM2 and an embedded store of 64-token chunks.
 @Suite(.serialized) struct SidecarTests {
-    /// 512 tokens of a real text (four whole chunks) and two different follow-ups.
+    /// 256 tokens of a real text (four whole chunks) and two follow-ups that differ from their first
+    /// token (so llama.cpp's own cache reuses exactly the document in both).
     static func prompts(_ server: LlamaServerProcess) async throws -> (doc: [Int], a: [Int], b: [Int]) {
         let text = try String(contentsOfFile: TestSupport.repositoryRoot + "/tools/texts/emma_ch1.txt", encoding: .utf8)
         let tokens = try await server.call("/tokenize", ["content": text, "add_special": true])["tokens"] as! [Int]
         func tail(_ s: String) async throws -> [Int] { try await server.call("/tokenize", ["content": s])["tokens"] as! [Int] }
-        let doc = Array(tokens.prefix(512))
+        let doc = Array(tokens.prefix(256))
         return (doc, doc + (try await tail("\n\nQuestion: Who is Emma's governess?\nAnswer:")),
-                doc + (try await tail("\n\nIn one sentence, what is this chapter about?")))
+                doc + (try await tail(" In one sentence, what is this chapter about?")))
     }
 
     static func greedy(_ prompt: [Int]) -> [String: Any] {
@@ -61,24 +62,24 @@ import Testing
         try await Self.eraseSlots(server)
 
         // Through the sidecar: prompt a stores its whole chunks; a fresh sidecar restores them for b.
-        let store = try ChunkStore(root: storeDir, chunkTokens: 128)
+        let store = try ChunkStore(root: storeDir, chunkTokens: 64)
         let first = try await Sidecar.start(engineURL: server.url, slotSavePath: server.slotDirectory, source: .embedded(store, levels: [0]))
         let cold = try await Self.complete(first, Self.greedy(a))
         #expect(cold.restored == 0)
-        try await Self.waitUntil("the store") { first.metrics.storedTokens >= 512 }
+        try await Self.waitUntil("the store") { first.metrics.storedTokens >= 256 }
         #expect(first.metrics.fallbacks.isEmpty)
 
         // The stored KV is llama.cpp's own, bit for bit.
         let own = try LlamaSlotFile.read(server.slotDirectory + "/own.bin", shape: first.model.kvShape)
-        let ns = Namespace(model: first.model.identity, dtype: .f16, shape: first.model.kvShape, chunkTokens: 128)
+        let ns = Namespace(model: first.model.identity, dtype: .f16, shape: first.model.kvShape, chunkTokens: 64)
         let stored = try #require(try store.get(b.map(Int32.init), namespace: ns))
-        #expect(stored.context.tokens.count == 512)
-        #expect(stored.context.kv == own.state.kv.slice(tokens: 0..<512))
+        #expect(stored.context.tokens.count == 256)
+        #expect(stored.context.kv == own.state.kv.slice(tokens: 0..<256))
 
         try await Self.eraseSlots(server)
         let second = try await Sidecar.start(engineURL: server.url, slotSavePath: server.slotDirectory, source: .embedded(store, levels: [0]))
         let warm = try await Self.complete(second, Self.greedy(b))
-        #expect(warm.restored == 512)
+        #expect(warm.restored == 256)
         #expect(warm.text == reference)
         #expect(!reference.isEmpty)
         #expect(second.metrics.fallbacks.isEmpty)
@@ -91,10 +92,10 @@ import Testing
         let storeDir = TestSupport.scratchDirectory("sidecar-store")
         defer { TestSupport.removeTree(storeDir) }
         let (_, a, b) = try await Self.prompts(server)
-        let store = try ChunkStore(root: storeDir, chunkTokens: 128)
+        let store = try ChunkStore(root: storeDir, chunkTokens: 64)
         let sidecar = try await Sidecar.start(engineURL: server.url, slotSavePath: server.slotDirectory, source: .embedded(store, levels: [0]))
         _ = try await Self.complete(sidecar, Self.greedy(a))
-        try await Self.waitUntil("the store") { sidecar.metrics.storedTokens >= 512 }
+        try await Self.waitUntil("the store") { sidecar.metrics.storedTokens >= 256 }
 
         // Plain prefill of b, straight to llama-server.
         try await Self.eraseSlots(server)
@@ -124,10 +125,10 @@ import Testing
         let storeDir = TestSupport.scratchDirectory("sidecar-store")
         defer { TestSupport.removeTree(storeDir) }
         let (doc, a, b) = try await Self.prompts(server)
-        let store = try ChunkStore(root: storeDir, chunkTokens: 128)
+        let store = try ChunkStore(root: storeDir, chunkTokens: 64)
         let loader = try await Sidecar.start(engineURL: server.url, slotSavePath: server.slotDirectory, source: .embedded(store, levels: [0]))
         _ = try await Self.complete(loader, Self.greedy(doc + [13]))
-        try await Self.waitUntil("the store") { loader.metrics.storedTokens >= 512 }
+        try await Self.waitUntil("the store") { loader.metrics.storedTokens >= 256 }
 
         // One at a time first, each from a clean engine, for the expected answers.
         let sidecar = try await Sidecar.start(engineURL: server.url, slotSavePath: server.slotDirectory, source: .embedded(store, levels: [0]))
@@ -144,7 +145,7 @@ import Testing
         async let one = Self.complete(sidecar, Self.greedy(a))
         async let two = Self.complete(sidecar, Self.greedy(b).merging(["stream": true]) { $1 })
         let (r1, r2) = try await (one, two)
-        #expect(r1.restored == 512 && r2.restored == 512)
+        #expect(r1.restored == 256 && r2.restored == 256)
         #expect(r1.text == expected[0])
         // The stream is passed through as server-sent events; its pieces join to the same text.
         let events = r2.raw.split(separator: "\n").filter { $0.hasPrefix("data: ") }

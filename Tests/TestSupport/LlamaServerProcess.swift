@@ -53,7 +53,7 @@ public final class LlamaServerProcess: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: server)
         process.arguments = ["-m", Self.modelPath, "--host", "127.0.0.1", "--port", String(port), "-t", "1", "-tb", "1",
                              "-np", String(slots), "-c", String(context), "--slot-save-path", slotDirectory + "/",
-                             "--cache-ram", "0", "-fa", flashAttention ? "on" : "off", "--no-webui"] + extra
+                             "--cache-ram", "0", "--no-repack", "-fa", flashAttention ? "on" : "off", "--no-webui"] + extra
         var env = ProcessInfo.processInfo.environment
         env["LD_LIBRARY_PATH"] = Self.binDirectory
         process.environment = env
