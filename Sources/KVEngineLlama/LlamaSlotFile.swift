@@ -50,3 +50,22 @@ public struct LlamaSlotFile: Sendable, Equatable {
         return try LlamaSlotFile(decoding: bytes, shape: shape)
     }
 }
+
+extension LlamaSlotFile {
+    /// The text tokens a slot file holds. llama-server (this commit) writes its packed
+    /// `server_tokens` state in the token field: -1, version 1, u32 count, the tokens, u32 media
+    /// count (then media chunks); `llama_state_seq_save_file` callers write plain tokens. Both are read;
+    /// media (images, audio) are refused.
+    public func textTokens() throws -> [Int32] {
+        guard tokens.first == -1 else { return tokens }
+        guard tokens.count >= 4, tokens[1] == 1 else {
+            throw LlamaStateError.unsupported("llama-server token state version \(tokens.count > 1 ? tokens[1] : -1)")
+        }
+        let n = Int(UInt32(bitPattern: tokens[2]))
+        guard n <= tokens.count - 4 else { throw LlamaStateError.truncated("token state claims \(n) tokens, \(tokens.count - 4) present") }
+        guard tokens[3 + n] == 0, tokens.count == 4 + n else {
+            throw LlamaStateError.unsupported("the slot holds media chunks (multimodal prompt)")
+        }
+        return Array(tokens[3..<(3 + n)])
+    }
+}

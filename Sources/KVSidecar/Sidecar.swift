@@ -122,7 +122,9 @@ public final class Sidecar: Sendable {
         trace.slot = slot
         var releaseHolding: [Int32]? = prompt
         do {
-            if let stored, stored.tokens.count > commonPrefix(await slots.tokens(of: slot), prompt) {
+            // Always restored, even when the slot may still hold the prefix: llama-server can
+            // clear or reuse slots on its own, so the sidecar's idea of a slot's KV can be stale.
+            if let stored {
                 try await restore(stored, slot: slot, trace: &trace)
                 trace.restoredTokens = stored.tokens.count
                 metrics.addTokens(restored: stored.tokens.count)
@@ -219,10 +221,11 @@ public final class Sidecar: Sendable {
         guard let file else { return }
         do {
             try await step("store", &trace) {
-                guard file.tokens.count >= whole, Array(file.tokens[0..<whole]) == Array(prompt[0..<whole]) else {
+                let saved = try file.textTokens()
+                guard saved.count >= whole, Array(saved[0..<whole]) == Array(prompt[0..<whole]) else {
                     throw SidecarError.engine("the saved slot holds other tokens than the prompt")
                 }
-                let context = try file.state.context(tokens: file.tokens, count: whole, model: model)
+                let context = try file.state.context(tokens: saved, count: whole, model: model)
                 try await source.store(context)
             }
             trace.storedTokens = whole

@@ -37,9 +37,12 @@ import Testing
         #expect(file.state.vTransposed == !flashAttention)
         #expect(file.state.cellCount >= 120 && file.state.isContiguousPrefix)
         #expect(file.encoded() == bytes)
+        // llama-server packs its token state into the token field; the text tokens are the prompt's.
+        let text = try file.textTokens()
+        #expect(text.count == file.state.cellCount + 1 || text.count == file.state.cellCount)
 
         // Through kvstore's tensor and back: the same bytes.
-        let context = try file.state.context(tokens: file.tokens, count: file.state.cellCount, model: model)
+        let context = try file.state.context(tokens: text, count: file.state.cellCount, model: model)
         #expect(context.metadata["model"] == model.identity)
         #expect(context.kv.shape == model.kvShape && context.kv.dtype == .f16)
         let rebuilt = LlamaSlotFile(tokens: file.tokens, state: try LlamaSequenceState(context: context, layout: LlamaEngineLayout(of: file.state)))

@@ -34,9 +34,10 @@ import Testing
         return (text, forwarded.restoredTokens, raw)
     }
 
-    static func waitUntil(_ what: String, _ condition: () -> Bool) async throws {
+    static func waitUntil(_ what: String, _ sidecar: Sidecar, _ condition: () -> Bool) async throws {
         let deadline = Date().addingTimeInterval(300)
         while !condition() {
+            guard sidecar.metrics.fallbacks.isEmpty else { throw LlamaServerProcess.Failure(description: "fallback while waiting for \(what): \(sidecar.metrics.fallbacks)") }
             guard Date() < deadline else { throw LlamaServerProcess.Failure(description: "timed out waiting for \(what)") }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -66,7 +67,7 @@ import Testing
         let first = try await Sidecar.start(engineURL: server.url, slotSavePath: server.slotDirectory, source: .embedded(store, levels: [0]))
         let cold = try await Self.complete(first, Self.greedy(a))
         #expect(cold.restored == 0)
-        try await Self.waitUntil("the store") { first.metrics.storedTokens >= 256 }
+        try await Self.waitUntil("the store", first) { first.metrics.storedTokens >= 256 }
         #expect(first.metrics.fallbacks.isEmpty)
 
         // The stored KV is llama.cpp's own, bit for bit.
@@ -95,7 +96,7 @@ import Testing
         let store = try ChunkStore(root: storeDir, chunkTokens: 64)
         let sidecar = try await Sidecar.start(engineURL: server.url, slotSavePath: server.slotDirectory, source: .embedded(store, levels: [0]))
         _ = try await Self.complete(sidecar, Self.greedy(a))
-        try await Self.waitUntil("the store") { sidecar.metrics.storedTokens >= 256 }
+        try await Self.waitUntil("the store", sidecar) { sidecar.metrics.storedTokens >= 256 }
 
         // Plain prefill of b, straight to llama-server.
         try await Self.eraseSlots(server)
@@ -128,7 +129,7 @@ import Testing
         let store = try ChunkStore(root: storeDir, chunkTokens: 64)
         let loader = try await Sidecar.start(engineURL: server.url, slotSavePath: server.slotDirectory, source: .embedded(store, levels: [0]))
         _ = try await Self.complete(loader, Self.greedy(doc + [13]))
-        try await Self.waitUntil("the store") { loader.metrics.storedTokens >= 256 }
+        try await Self.waitUntil("the store", loader) { loader.metrics.storedTokens >= 256 }
 
         // One at a time first, each from a clean engine, for the expected answers.
         let sidecar = try await Sidecar.start(engineURL: server.url, slotSavePath: server.slotDirectory, source: .embedded(store, levels: [0]))

@@ -85,8 +85,9 @@ public final class LlamaServerProcess: @unchecked Sendable {
     }
 
     public func stop() {
+        // SIGKILL: llama-server's graceful shutdown on SIGTERM can hang; nothing of it needs saving.
         if process.isRunning {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
         TestSupport.removeTree(slotDirectory)
