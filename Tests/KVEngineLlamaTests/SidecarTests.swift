@@ -104,8 +104,8 @@ import Testing
         try await Self.eraseSlots(server)
 
         // Damage every stored blob in its middle.
-        let blobs = try #require(FileManager.default.enumerator(atPath: storeDir + "/blobs")).compactMap { $0 as? String }
-            .map { storeDir + "/blobs/" + $0 }.filter { (try? FileManager.default.attributesOfItem(atPath: $0)[.type] as? FileAttributeType) == .typeRegular }
+        let blobs = try #require(FileManager.default.enumerator(atPath: storeDir + "/objects")).compactMap { $0 as? String }
+            .map { storeDir + "/objects/" + $0 }.filter { (try? FileManager.default.attributesOfItem(atPath: $0)[.type] as? FileAttributeType) == .typeRegular }
         #expect(!blobs.isEmpty)
         for path in blobs {
             var bytes = try FileIO.readAll(path)
