@@ -120,7 +120,9 @@ def main():
         text = "\n\n".join((ROOT / "tools/texts" / t).read_text() for t in TEXTS)
         doc_all = call(llama_url, "/tokenize", {"content": text, "add_special": True})[0]["tokens"]
         assert len(doc_all) >= max(sizes), f"only {len(doc_all)} tokens of text"
-        qs = [call(llama_url, "/tokenize", {"content": q})[0]["tokens"][:32] for q in QUESTIONS]
+        # 32-token questions: each is padded with a request for detail, then cut at 32 tokens.
+        pad = " Please answer carefully, quoting the passage where you can, and explain your reasoning step by step."
+        qs = [call(llama_url, "/tokenize", {"content": q + pad})[0]["tokens"][:32] for q in QUESTIONS]
         assert all(len(q) == 32 for q in qs), [len(q) for q in qs]
 
         def one(url, prompt, extra=None):
@@ -169,10 +171,13 @@ def main():
                     # Store the (partial) context through the sidecar with another question; the
                     # store happens after the answer, so wait for it.
                     erase()
+                    saves = metric('kvstore_sidecar_step_seconds_count{step="save"}')
                     before = metric('kvstore_sidecar_step_seconds_count{step="store"}')
                     one(side_url, doc[:stored_n] + qs[0])
+                    time.sleep(2)   # a save starts right after the answer; none when all was stored
                     deadline = time.time() + 600
-                    while metric('kvstore_sidecar_step_seconds_count{step="store"}') <= before:
+                    while metric('kvstore_sidecar_step_seconds_count{step="save"}') > saves and \
+                            metric('kvstore_sidecar_step_seconds_count{step="store"}') <= before:
                         if time.time() > deadline:
                             raise SystemExit("store never finished")
                         time.sleep(0.2)
