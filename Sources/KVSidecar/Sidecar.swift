@@ -1,0 +1,260 @@
+import Foundation
+import Synchronization
+import KVEngineLlama
+import KVTensor
+import KVTransport
+import Logging
+import NIOCore
+
+/// The sidecar in front of one llama-server: per request it restores the longest stored prefix of
+/// the prompt into a slot, forwards the request pinned to that slot, and afterwards stores the
+/// prompt's new whole chunks from the slot's saved KV. Any failure of its own steps falls back to
+/// llama-server's plain prefill; the request itself never fails because of kvstore.
+public final class Sidecar: Sendable {
+    public let engine: LlamaServerClient
+    public let source: PrefixSource
+    public let model: GGUFModel
+    public let layout: LlamaEngineLayout
+    public let slotSavePath: String
+    public let chunkTokens: Int
+    public let metrics = SidecarMetrics()
+    let slots: SlotPool
+    let logger: Logger
+
+    /// Connects to llama-server, opens its model file (identity and KV shape) and learns how its
+    /// states are laid out from one probe slot save.
+    public static func start(engineURL: String, slotSavePath: String, source: PrefixSource, modelPath: String? = nil,
+                             chunkTokens: Int = 256, logger: Logger = Logger(label: "kvstore.sidecar")) async throws -> Sidecar {
+        let engine = try LlamaServerClient(url: engineURL)
+        let props = try await engine.props()
+        let model = try GGUFModel(path: modelPath ?? props.modelPath)
+        let chunk = source.chunkTokens ?? chunkTokens
+        guard chunk > 0 else { throw SidecarError.config("chunk size must be positive") }
+        // The probe: a one-token prompt in slot 0, saved, tells stream count and V layout.
+        _ = try await engine.json(.POST, "/completion", ["prompt": "Hi", "n_predict": 1, "id_slot": 0, "cache_prompt": true])
+        let probe = "kvstore-probe.bin"
+        _ = try await engine.slotAction("save", slot: 0, filename: probe)
+        let state = try LlamaSlotFile.read(slotSavePath + "/" + probe, shape: model.kvShape).state
+        try? FileManager.default.removeItem(atPath: slotSavePath + "/" + probe)
+        return Sidecar(engine: engine, source: source, model: model, layout: LlamaEngineLayout(of: state),
+                       slotSavePath: slotSavePath, chunkTokens: chunk, slots: props.totalSlots, logger: logger)
+    }
+
+    init(engine: LlamaServerClient, source: PrefixSource, model: GGUFModel, layout: LlamaEngineLayout,
+         slotSavePath: String, chunkTokens: Int, slots: Int, logger: Logger) {
+        self.engine = engine
+        self.source = source
+        self.model = model
+        self.layout = layout
+        self.slotSavePath = slotSavePath
+        self.chunkTokens = chunkTokens
+        self.slots = SlotPool(count: slots)
+        self.logger = logger
+    }
+
+    /// One request's step times and outcome, logged as one line when it is done.
+    struct Trace: Sendable {
+        var route: String
+        var slot = -1
+        var promptTokens = 0
+        var restoredTokens = 0
+        var storedTokens = 0
+        var steps: [(String, Double)] = []
+        var notes: [String] = []
+
+        var line: String {
+            let times = steps.map { "\($0.0)=\(String(format: "%.1f", $0.1 * 1000))ms" }.joined(separator: " ")
+            return "\(route) slot=\(slot) prompt=\(promptTokens) restored=\(restoredTokens) stored=\(storedTokens) \(times)"
+                + (notes.isEmpty ? "" : " [\(notes.joined(separator: "; "))]")
+        }
+    }
+
+    /// Runs `body` as step `name`: its time goes to the trace and the metrics.
+    func step<T>(_ name: String, _ trace: inout Trace, _ body: () async throws -> T) async rethrows -> T {
+        let start = ContinuousClock.now
+        defer {
+            let s = (ContinuousClock.now - start).seconds
+            trace.steps.append((name, s))
+            metrics.observe(name, seconds: s)
+        }
+        return try await body()
+    }
+
+    func fallback(_ reason: String, _ error: Error, _ trace: inout Trace) {
+        metrics.countFallback(reason)
+        trace.notes.append("\(reason) failed, prefilling: \(error)")
+    }
+
+    /// The upstream response: status, content type and the body as it arrives.
+    public struct Forwarded: Sendable {
+        public var status: Int
+        public var contentType: String
+        public var restoredTokens: Int
+        public var body: AsyncThrowingStream<ByteBuffer, Error>
+    }
+
+    /// Handles one completion request (`route` is the upstream path: /completion, /v1/completions
+    /// or /v1/chat/completions).
+    public func handle(route: String, body: [UInt8]) async throws -> Forwarded {
+        metrics.countRequest(route: route)
+        var trace = Trace(route: route)
+        guard var request = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
+            throw SidecarError.engine("the request body is not a JSON object")
+        }
+
+        // Tokens of the prompt, by the engine's own tokenizer and template.
+        var tokens: [Int32]?
+        do {
+            tokens = try await step("tokenize", &trace) { try await promptTokens(route: route, request: request) }
+        } catch { fallback("tokenize", error, &trace) }
+        let prompt = tokens ?? []
+        trace.promptTokens = prompt.count
+        metrics.addTokens(prompt: prompt.count)
+
+        // The stored prefix, leaving at least one prompt token for the engine to evaluate.
+        var stored: KVContext?
+        if prompt.count > 1 {
+            do {
+                stored = try await step("lookup", &trace) { try await source.fetch(Array(prompt.dropLast()), model: model).context }
+            } catch { fallback("lookup", error, &trace) }
+        }
+        let slot = await slots.acquire(for: prompt)
+        trace.slot = slot
+        var releaseHolding: [Int32]? = prompt
+        do {
+            // Always restored, even when the slot may still hold the prefix: llama-server can
+            // clear or reuse slots on its own, so the sidecar's idea of a slot's KV can be stale.
+            if let stored {
+                try await restore(stored, slot: slot, trace: &trace)
+                trace.restoredTokens = stored.tokens.count
+                metrics.addTokens(restored: stored.tokens.count)
+            }
+        } catch {
+            fallback("restore", error, &trace)
+            releaseHolding = nil
+        }
+
+        request["id_slot"] = slot
+        request["cache_prompt"] = true
+        let forwardBody: [UInt8]
+        do { forwardBody = Array(try JSONSerialization.data(withJSONObject: request)) } catch {
+            await slots.release(slot, holding: nil)
+            throw error
+        }
+
+        let (stream, sink) = AsyncThrowingStream<ByteBuffer, Error>.makeStream()
+        let head = HeadLatch()
+        let sent = ContinuousClock.now
+        let storedCount = stored?.tokens.count ?? 0
+        let traceBefore = trace, holding = releaseHolding
+        Task {
+            var trace = traceBefore
+            var firstByte: Double?
+            do {
+                try await engine.exchange.send(method: .POST, path: route, contentType: "application/json", body: forwardBody,
+                                               onHead: { status, type in head.resolve(.success((status, type))) },
+                                               onBody: { piece in
+                                                   if firstByte == nil { firstByte = (ContinuousClock.now - sent).seconds }
+                                                   sink.yield(piece)
+                                               })
+                sink.finish()
+                head.resolve(.failure(SidecarError.engine("no response head")))
+            } catch {
+                head.resolve(.failure(error))
+                sink.finish(throwing: error)
+            }
+            let total = (ContinuousClock.now - sent).seconds
+            trace.steps.append(("first_byte", firstByte ?? total))
+            trace.steps.append(("response", total))
+            metrics.observe("first_byte", seconds: firstByte ?? total)
+            metrics.observe("response", seconds: total)
+            await self.afterResponse(prompt: prompt, stored: storedCount, slot: slot, holding: holding, trace: &trace)
+            logger.info("\(trace.line)")
+        }
+        let (status, type) = try await head.value()
+        return Forwarded(status: status, contentType: type, restoredTokens: storedCount, body: stream)
+    }
+
+    func promptTokens(route: String, request: [String: Any]) async throws -> [Int32]? {
+        if route.hasSuffix("/chat/completions") {
+            return try await engine.tokenize(try await engine.applyTemplate(request))
+        }
+        if let text = request["prompt"] as? String { return try await engine.tokenize(text) }
+        if let ids = request["prompt"] as? [Int] { return ids.map { Int32(truncatingIfNeeded: $0) } }
+        return nil   // several prompts or multimodal input: forwarded as they are
+    }
+
+    /// Writes `context` as a slot file into llama-server's slot directory and restores it into `slot`.
+    func restore(_ context: KVContext, slot: Int, trace: inout Trace) async throws {
+        let name = "kvstore-restore-\(slot).bin"
+        let path = slotSavePath + "/" + name
+        try await step("slot_write", &trace) {
+            let file = try LlamaSlotFile(context: context, layout: layout)
+            try FileIO.writeAtomically([file.encoded()], to: path, tempDirectory: slotSavePath, sync: false)
+        }
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let reply = try await step("restore", &trace) { try await engine.slotAction("restore", slot: slot, filename: name) }
+        guard (reply["n_restored"] as? Int) == context.tokens.count else {
+            throw SidecarError.engine("restore of \(context.tokens.count) tokens reported \(reply["n_restored"] ?? "nothing")")
+        }
+    }
+
+    /// After the answer: when the prompt has whole chunks beyond the stored prefix, saves the slot,
+    /// frees it, and stores those chunks' KV as the engine computed them.
+    func afterResponse(prompt: [Int32], stored: Int, slot: Int, holding: [Int32]?, trace: inout Trace) async {
+        let whole = prompt.count > 1 ? (prompt.count - 1) / chunkTokens * chunkTokens : 0
+        guard whole > stored else {
+            await slots.release(slot, holding: holding)
+            return
+        }
+        let name = "kvstore-save-\(slot).bin"
+        let path = slotSavePath + "/" + name
+        var file: LlamaSlotFile?
+        do {
+            file = try await step("save", &trace) {
+                _ = try await engine.slotAction("save", slot: slot, filename: name)
+                return try LlamaSlotFile.read(path, shape: model.kvShape)
+            }
+        } catch { fallback("save", error, &trace) }
+        try? FileManager.default.removeItem(atPath: path)
+        await slots.release(slot, holding: holding)
+        guard let file else { return }
+        do {
+            try await step("store", &trace) {
+                let saved = try file.textTokens()
+                guard saved.count >= whole, Array(saved[0..<whole]) == Array(prompt[0..<whole]) else {
+                    throw SidecarError.engine("the saved slot holds other tokens than the prompt")
+                }
+                let context = try file.state.context(tokens: saved, count: whole, model: model)
+                try await source.store(context)
+            }
+            trace.storedTokens = whole
+            metrics.addTokens(stored: whole)
+        } catch { fallback("store", error, &trace) }
+    }
+}
+
+/// The upstream status and content type, handed from the forwarding task to the route once.
+final class HeadLatch: Sendable {
+    private let state = Mutex<(result: Result<(Int, String), Error>?, waiter: CheckedContinuation<(Int, String), Error>?)>((nil, nil))
+
+    func resolve(_ r: Result<(Int, String), Error>) {
+        let waiter: CheckedContinuation<(Int, String), Error>? = state.withLock { s in
+            guard s.result == nil else { return nil }
+            s.result = r
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(with: r)
+    }
+
+    func value() async throws -> (Int, String) {
+        try await withCheckedThrowingContinuation { c in
+            let ready: Result<(Int, String), Error>? = state.withLock { s in
+                if s.result == nil { s.waiter = c }
+                return s.result
+            }
+            if let ready { c.resume(with: ready) }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+
+extension Sidecar {
+    /// Completion routes the sidecar serves; each is forwarded to the same path on llama-server.
+    public static let routes = ["/v1/completions", "/v1/chat/completions", "/completion"]
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        for route in Self.routes {
+            router.post(RouterPath(route)) { request, _ in try await self.respond(route: route, request: request) }
+        }
+        router.get("/metrics") { [metrics] _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render())))
+        }
+        router.get("/healthz") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
+        }
+        return router
+    }
+
+    func respond(route: String, request: Request) async throws -> Response {
+        var request = request
+        let body = try await request.collectBody(upTo: 64 << 20)
+        let forwarded: Forwarded
+        do {
+            forwarded = try await handle(route: route, body: Array(buffer: body))
+        } catch {
+            let message = try JSONSerialization.data(withJSONObject: ["error": ["message": "\(error)", "type": "kvstore_sidecar"]])
+            return Response(status: .badGateway, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: message)))
+        }
+        var headers: HTTPFields = [:]
+        if !forwarded.contentType.isEmpty { headers[.contentType] = forwarded.contentType }
+        if let name = HTTPFields.Element.Name("X-KVStore-Restored-Tokens") { headers[name] = String(forwarded.restoredTokens) }
+        return Response(status: HTTPResponse.Status(code: forwarded.status), headers: headers,
+                        body: ResponseBody(asyncSequence: forwarded.body))
+    }
+
+    /// The application `kvstore sidecar` runs; `onRunning` gets the bound port (useful with port 0).
+    public func application(host: String, port: Int, logLevel: Logger.Level = .info,
+                            onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        var logger = Logger(label: "kvstore.sidecar.http")
+        logger.logLevel = .warning
+        return Application(router: router(),
+                           configuration: .init(address: .hostname(host, port: port), serverName: "kvstore-sidecar"),
+                           onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
+                           logger: logger)
+    }
+}

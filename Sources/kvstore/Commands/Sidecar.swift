@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import KVCodec
+import KVSidecar
+import KVStore
+import KVTensor
+import KVTransport
+import Logging
+
+struct SidecarCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sidecar",
+        abstract: "Serve llama-server's completion routes, restoring stored prompt prefixes into its slots (docs/llama.md).",
+        discussion: "llama-server must run with --slot-save-path DIR; pass the same DIR here. Without --remote the embedded store is used.")
+
+    @Option(help: "llama-server's base URL.")
+    var llamaServer = "http://127.0.0.1:8080"
+
+    @Option(help: "llama-server's --slot-save-path (the sidecar writes and reads slot files there).")
+    var slotSavePath: String
+
+    @Option(help: "The GGUF llama-server loaded (default: the model_path its /props reports).")
+    var model: String?
+
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
+    var listen = "127.0.0.1:8081"
+
+    @Option(help: "A `kvstore serve` to fetch prefixes from and store chunks to, http://HOST:PORT.")
+    var remote: String?
+
+    @Option(help: "Deadline for a remote prefix, ms (the server picks levels per chunk to meet it).")
+    var sloMs = 1000.0
+
+    @Option(help: "Compression levels new chunks are stored at.")
+    var levels = CodecLevel.storedByDefaultText
+
+    @Option(help: "Write the bound port to this file once listening.")
+    var portFile: String?
+
+    @OptionGroup var storeOptions: StoreOptions
+
+    func run() async throws {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            throw ValidationError("--listen \(listen) is not HOST:PORT")
+        }
+        let host = String(listen[..<colon])
+        let levelList: [UInt8]
+        do { levelList = try CodecLevel.parseList(levels) } catch { throw ValidationError("--levels: \(error)") }
+        let source: PrefixSource
+        if let remote {
+            source = .remote(StreamClient(exchange: HTTPExchange(endpoint: try RemoteEndpoint(url: remote))), sloMs: sloMs, levels: levelList)
+        } else {
+            source = .embedded(try storeOptions.open(), levels: levelList)
+        }
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "kvstore.sidecar")
+        logger.logLevel = .info
+        let sidecar = try await Sidecar.start(engineURL: llamaServer, slotSavePath: slotSavePath, source: source,
+                                              modelPath: model, chunkTokens: storeOptions.chunkTokens ?? 256, logger: logger)
+        let portFile = portFile, url = llamaServer
+        let app = sidecar.application(host: host, port: port) { bound in
+            if let portFile { try? FileIO.writeAtomically([Array("\(bound)\n".utf8)], to: portFile, tempDirectory: FileIO.directoryOf(portFile)) }
+            FileHandle.standardOutput.write(Data("kvstore sidecar for \(url) (\(sidecar.model.identity), \(sidecar.layout)) on http://\(host):\(bound)\n".utf8))
+        }
+        try await app.runService()
+    }
+}
