@@ -124,7 +124,3 @@ public final class LlamaServerProcess: @unchecked Sendable {
     }
 }
 
-extension TestSupport {
-    /// The repository's root directory (for tools/texts).
-    public static var repositoryRoot: String { URL(fileURLWithPath: fixtures).deletingLastPathComponent().deletingLastPathComponent().path }
-}
