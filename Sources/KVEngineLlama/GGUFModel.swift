@@ -15,8 +15,15 @@ public struct GGUFModel: Sendable, Equatable {
     public var kvShape: KVShape
 
     /// The store's model id for KV that llama.cpp computed with this file. "llama.cpp" is part of
-    /// it: KV from another implementation of the same weights differs (see docs/llama.md).
-    public var identity: String { "llama.cpp/\(name)@sha256:\(sha256.prefix(16))" }
+    /// it: KV from another implementation of the same weights differs (see docs/llama.md). Model ids
+    /// are `[A-Za-z0-9._:/@+-]` (schemas/openapi.yaml, ModelID), so other characters of the GGUF's
+    /// name (spaces, say) become "-"; the file hash keeps the id exact.
+    public var identity: String {
+        let safe = String(String.UnicodeScalarView(name.prefix(128).unicodeScalars.map { s in
+            s.isASCII && (s.properties.isAlphabetic || ("0"..."9").contains(s) || "._:/@+-".unicodeScalars.contains(s)) ? s : "-"
+        }))
+        return "llama.cpp/\(safe)@sha256:\(sha256.prefix(16))"
+    }
 
     /// Largest header prefix read to find the metadata (vocabularies of large models fit well inside).
     static let headerLimit = 128 << 20
