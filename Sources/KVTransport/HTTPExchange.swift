@@ -71,19 +71,33 @@ public struct HTTPExchange: Sendable {
             head.headers.add(name: "Content-Length", value: String(body.count))
             head.headers.add(name: "Connection", value: "close")
             if let bearerToken { head.headers.add(name: "Authorization", value: "Bearer \(bearerToken)") }
-            try await outbound.write(.head(head))
-            if !body.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
-            try await outbound.write(.end(nil))
+            // A server may answer before it has read the whole body (a refusal) and close; its answer
+            // is then the result, not the failed write. Only when no answer follows is the write's error.
+            var writeError: (any Error)?
+            do {
+                try await outbound.write(.head(head))
+                if !body.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
+                try await outbound.write(.end(nil))
+            } catch { writeError = error }
             var sawEnd = false
-            for try await part in inbound {
-                switch part {
-                case .head(let h): try onHead(Int(h.status.code), h.headers.first(name: "Content-Type") ?? "")
-                case .body(let b): try await onBody(b)
-                case .end:
-                    sawEnd = true
+            var sawHead = false
+            do {
+                for try await part in inbound {
+                    switch part {
+                    case .head(let h):
+                        sawHead = true
+                        try onHead(Int(h.status.code), h.headers.first(name: "Content-Type") ?? "")
+                    case .body(let b): try await onBody(b)
+                    case .end:
+                        sawEnd = true
+                    }
+                    if sawEnd { break }
                 }
-                if sawEnd { break }
+            } catch {
+                if let writeError, !sawHead { throw writeError }
+                throw error
             }
+            if let writeError, !sawHead { throw writeError }
             guard sawEnd else { throw TransportError.connection("the server closed the connection mid-response") }
         }
     }
