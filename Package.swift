@@ -52,7 +52,7 @@ let package = Package(
         ]),
         // The codec and stream reader behind @_cdecl functions (the header in include/ is documentation
         // for C callers and the Python package; Swift does not compile it).
-        .target(name: "KVStoreC", dependencies: ["KVCodec", "KVTensor", "KVTransport"], exclude: ["include"]),
+        .target(name: "KVStoreC", dependencies: ["KVCodec", "KVTensor", "KVTransport", "KVEngineLlama"], exclude: ["include"]),
         // RESP2 parser and encoder: pure value types, no dependencies (so the fuzz build is small).
         .target(name: "KVRESP", path: "Sources/KVCluster/RESP"),
         // The Redis Cluster tier: NIO client (connections, slot map, redirects) and the tier on it.

@@ -2,17 +2,20 @@ import KVTensor
 
 /// Sequence states ↔ kvstore contexts. A stored context is a prefix: positions 0..<n in order.
 extension LlamaSequenceState {
-    /// The first `count` positions (0..<count) as a kvstore context of `tokens[0..<count]`. Cells may
-    /// sit in any order in the engine's cache; they are gathered by position.
+    /// The first `count` positions (0..<count) as a kvstore context of `tokens[0..<count]`.
     public func context(tokens: [Int32], count: Int? = nil, model: GGUFModel) throws -> KVContext {
         let n = count ?? min(tokens.count, cellCount)
-        guard n <= tokens.count, n <= cellCount else {
-            throw LlamaStateError.mismatch("\(n) tokens asked of a state with \(cellCount) cells and \(tokens.count) tokens")
-        }
+        guard n <= tokens.count else { throw LlamaStateError.mismatch("\(n) tokens asked of a state with \(tokens.count) tokens") }
         guard kv.shape == model.kvShape else { throw LlamaStateError.mismatch("state shape \(kv.shape), model \(model.kvShape)") }
-        let metadata = ["model": model.identity]
+        return try KVContext(kv: prefixKV(count: n), tokens: Array(tokens[0..<n]), metadata: ["model": model.identity])
+    }
+
+    /// The KV of positions 0..<count, in position order. Cells may sit in any order in the
+    /// engine's cache; they are gathered by position.
+    public func prefixKV(count n: Int) throws -> KVTensor {
+        guard n > 0, n <= cellCount else { throw LlamaStateError.mismatch("\(n) positions asked of a state with \(cellCount) cells") }
         if positions.prefix(n).enumerated().allSatisfy({ Int($0.element) == $0.offset }) {
-            return try KVContext(kv: kv.slice(tokens: 0..<n), tokens: Array(tokens[0..<n]), metadata: metadata)
+            return kv.slice(tokens: 0..<n)
         }
         var cellOf = [Int](repeating: -1, count: n)
         for (cell, p) in positions.enumerated() where p >= 0 && Int(p) < n {
@@ -20,8 +23,7 @@ extension LlamaSequenceState {
             cellOf[Int(p)] = cell
         }
         if let missing = cellOf.firstIndex(of: -1) { throw LlamaStateError.mismatch("position \(missing) is not in the state") }
-        let parts = cellOf.map { kv.slice(tokens: $0..<($0 + 1)) }
-        return try KVContext(kv: KVTensor.concatenate(parts), tokens: Array(tokens[0..<n]), metadata: metadata)
+        return try KVTensor.concatenate(cellOf.map { kv.slice(tokens: $0..<($0 + 1)) })
     }
 
     /// A state holding `context` at positions 0..<n, laid out for an engine with `streamCount`

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import KVCodec
+import KVEngineLlama
 import KVTensor
 import KVTransport
 
@@ -54,6 +55,14 @@ enum CError {
             case .truncated: return truncated
             case .tooLarge: return limit
             default: return corrupt
+            }
+        case let e as LlamaStateError:
+            switch e {
+            case .truncated: return truncated
+            case .unsupported: return unsupported
+            case .malformed: return corrupt
+            case .mismatch: return argument
+            case .io: return `internal`
             }
         default: return `internal`
         }

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -47,9 +48,34 @@ public struct HTTPExchange: Sendable {
         self.bearerToken = bearerToken
     }
 
+    /// Whether a request the server closed without answering (not one byte of a response arrived)
+    /// is sent once more on a new connection. Right for kvstore's API, whose calls are all idempotent
+    /// (lookups and streams read; uploads are content-addressed); not for an engine's completions.
+    public var retryUnanswered = true
+
+    /// A request that got no answer at all: the connection failed or closed before a response began.
+    struct Unanswered: Error { let error: TransportError }
+
     /// Sends the request; `onHead` gets the status and content type, `onBody` each body piece.
     public func send(method: HTTPMethod, path: String, contentType: String, body: [UInt8],
                      onHead: (Int, String) throws -> Void, onBody: (ByteBuffer) async throws -> Void) async throws {
+        do {
+            try await attempt(method: method, path: path, contentType: contentType, body: body, onHead: onHead, onBody: onBody)
+        } catch let first as Unanswered {
+            guard retryUnanswered else { throw first.error }
+            // Said on stderr so a server that drops connections stays visible behind the retry.
+            FileHandle.standardError.write(Data("kvstore: \(first.error.description); sending it once more\n".utf8))
+            try await Task.sleep(for: .milliseconds(100))
+            do {
+                try await attempt(method: method, path: path, contentType: contentType, body: body, onHead: onHead, onBody: onBody)
+            } catch let again as Unanswered {
+                throw again.error
+            }
+        }
+    }
+
+    private func attempt(method: HTTPMethod, path: String, contentType: String, body: [UInt8],
+                         onHead: (Int, String) throws -> Void, onBody: (ByteBuffer) async throws -> Void) async throws {
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -62,7 +88,7 @@ public struct HTTPExchange: Sendable {
                     }
                 }
         } catch {
-            throw TransportError.connection("\(endpoint.host):\(endpoint.port): \(error)")
+            throw Unanswered(error: .connection("\(method) \(path) to \(endpoint.host):\(endpoint.port): \(error)"))
         }
         try await channel.executeThenClose { inbound, outbound in
             var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
@@ -74,11 +100,19 @@ public struct HTTPExchange: Sendable {
             // A server may answer before it has read the whole body (a refusal) and close; its answer
             // is then the result, not the failed write. Only when no answer follows is the write's error.
             var writeError: (any Error)?
+            var phase = "head"
             do {
                 try await outbound.write(.head(head))
+                phase = "body"
                 if !body.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
+                phase = "end"
                 try await outbound.write(.end(nil))
             } catch { writeError = error }
+            // What a bare NIO error ("I/O on closed channel") leaves out: which request, and how far it got.
+            func failed(_ error: any Error, reading: Bool) -> TransportError {
+                let stage = reading ? "while reading the response" : "while sending the request \(phase) (\(body.count) body bytes)"
+                return .connection("\(method) \(path) to \(endpoint.host):\(endpoint.port): \(error) \(stage)")
+            }
             var sawEnd = false
             var sawHead = false
             do {
@@ -94,10 +128,14 @@ public struct HTTPExchange: Sendable {
                     if sawEnd { break }
                 }
             } catch {
-                if let writeError, !sawHead { throw writeError }
-                throw error
+                if let writeError, !sawHead { throw Unanswered(error: failed(writeError, reading: false)) }
+                guard error is ChannelError || error is IOError else { throw error }
+                throw sawHead ? failed(error, reading: true) : Unanswered(error: failed(error, reading: true))
             }
-            if let writeError, !sawHead { throw writeError }
+            if let writeError, !sawHead { throw Unanswered(error: failed(writeError, reading: false)) }
+            guard sawHead else {
+                throw Unanswered(error: .connection("\(method) \(path) to \(endpoint.host):\(endpoint.port): the server closed the connection without answering"))
+            }
             guard sawEnd else { throw TransportError.connection("the server closed the connection mid-response") }
         }
     }

@@ -39,8 +39,15 @@ struct ClusterServeTests {
             get throws { StreamClient(exchange: HTTPExchange(endpoint: try RemoteEndpoint(url: "http://127.0.0.1:\(port)"))) }
         }
 
+        /// A server that died during the test is a finding of its own: its status and last words.
         func stop() {
-            if running.process.isRunning { running.process.terminate(); running.process.waitUntilExit() }
+            if running.process.isRunning {
+                running.process.terminate()
+                running.process.waitUntilExit()
+            } else {
+                let err = String(decoding: running.err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                Issue.record("kvstore serve exited during the test (status \(running.process.terminationStatus), \(running.process.terminationReason == .uncaughtSignal ? "signal" : "exit")): \(err.suffix(4000))")
+            }
             TestSupport.removeTree(store)
         }
     }

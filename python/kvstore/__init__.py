@@ -8,12 +8,13 @@ every level 0-4) behind a small API.
         chunk.kv                                       # numpy [layers, 2, tokens, kv_heads, head_dim]
     client.put("context.safetensors")                  # or client.put(kv_array, tokens=ids)
     kvstore.decode(open("ctx.kvc", "rb").read())       # a stored container or .kvc file
+    kvstore.llama.state_to_kv(state, model)            # llama.cpp sequence states <-> KV
 
 See docs/python.md.
 """
 from __future__ import annotations
 
-from . import _lib
+from . import _lib, llama
 from .client import Chunk, Client, FrameDecoder, Stream, StreamEvent
 from .codec import (ChunkInfo, Context, chunk_info, decode, decode_chunk, decode_file, encode_chunk, encode_file,
                     read_safetensors, safetensors_bytes)
@@ -25,4 +26,4 @@ library_version: str = _lib.lib.kvs_version_string().decode()
 
 __all__ = ["Chunk", "ChunkInfo", "Client", "CodecError", "Context", "FrameDecoder", "StreamEvent", "KVStoreError", "ServerError", "Stream",
            "StreamError", "chunk_info", "decode", "decode_chunk", "decode_file", "encode_chunk", "encode_file",
-           "library_path", "library_version", "read_safetensors", "safetensors_bytes"]
+           "library_path", "library_version", "llama", "read_safetensors", "safetensors_bytes"]

@@ -13,7 +13,7 @@ from typing import Optional
 from .errors import KVStoreError, error_for_code
 
 LIB_NAME = "libkvstore_c.so"
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 c_int32, c_int64, c_size_t = ctypes.c_int32, ctypes.c_int64, ctypes.c_size_t
 c_void_p, c_char_p = ctypes.c_void_p, ctypes.c_char_p
@@ -24,6 +24,11 @@ class Info(ctypes.Structure):
     """kvs_info."""
     _fields_ = [("dtype", c_int32), ("level", c_int32), ("layers", c_int64), ("kv_heads", c_int64),
                 ("head_dim", c_int64), ("tokens", c_int64), ("nbytes", c_int64)]
+
+
+class LlamaLayout(ctypes.Structure):
+    """kvs_llama_layout."""
+    _fields_ = [("stream_count", ctypes.c_uint32), ("v_transposed", c_int32)]
 
 
 class Event(ctypes.Structure):
@@ -70,6 +75,10 @@ def _signatures(lib: ctypes.CDLL) -> None:
         "kvs_stream_next": (c_int32, [c_void_p, P(Event), tensor_out]),
         "kvs_stream_finish": (c_int32, [c_void_p]),
         "kvs_stream_free": (None, [c_void_p]),
+        "kvs_llama_state_decode": (c_int32, [c_void_p, c_size_t, c_int64, c_int64, c_int64, c_int64, P(LlamaLayout),
+                                             tensor_out]),
+        "kvs_llama_state_encode": (c_int32, [c_void_p, c_size_t, *shape, c_int64, P(LlamaLayout), tensor_out]),
+        "kvs_gguf_model": (c_int32, [c_char_p, tensor_out]),
     }
     for name, (restype, argtypes) in sigs.items():
         f = getattr(lib, name)
@@ -87,10 +96,11 @@ def load() -> tuple[ctypes.CDLL, Path]:
         except OSError as e:
             tried.append(f"{path} ({e})")
             continue
-        _signatures(lib)
+        lib.kvs_abi_version.restype = c_int32
         if lib.kvs_abi_version() != ABI_VERSION:
             tried.append(f"{path} (ABI {lib.kvs_abi_version()}, this package needs {ABI_VERSION})")
             continue
+        _signatures(lib)
         return lib, path
     raise KVStoreError("libkvstore_c not found; build it with `swift build -c release --product kvstore_c` "
                        "or set KVSTORE_C_LIB. Tried: " + "; ".join(tried))

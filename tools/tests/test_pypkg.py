@@ -48,7 +48,7 @@ def kvc_containers(kvc: bytes) -> list[bytes]:
 
 
 def test_library_loads_and_reports_its_version():
-    assert kvstore.library_version.startswith("kvstore_c abi 1;") and "levels 0-4" in kvstore.library_version
+    assert kvstore.library_version.startswith("kvstore_c abi 2;") and "levels 0-4" in kvstore.library_version
     assert Path(kvstore.library_path).name == "libkvstore_c.so"
 
 

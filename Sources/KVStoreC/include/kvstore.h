@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define KVS_ABI_VERSION 1
+#define KVS_ABI_VERSION 2  /* 2: llama.cpp sequence states, GGUF model ids */
 
 /* Error codes (negative). */
 #define KVS_OK            0
@@ -63,7 +63,7 @@ typedef struct {
 
 /* KVS_ABI_VERSION of the loaded library. */
 int32_t kvs_abi_version(void);
-/* e.g. "kvstore_c abi 1; chunk container v1; levels 0-4; frames KVF1" (static storage). */
+/* e.g. "kvstore_c abi 2; chunk container v1; levels 0-4; frames KVF1" (static storage). */
 const char *kvs_version_string(void);
 /* The reason for the last failure on this thread ("" if none). */
 const char *kvs_last_error(void);
@@ -138,6 +138,28 @@ int kvs_stream_next(kvs_stream *s, kvs_event *event, kvs_tensor **kv);
  * over), else KVS_E_STREAM saying what is missing. */
 int kvs_stream_finish(kvs_stream *s);
 void kvs_stream_free(kvs_stream *s);
+
+/* ---- llama.cpp sequence states (llama_state_seq_get_data / llama_state_seq_set_data) ------ */
+
+/* How an engine instance lays out a sequence's state; a restore needs the engine's own (learn it
+ * from one state the engine wrote, e.g. of a one-token prompt). */
+typedef struct {
+    uint32_t stream_count;  /* KV streams of the context (1 unless n_seq_max > 1 with a unified cache off) */
+    int32_t v_transposed;   /* 1 when V is stored transposed (no flash attention) */
+} kvs_llama_layout;
+
+/* Parses what llama_state_seq_get_data wrote for a model of this shape (F16 KV) and returns the KV
+ * of positions 0..count-1 in position order (count < 0: every cell, which must then be positions
+ * 0..n-1) and, when layout is not NULL, the state's layout. */
+int kvs_llama_state_decode(const void *data, size_t length, int64_t layers, int64_t kv_heads, int64_t head_dim,
+                           int64_t count, kvs_llama_layout *layout, kvs_tensor **kv);
+/* The bytes llama_state_seq_set_data takes to hold `kv` (F16, `tokens` cells) at positions
+ * 0..tokens-1 in an engine of `layout`. */
+int kvs_llama_state_encode(const void *kv, size_t nbytes, int32_t dtype, int64_t layers, int64_t kv_heads,
+                           int64_t head_dim, int64_t tokens, const kvs_llama_layout *layout, kvs_bytes **out);
+/* A GGUF model file's KV shape and the model id kvstore files its KV under (the sidecar's), as JSON:
+ * {"identity", "architecture", "name", "sha256", "layers", "kv_heads", "head_dim"}. */
+int kvs_gguf_model(const char *path, kvs_bytes **json);
 
 #ifdef __cplusplus
 }

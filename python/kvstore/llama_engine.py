@@ -1,0 +1,122 @@
+"""A minimal in-process llama.cpp engine (llama-cpp-python's low-level ctypes bindings) for the
+examples and tools: one context, one sequence, batched prefill, logits, sequence state out and in.
+Put llama-cpp-python's source directory on PYTHONPATH and set LLAMA_CPP_LIB_PATH to the directory
+of libllama.so (scripts/build_llama.sh builds both; docs/llama.md).
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import sys
+import types
+
+import numpy as np
+
+# llama-cpp-python's low-level ctypes bindings only: its package __init__ also imports the
+# high-level API, which needs diskcache and jinja2.
+if "llama_cpp" not in sys.modules:
+    _spec = importlib.util.find_spec("llama_cpp")
+    if _spec is None:
+        raise ImportError("llama_cpp not found: put llama-cpp-python's source directory on PYTHONPATH")
+    _pkg = types.ModuleType("llama_cpp")
+    _pkg.__path__ = list(_spec.submodule_search_locations)
+    sys.modules["llama_cpp"] = _pkg
+from llama_cpp import llama_cpp as L  # noqa: E402
+
+BATCH = 512
+
+# llama.cpp logs every tensor it loads; errors (level 4 = GGML_LOG_LEVEL_ERROR) still reach stderr.
+@L.llama_log_callback
+def _quiet_log(level: int, text: bytes, _user: object) -> None:
+    if level == 4:
+        sys.stderr.write(text.decode("utf-8", "replace"))
+
+
+class Engine:
+    """One llama.cpp context holding one sequence (id 0)."""
+
+    def __init__(self, gguf: str, n_ctx: int, threads: int = 1, flash_attn: int = -1):
+        L.llama_log_set(_quiet_log, None)
+        L.llama_backend_init()
+        mp = L.llama_model_default_params()
+        # No extra buffer types: ggml built for a CPU that reports AMX routes matmuls to AMX
+        # kernels, which fault where the hypervisor does not enable AMX.
+        mp.use_extra_bufts = False
+        self.model = L.llama_model_load_from_file(gguf.encode(), mp)
+        if not self.model:
+            raise RuntimeError(f"llama.cpp could not load {gguf}")
+        cp = L.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, BATCH, BATCH, 1
+        cp.n_threads = cp.n_threads_batch = threads
+        cp.flash_attn_type = flash_attn  # -1 auto, 0 off, 1 on
+        self.ctx = L.llama_init_from_model(self.model, cp)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create a context")
+        self.vocab = L.llama_model_get_vocab(self.model)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+
+    def close(self) -> None:
+        L.llama_free(self.ctx)
+        L.llama_model_free(self.model)
+
+    def tokenize(self, text: str, bos: bool) -> list[int]:
+        data = text.encode()
+        buf = (L.llama_token * (len(data) + 8))()
+        n = L.llama_tokenize(self.vocab, data, len(data), buf, len(buf), bos, True)
+        return list(buf[:n])
+
+    def piece(self, token: int) -> str:
+        buf = ctypes.create_string_buffer(64)
+        n = L.llama_token_to_piece(self.vocab, token, buf, 64, 0, True)
+        return buf.raw[:max(n, 0)].decode("utf-8", "replace")
+
+    def clear(self) -> None:
+        """Forgets every cell of the sequence."""
+        L.llama_memory_clear(L.llama_get_memory(self.ctx), True)
+
+    def keep(self, n: int) -> None:
+        """Forgets the cells at positions n and later."""
+        L.llama_memory_seq_rm(L.llama_get_memory(self.ctx), 0, n, -1)
+
+    def prefill(self, tokens: list[int], start: int, all_logits: bool = False) -> np.ndarray:
+        """Decodes `tokens` at positions start.. in batches. The logits of the last token
+        [n_vocab], or with `all_logits` of every token [len(tokens), n_vocab] (teacher forcing)."""
+        rows = []
+        for off in range(0, len(tokens), BATCH):
+            part = tokens[off:off + BATCH]
+            b = L.llama_batch_init(len(part), 0, 1)
+            for i, t in enumerate(part):
+                b.token[i], b.pos[i], b.n_seq_id[i] = t, start + off + i, 1
+                b.seq_id[i][0] = 0
+                b.logits[i] = all_logits or off + i == len(tokens) - 1
+            b.n_tokens = len(part)
+            status = L.llama_decode(self.ctx, b)
+            L.llama_batch_free(b)
+            if status != 0:
+                raise RuntimeError(f"llama_decode returned {status}")
+            if all_logits:
+                rows.append(np.ctypeslib.as_array(L.llama_get_logits(self.ctx), shape=(len(part), self.n_vocab)).copy())
+        if all_logits:
+            return np.concatenate(rows)
+        return np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,)).copy()
+
+    def generate(self, first_logits: np.ndarray, start: int, n: int) -> list[int]:
+        """Greedy continuation of `n` tokens after a prefill that ended at position start-1."""
+        out = [int(first_logits.argmax())]
+        while len(out) < n:
+            out.append(int(self.prefill(out[-1:], start + len(out) - 1).argmax()))
+        return out
+
+    def state(self) -> bytes:
+        """llama_state_seq_get_data of the sequence."""
+        size = L.llama_state_seq_get_size(self.ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        if L.llama_state_seq_get_data(self.ctx, buf, size, 0) != size:
+            raise RuntimeError("llama_state_seq_get_data wrote less than its size")
+        return bytes(buf)
+
+    def restore(self, state: bytes) -> None:
+        """llama_state_seq_set_data into the sequence (after clear())."""
+        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if L.llama_state_seq_set_data(self.ctx, buf, len(state), 0) != len(state):
+            raise RuntimeError("llama_state_seq_set_data refused the state")

