@@ -42,4 +42,4 @@ PY
 "$KV" stat
 
 echo "== llama.cpp through \`kvstore sidecar\`: a 4,000-token document + a question answered cold, then with its prefix from kvstore"
-KVSTORE_BIN="$PWD/$KV" python3 tools/bench_llama.py --sizes 4000 --modes embedded --runs 1 --skip-partial --threads 2
+KVSTORE_BIN="$PWD/$KV" python3 tools/bench_llama.py --sizes 4000 --modes embedded --runs 1 --skip-partial --threads 1

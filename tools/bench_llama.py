@@ -94,6 +94,9 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3, help="kvstore runs per case (median); cold runs once")
     ap.add_argument("--levels", default="0", help="levels the sidecar stores (remote: the server picks among them)")
+    ap.add_argument("--flash-attn", choices=["on", "off", "auto"], default="off",
+                    help="llama-server -fa; off by default: on this CPU backend a short batch over a long cache "
+                         "(the question after a restored document) runs several times slower with it on")
     ap.add_argument("--skip-partial", action="store_true", help="skip the 90%%-stored prompts")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
@@ -115,7 +118,8 @@ def main():
         llama_url = f"http://127.0.0.1:{lport}"
         lp = procs.start([str(LLAMA_BIN / "llama-server"), "-m", gguf(), "--host", "127.0.0.1", "--port", str(lport),
                           "-t", str(a.threads), "-tb", str(a.threads), "-np", "2", "-c", str(2 * ctx), "-b", "2048",
-                          "--slot-save-path", str(slots) + "/", "--cache-ram", "0", "--no-repack", "--no-webui"], tmp / "llama.log")
+                          "--slot-save-path", str(slots) + "/", "--cache-ram", "0", "--no-repack", "--no-webui",
+                          "-fa", a.flash_attn], tmp / "llama.log")
         wait_http(llama_url, "/health", lp)
         text = "\n\n".join((ROOT / "tools/texts" / t).read_text() for t in TEXTS)
         doc_all = call(llama_url, "/tokenize", {"content": text, "add_special": True})[0]["tokens"]

@@ -126,4 +126,16 @@ import TestSupport
         let env = try TestSupport.run(["stat"], environment: ["KVSTORE_HOME": missing])
         #expect(env.status == 1 && !FileManager.default.fileExists(atPath: missing))
     }
+
+    /// The commands that store do create their store: the sidecar opens (and creates) it before it
+    /// looks for its engine, so one pointed at no engine still leaves a store behind, never "no store".
+    @Test func theSidecarCreatesItsStore() throws {
+        defer { TestSupport.removeTree(dir) }
+        let store = dir + "/sidecar-store"
+        let r = try TestSupport.run(["sidecar", "--llama-server", "http://127.0.0.1:1", "--slot-save-path", dir,
+                                     "--listen", "127.0.0.1:0", "--store", store])
+        #expect(r.status != 0)
+        #expect(!r.stderr.contains("no store at"), "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: store), "\(r.stderr)")
+    }
 }

@@ -107,7 +107,7 @@ public final class RedisCluster: Sendable {
                     RESPEncoder.append(commands[i].args, to: &bytes); count += 1
                 }
                 for t in perNodeTail { RESPEncoder.append(t.map { [$0] }, to: &bytes); count += 1 }
-                let future = connection(node).flatMap { $0.send(encoded: bytes, count: count) }
+                let future = connection(node).flatMap { [bytes, count] in $0.send(encoded: bytes, count: count) }
                 inFlight.append((node, indices, future))
             }
             var retry = !unrouted.isEmpty

@@ -32,6 +32,8 @@ public final class RedisChunkTier: ChunkTier, Sendable {
     }
     private let counters = Mutex(Counters())
     private let namespaceCache = Mutex<(at: ContinuousClock.Instant, list: [Namespace])?>(nil)
+    /// Levels written per namespace root, as last read (at most a second old).
+    private let levelCache = Mutex<[Hash32: (at: ContinuousClock.Instant, levels: [UInt8])]>([:])
 
     public init(cluster: RedisCluster, chunkTokens: Int, waitReplicas: Int = 0, waitTimeoutMs: Int = 1000,
                 probeLevels: [UInt8] = Array(CodecLevel.all)) {
@@ -96,8 +98,10 @@ public final class RedisChunkTier: ChunkTier, Sendable {
         }
         let json = Array(try JSONEncoder().encode(namespace))
         extra.append(RedisCluster.Command("HSETNX", key: TierKeys.namespaces, [Array(root.hex.utf8), json]))
+        extra.append(RedisCluster.Command("SADD", key: TierKeys.levels(root: root), levels.map { Array(String($0).utf8) }))
         let outcome = try writeChunks(encoded, extra: extra)
         namespaceCache.withLock { $0 = nil }
+        levelCache.withLock { _ = $0.removeValue(forKey: root) }
         return PutReport(tierContextID: chain.last!.hex, tokens: context.tokens.count, chunks: chain.count,
                          deduplicatedChunks: deduplicated, blobsWritten: outcome.written, bytesWritten: outcome.bytesWritten,
                          storedBytes: storedBytes, storedBytesByLevel: byLevel, inputBytes: context.kv.bytes.count,
@@ -181,14 +185,19 @@ public final class RedisChunkTier: ChunkTier, Sendable {
     }
 
     /// One pipelined round (one batch per master, all in parallel) reads the record headers of
-    /// every chunk of the query at every probed level; the match ends at the first chunk with none.
-    /// A miss then looks for a shorter stored partial chunk after the last match (a second round).
+    /// every chunk of the query at every level the namespace was written at; the match ends at the
+    /// first chunk with none. The same round asks for the stored partial lengths after the last
+    /// chunk's parent (the usual miss: a stored prefix plus new tokens), so only a miss elsewhere,
+    /// or a stored partial to check, costs another round.
     public func longestPrefix(_ tokens: [Int32], namespace: Namespace) throws -> PrefixMatch {
         guard !tokens.isEmpty, namespace.chunkTokens == chunkTokens else { return .none }
         let root = namespace.root
         let ranges = PrefixChain.chunkRanges(count: tokens.count, chunkTokens: chunkTokens)
         let chain = PrefixChain.hashes(root: root, tokens: tokens, chunkTokens: chunkTokens)
-        let headers = try probe(chain)
+        let levels = try storedLevels(root: root)
+        let lastParent = chain.count > 1 ? chain[chain.count - 2] : root
+        let (headers, extra) = try probe(chain, levels: levels,
+                                         extra: [RedisCluster.Command("SMEMBERS", key: TierKeys.partials(parent: lastParent))])
         var chunks: [MatchedChunk] = []
         for i in chain.indices {
             guard !headers[i].isEmpty else { break }
@@ -198,7 +207,9 @@ public final class RedisChunkTier: ChunkTier, Sendable {
         if chunks.count < chain.count {
             let i = chunks.count
             let parent = i == 0 ? root : chain[i - 1]
-            if let partial = try bestPartial(tokens: tokens, parent: parent, position: ranges[i].lowerBound, below: ranges[i].count) {
+            let lengths = i == chain.count - 1 ? extra[0] : try cluster.call(RedisCluster.Command("SMEMBERS", key: TierKeys.partials(parent: parent)))
+            if let partial = try bestPartial(tokens: tokens, parent: parent, position: ranges[i].lowerBound, below: ranges[i].count,
+                                             levels: levels, stored: lengths) {
                 chunks.append(partial)
             }
         }
@@ -206,22 +217,40 @@ public final class RedisChunkTier: ChunkTier, Sendable {
         return PrefixMatch(chunks: chunks)
     }
 
-    /// Stored levels of each (namespace, prefix hash), from the record headers (`GETRANGE 0 47`).
-    func probe(_ keys: [Hash32]) throws -> [[LevelBlob]] {
-        let levels = probeLevels
+    /// The probed levels a namespace was ever written at (`SMEMBERS`, cached for a second); every
+    /// probed level when the set is absent (evicted, or written before the set existed).
+    func storedLevels(root: Hash32) throws -> [UInt8] {
+        if let c = levelCache.withLock({ $0[root] }), ContinuousClock.now - c.at < .seconds(1) { return c.levels }
+        let reply = try cluster.call(RedisCluster.Command("SMEMBERS", key: TierKeys.levels(root: root)))
+        var levels = probeLevels
+        if case .array(let items) = reply {
+            let written = Set(items.compactMap { $0.string.flatMap { UInt8($0) } })
+            if !written.isEmpty { levels = probeLevels.filter(written.contains) }
+        }
+        levelCache.withLock { [levels] cache in
+            if cache.count >= 4096 { cache.removeAll() }   // namespaces are few; a flood of them is not kept
+            cache[root] = (ContinuousClock.now, levels)
+        }
+        return levels
+    }
+
+    /// Stored levels of each (namespace, prefix hash), from the record headers (`GETRANGE 0 47`),
+    /// and the replies of `extra` commands sent in the same round.
+    func probe(_ keys: [Hash32], levels: [UInt8], extra: [RedisCluster.Command] = []) throws -> (headers: [[LevelBlob]], extra: [RESPValue]) {
         let name = Array("GETRANGE".utf8), zero = Array("0".utf8), last = Array(String(TierRecordHeader.size - 1).utf8)
+        let digits = levels.map { [UInt8(ascii: "0") + $0] }
         var commands: [RedisCluster.Command] = []
-        commands.reserveCapacity(keys.count * levels.count)
+        commands.reserveCapacity(keys.count * levels.count + extra.count)
         for h in keys {
             let stem = TierKeys.chunkStem(prefix: h)
-            for level in levels {
-                let key = stem + Array(String(level).utf8)
+            for d in digits {
+                let key = stem + d
                 commands.append(RedisCluster.Command(key: key, args: [[name], [key], [zero], [last]]))
             }
         }
-        let replies = try cluster.run(commands).replies
-        return keys.indices.map { i in
-            levels.enumerated().compactMap { j, level in
+        let replies = try cluster.run(commands + extra).replies
+        let headers: [[LevelBlob]] = keys.indices.map { i in
+            levels.enumerated().compactMap { j, level -> LevelBlob? in
                 guard let b = replies[i * levels.count + j].bytes, !b.isEmpty else { return nil }
                 guard let h = TierRecordHeader.parse(b), h.level == level else {
                     counters.withLock { $0.corruptValues += 1 }
@@ -230,15 +259,18 @@ public final class RedisChunkTier: ChunkTier, Sendable {
                 return LevelBlob(level: level, blob: h.sha256, byteCount: h.length)
             }
         }
+        return (headers, Array(replies[(keys.count * levels.count)...]))
     }
 
-    func bestPartial(tokens: [Int32], parent: Hash32, position: Int, below limit: Int) throws -> MatchedChunk? {
-        let reply = try cluster.call(RedisCluster.Command("SMEMBERS", key: TierKeys.partials(parent: parent)))
+    /// The longest stored partial chunk after `parent` shorter than `limit`, given the partial
+    /// lengths stored there (`SMEMBERS` of its partials set).
+    func bestPartial(tokens: [Int32], parent: Hash32, position: Int, below limit: Int, levels: [UInt8],
+                     stored reply: RESPValue) throws -> MatchedChunk? {
         guard case .array(let items) = reply else { return nil }
         let lengths = Set(items.compactMap { $0.string.flatMap(Int.init) }).filter { $0 > 0 && $0 < limit && $0 < chunkTokens }.sorted(by: >)
         guard !lengths.isEmpty else { return nil }
         let hashes = lengths.map { PrefixChain.next(parent, tokens: tokens[position..<(position + $0)]) }
-        let headers = try probe(hashes)
+        let headers = try probe(hashes, levels: levels).headers
         for (k, n) in lengths.enumerated() where !headers[k].isEmpty {
             let position = position / chunkTokens
             return MatchedChunk(tierHash: hashes[k], record: ChunkRecord(tierChunk: parent, position: position, tokens: n, levels: headers[k]),

@@ -79,11 +79,18 @@ public enum TierKeys {
     }
 
     /// `kvs:1:c:<prefix hash>:`, the part of a chunk key shared by its levels.
-    static func chunkStem(prefix: Hash32) -> [UInt8] { Array("\(Self.prefix):c:\(prefix.hex):".utf8) }
+    static func chunkStem(prefix: Hash32) -> [UInt8] { chunkStemHead + prefix.hexASCII + [UInt8(ascii: ":")] }
+    private static let chunkStemHead = Array("\(prefix):c:".utf8)
 
     /// The lengths of stored partial (last, short) chunks after `parent`: a set of decimal strings.
     public static func partials(parent: Hash32) -> [UInt8] {
         Array("\(Self.prefix):p:\(parent.hex)".utf8)
+    }
+
+    /// The levels any chunk of a namespace was written at: a set of decimal strings, so lookups
+    /// probe only those (an evicted or stale set only widens the probe to every level).
+    public static func levels(root: Hash32) -> [UInt8] {
+        Array("\(Self.prefix):l:\(root.hex)".utf8)
     }
 
     /// Every namespace with stored chunks: a hash from namespace root (hex) to its JSON, as the

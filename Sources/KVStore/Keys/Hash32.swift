@@ -14,11 +14,18 @@ public struct Hash32: Hashable, Sendable, Comparable, CustomStringConvertible {
     public static func sha256(_ data: [UInt8]) -> Hash32 { Hash32(digest: SHA256.hash(data: data)) }
     public static func sha256(_ data: UnsafeRawBufferPointer) -> Hash32 { Hash32(digest: SHA256.hash(data: data)) }
 
-    public var hex: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8](); out.reserveCapacity(64)
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
-        return String(decoding: out, as: UTF8.self)
+    public var hex: String { String(decoding: hexASCII, as: UTF8.self) }
+
+    /// `hex` as ASCII bytes (keys are built from it on hot paths, without a String in between).
+    public var hexASCII: [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: 64) { out, n in
+            @inline(__always) func digit(_ v: UInt8) -> UInt8 { v < 10 ? 48 + v : 87 + v }
+            for (i, b) in bytes.enumerated() {
+                out[2 * i] = digit(b >> 4)
+                out[2 * i + 1] = digit(b & 15)
+            }
+            n = 64
+        }
     }
 
     public init?(hex: String) {

@@ -51,7 +51,7 @@ struct SidecarCommand: AsyncParsableCommand {
         if let remote {
             source = .remote(StreamClient(exchange: HTTPExchange(endpoint: try RemoteEndpoint(url: remote))), sloMs: sloMs, levels: levelList)
         } else {
-            source = .embedded(try storeOptions.open(), levels: levelList)
+            source = .embedded(try storeOptions.open(create: true), levels: levelList)
         }
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "kvstore.sidecar")
