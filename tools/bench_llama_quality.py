@@ -9,7 +9,8 @@ usage: PYTHONPATH=$LLAMA_HOME/llama_cpp_python-0.3.36:python LLAMA_CPP_LIB_PATH=
 
 Per level, over held-out texts (none used for calibration): top-1 agreement and mean KL(exact ||
 level) of the continuation's next-token distributions, and the perplexity ratio of the true
-continuation. The noise floor beside them: the exact KV with every element moved by +-1 ulp of fp16.
+continuation. The noise floor beside them: the exact KV with every element moved by +-1 ulp of fp16;
+and baselines applied to the same KV: int8 per token, and llama.cpp's own KV cache types q8_0 and q4_0.
 Level 0 must be bit-exact and its greedy continuation must equal the one after restoring the engine's
 own saved state: the tool exits 1 otherwise.
 """
@@ -71,6 +72,40 @@ def ulp_noise(kv: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return bits.view(np.float16)
 
 
+def int8_per_token(kv: np.ndarray) -> np.ndarray:
+    """Symmetric int8 with one fp16 scale per (layer, K/V, token, head): the common KV-cache baseline."""
+    x = kv.astype(np.float32)
+    scale = np.abs(x).max(axis=-1, keepdims=True) / 127
+    scale = scale.astype(np.float16).astype(np.float32)
+    q = np.clip(np.round(x / np.where(scale == 0, 1, scale)), -127, 127)
+    return (q * scale).astype(np.float16)
+
+
+def ggml_q8_0(kv: np.ndarray) -> np.ndarray:
+    """llama.cpp's q8_0 KV cache type applied to the same KV: blocks of 32 along head_dim, fp16
+    d = max|x| / 127, q = round(x / d) (ggml-quants.c quantize_row_q8_0_ref)."""
+    x = kv.astype(np.float32).reshape(-1, 32)
+    d = (np.abs(x).max(axis=1, keepdims=True) / 127).astype(np.float16).astype(np.float32)
+    q = np.round(x / np.where(d == 0, 1, d))
+    return (q * d).astype(np.float16).reshape(kv.shape)
+
+
+def ggml_q4_0(kv: np.ndarray) -> np.ndarray:
+    """llama.cpp's q4_0: blocks of 32, d = (value of largest magnitude) / -8, q = min(15, trunc(x/d + 8.5)),
+    x' = (q - 8) * d (quantize_row_q4_0_ref)."""
+    x = kv.astype(np.float32).reshape(-1, 32)
+    idx = np.abs(x).argmax(axis=1)
+    m = x[np.arange(len(x)), idx][:, None]
+    d = (m / -8).astype(np.float16).astype(np.float32)
+    inv = np.where(d == 0, 0, 1 / np.where(d == 0, 1, d))
+    q = np.minimum(15, np.trunc(x * inv + 8.5))
+    return ((q - 8) * d).astype(np.float16).reshape(kv.shape)
+
+
+# Baselines applied to the same exact KV, with their size relative to fp16.
+BASELINES = {"int8/token": (int8_per_token, None), "q8_0": (ggml_q8_0, 32 * 2 / 34), "q4_0": (ggml_q4_0, 32 * 2 / 18)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--context", type=int, default=1024)
@@ -85,7 +120,7 @@ def main() -> int:
     engine = Engine(gguf, a.context + a.continuation + 64, a.threads)
     levels = [int(x) for x in a.levels.split(",")]
     rng = np.random.default_rng(0)
-    rows: dict[str, list[dict]] = {"floor": [], **{f"L{l}": [] for l in levels}}
+    rows: dict[str, list[dict]] = {"floor": [], **{f"L{l}": [] for l in levels}, **{b: [] for b in BASELINES}}
     sizes: dict[str, list[float]] = {f"L{l}": [] for l in levels}
     failures = []
     print(f"model {model.identity}; context {a.context} tokens, continuation {a.continuation}, "
@@ -114,6 +149,8 @@ def main() -> int:
 
         ref = restored(exact)
         rows["floor"].append(compare(ref, restored(ulp_noise(exact, rng)), cont))
+        for b, (f, _) in BASELINES.items():
+            rows[b].append(compare(ref, restored(f(exact)), cont))
         for level in levels:
             blob = kvstore.encode_file(exact, ctx, level=level, model=model.identity, chunk_tokens=CHUNK_TOKENS)
             decoded = kvstore.decode_file(blob).kv
@@ -143,6 +180,16 @@ def main() -> int:
         s["compression"] = mean(sizes[f"L{level}"])
         summary["levels"][level] = s
         print(f"| {level} | {s['compression']:.2f}x | {s['top1']:.4f} | {s['kl']:.2e} | {s['ppl_ratio']:.4f} | "
+              f"{floor['top1']:.4f} / {floor['kl']:.2e} |")
+    head_dim = exact.shape[-1]
+    for b, (_, ratio) in BASELINES.items():
+        s = {k: mean([x[k] for x in rows[b]]) for k in ("top1", "kl", "ppl_ratio")}
+        # int8 per token: head_dim bytes + a 2-byte scale per head vector, vs 2 * head_dim.
+        s["compression"] = ratio or 2 * head_dim / (head_dim + 2)
+        summary[b] = s
+        print(f"| {b} (llama.cpp KV type; baseline) | {s['compression']:.2f}x | {s['top1']:.4f} | {s['kl']:.2e} | "
+              f"{s['ppl_ratio']:.4f} | {floor['top1']:.4f} / {floor['kl']:.2e} |" if b != "int8/token" else
+              f"| {b} (baseline) | {s['compression']:.2f}x | {s['top1']:.4f} | {s['kl']:.2e} | {s['ppl_ratio']:.4f} | "
               f"{floor['top1']:.4f} / {floor['kl']:.2e} |")
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "model": model.identity, "summary": summary,
