@@ -139,6 +139,10 @@ public final class KVService: Sendable {
             guard let v = Double(s), v > 0, v < 1e7 else { throw APIError.badRequest("bandwidth_hint_mbps \(s) is not a positive number") }
             return v * 1e6 / 8  // bytes per second
         }
+        let recomputeCost = try q["recompute_ms_per_token"].map { s in
+            guard let v = Double(s), v > 0, v <= 60_000 else { throw APIError.badRequest("recompute_ms_per_token \(s) is not in (0, 60000]") }
+            return v / 1000
+        }
         let encoding = q["encoding"].map(String.init) ?? "stored"
         guard ["stored", "raw", "zstd"].contains(encoding) else { throw APIError.badRequest("encoding \(encoding) is not stored, raw or zstd") }
         let (query, namespace, match) = try await match(request, context: context)
@@ -163,7 +167,8 @@ public final class KVService: Sendable {
         }
         let sizes = payloads.map { p in p.map { [LevelSize(level: 0, bytes: $0.count)] } }
             ?? match.chunks.map { $0.record.levels.map { LevelSize(level: $0.level, bytes: $0.bytes) } }
-        let controller = LevelController(deadline: sloMs / 1000 * (1 - config.deadlineSafety), chunks: sizes, pinned: payloads == nil ? pinned : 0)
+        let controller = LevelController(deadline: sloMs / 1000 * (1 - config.deadlineSafety), chunks: sizes, pinned: payloads == nil ? pinned : 0,
+                                         chunkTokens: match.chunks.map(\.range.count), recomputeSecondsPerToken: recomputeCost)
         let header = StreamHeader(
             matchedTokens: match.tokens, queryTokens: query.tokens.count, chunks: match.chunks.count,
             model: namespace.model, dtype: namespace.dtype.rawValue,

@@ -17,15 +17,17 @@ public enum PrefixSource: Sendable {
         var detail: String
     }
 
-    /// The longest stored prefix of `tokens`, as an F16 context of `model`.
-    func fetch(_ tokens: [Int32], model: GGUFModel) async throws -> Fetched {
+    /// The longest stored prefix of `tokens`, as an F16 context of `model`. A remote store is told
+    /// the engine's prefill cost, when known, for its choice between late chunks and recompute.
+    func fetch(_ tokens: [Int32], model: GGUFModel, recomputeSecondsPerToken: Double? = nil) async throws -> Fetched {
         switch self {
         case .embedded(let store, _):
             let ns = Namespace(model: model.identity, dtype: .f16, shape: model.kvShape, chunkTokens: store.chunkTokens)
             guard let (ctx, match) = try store.get(tokens, namespace: ns) else { return Fetched(context: nil, detail: "miss") }
             return Fetched(context: ctx, detail: "\(match.chunks.count) chunks")
         case .remote(let client, let sloMs, _):
-            let request = StreamRequest(tokens: tokens, model: model.identity, dtype: DType.f16.rawValue, sloMs: sloMs)
+            let request = StreamRequest(tokens: tokens, model: model.identity, dtype: DType.f16.rawValue, sloMs: sloMs,
+                                        recomputeMsPerToken: recomputeSecondsPerToken.map { min(60_000, $0 * 1000) })
             guard let result = try await client.stream(request) else { return Fetched(context: nil, detail: "miss") }
             guard let kv = try result.contiguousKV() else { return Fetched(context: nil, detail: "all chunks to recompute") }
             guard kv.shape == model.kvShape, kv.dtype == .f16 else {

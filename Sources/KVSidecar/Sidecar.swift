@@ -18,13 +18,15 @@ public final class Sidecar: Sendable {
     public let slotSavePath: String
     public let chunkTokens: Int
     public let metrics = SidecarMetrics()
+    public let prefillCost: PrefillCost
     let slots: SlotPool
     let logger: Logger
 
     /// Connects to llama-server, opens its model file (identity and KV shape) and learns how its
     /// states are laid out from one probe slot save.
     public static func start(engineURL: String, slotSavePath: String, source: PrefixSource, modelPath: String? = nil,
-                             chunkTokens: Int = 256, logger: Logger = Logger(label: "kvstore.sidecar")) async throws -> Sidecar {
+                             chunkTokens: Int = 256, prefillCost: PrefillCost = PrefillCost(),
+                             logger: Logger = Logger(label: "kvstore.sidecar")) async throws -> Sidecar {
         let engine = try LlamaServerClient(url: engineURL)
         let props = try await engine.props()
         let model = try GGUFModel(path: modelPath ?? props.modelPath)
@@ -37,11 +39,12 @@ public final class Sidecar: Sendable {
         let state = try LlamaSlotFile.read(slotSavePath + "/" + probe, shape: model.kvShape).state
         try? FileManager.default.removeItem(atPath: slotSavePath + "/" + probe)
         return Sidecar(engine: engine, source: source, model: model, layout: LlamaEngineLayout(of: state),
-                       slotSavePath: slotSavePath, chunkTokens: chunk, slots: props.totalSlots, logger: logger)
+                       slotSavePath: slotSavePath, chunkTokens: chunk, slots: props.totalSlots, prefillCost: prefillCost, logger: logger)
     }
 
     init(engine: LlamaServerClient, source: PrefixSource, model: GGUFModel, layout: LlamaEngineLayout,
-         slotSavePath: String, chunkTokens: Int, slots: Int, logger: Logger) {
+         slotSavePath: String, chunkTokens: Int, slots: Int, prefillCost: PrefillCost = PrefillCost(), logger: Logger) {
+        self.prefillCost = prefillCost
         self.engine = engine
         self.source = source
         self.model = model
@@ -115,7 +118,9 @@ public final class Sidecar: Sendable {
         var stored: KVContext?
         if prompt.count > 1 {
             do {
-                stored = try await step("lookup", &trace) { try await source.fetch(Array(prompt.dropLast()), model: model).context }
+                stored = try await step("lookup", &trace) {
+                    try await source.fetch(Array(prompt.dropLast()), model: model, recomputeSecondsPerToken: prefillCost.secondsPerToken).context
+                }
             } catch { fallback("lookup", error, &trace) }
         }
         let slot = await slots.acquire(for: prompt)
@@ -147,6 +152,8 @@ public final class Sidecar: Sendable {
         let sent = ContinuousClock.now
         let storedCount = stored?.tokens.count ?? 0
         let traceBefore = trace, holding = releaseHolding
+        // The first byte follows the prefill closely when it is streamed or little is generated.
+        let promptFollows = request["stream"] as? Bool == true || ((request["n_predict"] ?? request["max_tokens"]) as? Int).map { $0 <= 4 } == true
         Task {
             var trace = traceBefore
             var firstByte: Double?
@@ -167,6 +174,7 @@ public final class Sidecar: Sendable {
             trace.steps.append(("first_byte", firstByte ?? total))
             trace.steps.append(("response", total))
             metrics.observe("first_byte", seconds: firstByte ?? total)
+            if let firstByte, promptFollows { prefillCost.record(tokens: prompt.count - storedCount, seconds: firstByte) }
             metrics.observe("response", seconds: total)
             await self.afterResponse(prompt: prompt, stored: storedCount, slot: slot, holding: holding, trace: &trace)
             logger.info("\(trace.line)")

@@ -28,7 +28,11 @@ public enum LevelChoice: Sendable, Equatable, CustomStringConvertible {
 ///
 /// When no level fits its share, the smallest level is still sent if it alone arrives before the
 /// deadline (the later chunks then get less); otherwise the chunk is `recompute`, so no data is
-/// ever sent that would land late. A pure value: the sender feeds it time and bandwidth.
+/// ever sent that would land late. A client that says what recomputing costs it
+/// (`recomputeSecondsPerToken`, its prefill time per token) changes that last step: a chunk that
+/// cannot make the deadline is recomputed only when prefilling its tokens is expected to take
+/// longer than its smallest encoding takes to arrive late. A pure value: the sender feeds it time
+/// and bandwidth.
 public struct LevelController: Sendable, Equatable {
     /// Seconds from the start of the stream to the last byte.
     public var deadline: Double
@@ -36,11 +40,17 @@ public struct LevelController: Sendable, Equatable {
     public var chunks: [[LevelSize]]
     /// A pinned level is always sent, deadline or not (for fixed-level baselines).
     public var pinned: UInt8?
+    /// Tokens of each chunk and the client's prefill seconds per token, when it said so.
+    public var chunkTokens: [Int]
+    public var recomputeSecondsPerToken: Double?
 
-    public init(deadline: Double, chunks: [[LevelSize]], pinned: UInt8? = nil) {
+    public init(deadline: Double, chunks: [[LevelSize]], pinned: UInt8? = nil,
+                chunkTokens: [Int] = [], recomputeSecondsPerToken: Double? = nil) {
         self.deadline = deadline
         self.chunks = chunks.map { $0.sorted { $0.level < $1.level } }
         self.pinned = pinned
+        self.chunkTokens = chunkTokens
+        self.recomputeSecondsPerToken = chunkTokens.count == chunks.count ? recomputeSecondsPerToken : nil
     }
 
     /// The choice for chunk `index`, `elapsed` seconds into the stream, with the link delivering
@@ -53,7 +63,17 @@ public struct LevelController: Sendable, Equatable {
         let remaining = deadline - elapsed - Double(inFlight) / bytesPerSecond
         let share = remaining / Double(chunks.count - index)
         if let fit = levels.first(where: { Double($0.bytes) / bytesPerSecond <= share }) { return .level(fit.level) }
-        if Double(smallest.bytes) / bytesPerSecond <= remaining { return .level(smallest.level) }
+        let transfer = Double(smallest.bytes) / bytesPerSecond
+        if transfer <= remaining { return .level(smallest.level) }
+        // Late either way: whichever lets the client finish sooner. A restore needs a contiguous
+        // prefix, so receiving means receiving the rest (smallest encodings) and recomputing means
+        // prefilling the rest's tokens.
+        if let perToken = recomputeSecondsPerToken {
+            let rest = index..<chunks.count
+            let restBytes = rest.reduce(0) { $0 + (chunks[$1].map(\.bytes).min() ?? 0) }
+            let restTokens = rest.reduce(0) { $0 + chunkTokens[$1] }
+            if Double(restBytes) / bytesPerSecond < Double(restTokens) * perToken { return .level(smallest.level) }
+        }
         return .recompute
     }
 

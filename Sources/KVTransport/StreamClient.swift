@@ -15,9 +15,12 @@ public struct StreamRequest: Sendable {
     public var bandwidthHintMbps: Double?
     /// `stored` (default) or a baseline: `raw` (uncompressed) or `zstd` (generic zstd of raw).
     public var encoding: String?
+    /// What prefilling a token from text costs the client, so the server recomputes a chunk only
+    /// when that is quicker than receiving it late.
+    public var recomputeMsPerToken: Double?
 
     public init(tokens: [Int32], model: String? = nil, dtype: String? = nil, sloMs: Double = 1000, level: UInt8? = nil,
-                bandwidthHintMbps: Double? = nil, encoding: String? = nil) {
+                bandwidthHintMbps: Double? = nil, encoding: String? = nil, recomputeMsPerToken: Double? = nil) {
         self.tokens = tokens
         self.model = model
         self.dtype = dtype
@@ -25,6 +28,7 @@ public struct StreamRequest: Sendable {
         self.level = level
         self.bandwidthHintMbps = bandwidthHintMbps
         self.encoding = encoding
+        self.recomputeMsPerToken = recomputeMsPerToken
     }
 
     var path: String {
@@ -32,6 +36,7 @@ public struct StreamRequest: Sendable {
         if let level { q.append("level=\(level)") }
         if let bandwidthHintMbps { q.append("bandwidth_hint_mbps=\(bandwidthHintMbps)") }
         if let encoding { q.append("encoding=\(encoding)") }
+        if let recomputeMsPerToken { q.append("recompute_ms_per_token=\(recomputeMsPerToken)") }
         return "/v1/stream?" + q.joined(separator: "&")
     }
 

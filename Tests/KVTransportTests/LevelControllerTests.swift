@@ -82,6 +82,26 @@ struct LevelControllerTests {
         #expect(levels(run).dropFirst().allSatisfy { $0 == .recompute }, "\(levels(run))")
     }
 
+    /// With the client's recompute cost known, a chunk that cannot make the deadline is sent late
+    /// when receiving the rest beats prefilling it, and recomputed when it does not.
+    @Test func aClientsRecomputeCostDecidesBetweenLateAndText() {
+        // 5 Mbps = 625 kB/s: after chunk 0 the rest (15 x 350 kB) needs 8.4 s on the link.
+        let tokens = Array(repeating: 256, count: 16)
+        let trace = BandwidthTrace.steady(bitsPerSecond: 5 * Self.mbps)
+        // Prefill at 16 ms a token (llama.cpp, one thread): 15 x 256 tokens take 61 s: send late.
+        let slowEngine = LevelController(deadline: 1.0, chunks: Array(repeating: Self.sizes, count: 16),
+                                         chunkTokens: tokens, recomputeSecondsPerToken: 0.016)
+        let late = simulateStream(slowEngine, over: trace, prior: 5 * Self.mbps)
+        #expect(levels(late).allSatisfy { $0 == .level(4) }, "\(levels(late))")
+        #expect(late.last!.finish > 1.0)
+        // Prefill at 0.5 ms a token (a fast GPU): 15 x 256 tokens take 1.9 s: text, as without a cost.
+        let fastEngine = LevelController(deadline: 1.0, chunks: Array(repeating: Self.sizes, count: 16),
+                                         chunkTokens: tokens, recomputeSecondsPerToken: 0.0005)
+        let text = simulateStream(fastEngine, over: trace, prior: 5 * Self.mbps)
+        #expect(levels(text) == levels(simulateStream(Self.controller, over: trace, prior: 5 * Self.mbps)), "\(levels(text))")
+        #expect(levels(text).dropFirst().allSatisfy { $0 == .recompute })
+    }
+
     @Test func pinnedLevelIsAlwaysSent() {
         var c = Self.controller
         c.pinned = 0

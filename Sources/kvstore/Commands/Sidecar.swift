@@ -32,6 +32,9 @@ struct SidecarCommand: AsyncParsableCommand {
     @Option(help: "Deadline for a remote prefix, ms (the server picks levels per chunk to meet it).")
     var sloMs = 1000.0
 
+    @Option(help: "The engine's prefill time per token, ms, told to a --remote store so it recomputes a chunk only when that is quicker than receiving it late (default: learnt from the requests the engine prefills).")
+    var prefillMsPerToken: Double?
+
     @Option(help: "Compression levels new chunks are stored at.")
     var levels = CodecLevel.storedByDefaultText
 
@@ -45,6 +48,7 @@ struct SidecarCommand: AsyncParsableCommand {
             throw ValidationError("--listen \(listen) is not HOST:PORT")
         }
         let host = String(listen[..<colon])
+        if let p = prefillMsPerToken, !(p > 0 && p <= 60_000) { throw ValidationError("--prefill-ms-per-token \(p) is not in (0, 60000]") }
         let levelList: [UInt8]
         do { levelList = try CodecLevel.parseList(levels) } catch { throw ValidationError("--levels: \(error)") }
         let source: PrefixSource
@@ -57,7 +61,8 @@ struct SidecarCommand: AsyncParsableCommand {
         var logger = Logger(label: "kvstore.sidecar")
         logger.logLevel = .info
         let sidecar = try await Sidecar.start(engineURL: llamaServer, slotSavePath: slotSavePath, source: source,
-                                              modelPath: model, chunkTokens: storeOptions.chunkTokens ?? 256, logger: logger)
+                                              modelPath: model, chunkTokens: storeOptions.chunkTokens ?? 256,
+                                              prefillCost: PrefillCost(fixedSecondsPerToken: prefillMsPerToken.map { $0 / 1000 }), logger: logger)
         let portFile = portFile, url = llamaServer
         let app = sidecar.application(host: host, port: port) { bound in
             if let portFile { try? FileIO.writeAtomically([Array("\(bound)\n".utf8)], to: portFile, tempDirectory: FileIO.directoryOf(portFile)) }
