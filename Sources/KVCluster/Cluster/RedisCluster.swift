@@ -89,6 +89,9 @@ public final class RedisCluster: Sendable {
         let deadline = ContinuousClock.now + configuration.retryWindow
         var attempt = 0
         var lastProblem = "no reachable node"
+        // MOVED answers, applied to the map only when retrying: mutating the map inside the reply
+        // loop lets the optimizer hoist its copy-on-write (16,384 entries) into every call.
+        var moved: [(slot: Int, node: SlotMap.Node)] = []
         while true {
             var map = try currentMap()
             var groups: [String: [Int]] = [:]
@@ -140,7 +143,7 @@ public final class RedisCluster: Sendable {
                     let words = message.split(separator: " ")
                     switch words.first {
                     case "MOVED" where words.count == 3:
-                        if let s = Int(words[1]), (0..<HashSlot.count).contains(s) { map.setMaster(String(words[2]), slot: s) }
+                        if let s = Int(words[1]), (0..<HashSlot.count).contains(s) { moved.append((s, String(words[2]))) }
                         refresh = true; next.append(i)
                         state.withLock { $0.counters.redirects += 1 }
                     case "ASK" where words.count == 3:
@@ -163,6 +166,7 @@ public final class RedisCluster: Sendable {
             }
             state.withLock { $0.counters.retries += 1 }
             if retry { Thread.sleep(forTimeInterval: min(0.05 * Double(attempt), 0.5)) }
+            if !moved.isEmpty { map.setMasters(moved); moved = [] }
             if refresh { map = (try? refreshMap()) ?? map }
             state.withLock { [map] in $0.map = map }
         }
@@ -244,6 +248,8 @@ public final class RedisCluster: Sendable {
 }
 
 extension SlotMap {
-    /// A `MOVED` reply is authoritative for its slot until the next refresh.
-    mutating func setMaster(_ node: Node, slot: Int) { masters[slot] = node }
+    /// `MOVED` replies are authoritative for their slots until the next refresh.
+    mutating func setMasters(_ moved: [(slot: Int, node: Node)]) {
+        for (slot, node) in moved { masters[slot] = node }
+    }
 }
