@@ -55,11 +55,9 @@ let package = Package(
         .target(name: "KVStoreC", dependencies: ["KVCodec", "KVTensor", "KVTransport", "KVEngineLlama"], exclude: ["include"]),
         // RESP2 parser and encoder: pure value types, no dependencies (so the fuzz build is small).
         .target(name: "KVRESP", path: "Sources/KVCluster/RESP"),
-        // The Redis Cluster tier: NIO client (connections, slot map, redirects) and the tier on it.
+        // The Redis Cluster tier: blocking-socket client (connections, slot map, redirects) and the tier on it.
         .target(name: "KVCluster", dependencies: [
             "KVRESP", "KVStore", "KVCodec", "KVTensor",
-            .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "NIOPosix", package: "swift-nio"),
         ], exclude: ["RESP"]),
         // llama.cpp's sequence states and slot files <-> kvstore contexts; model identity from the GGUF.
         .target(name: "KVEngineLlama", dependencies: [

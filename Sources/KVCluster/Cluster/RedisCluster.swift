@@ -1,26 +1,26 @@
 import Foundation
 import KVRESP
-import NIOCore
-import NIOPosix
 import Synchronization
 
-/// A Redis Cluster client: one pipelined connection per master, the slot map from `CLUSTER SLOTS`,
+/// A Redis Cluster client: pipelined connections per master, the slot map from `CLUSTER SLOTS`,
 /// `MOVED`/`ASK` redirects, and bounded retries while the cluster fails over. Blocking API (callers
-/// are the store's synchronous paths); I/O runs on NIO event loops.
+/// are the store's synchronous paths): I/O runs on the caller's thread with blocking sockets, each
+/// call taking connections from a small per-node pool of idle ones, so concurrent callers never
+/// share a connection.
 public final class RedisCluster: Sendable {
     public struct Configuration: Sendable {
         /// Seed nodes "host:port"; any one reachable node is enough.
         public var seeds: [String]
         public var credentials: RedisConnection.Credentials?
         /// Longest wait for one pipelined batch on one node before its connection is dropped.
-        public var commandTimeout: TimeAmount = .seconds(5)
+        public var commandTimeout: Duration = .seconds(5)
         /// How long a call keeps retrying while nodes are down, slots uncovered or the cluster
         /// says TRYAGAIN/CLUSTERDOWN/LOADING (a failover takes about cluster-node-timeout + 1 s).
         public var retryWindow: Duration = .seconds(20)
         public var parser = RESPParser.Limits()
 
         public var commandTimeoutMs: Int64 {
-            get { commandTimeout.nanoseconds / 1_000_000 }
+            get { commandTimeout.components.seconds * 1000 + commandTimeout.components.attoseconds / 1_000_000_000_000_000 }
             set { commandTimeout = .milliseconds(newValue) }
         }
 
@@ -51,26 +51,24 @@ public final class RedisCluster: Sendable {
     }
 
     public let configuration: Configuration
-    let group: EventLoopGroup
     let parser: RESPParser
+    /// Idle connections kept per node (more are opened while more callers are busy on it).
+    static let maxIdlePerNode = 4
     private struct State {
         var map: SlotMap?
-        var connections: [String: RedisConnection] = [:]
+        var idle: [String: [RedisConnection]] = [:]
         var counters = Counters()
     }
     private let state = Mutex(State())
 
-    public init(_ configuration: Configuration, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) throws {
+    public init(_ configuration: Configuration) throws {
         guard !configuration.seeds.isEmpty else { throw ClusterError.badAddress("no seed nodes") }
         for s in configuration.seeds where RedisConnection.parse(s) == nil { throw ClusterError.badAddress(s) }
         self.configuration = configuration
-        self.group = group
         parser = RESPParser(limits: configuration.parser)
     }
 
-    deinit {
-        for c in state.withLock({ $0.connections.values }) { c.close() }
-    }
+    deinit { close() }
 
     public var counters: Counters { state.withLock { $0.counters } }
 
@@ -91,6 +89,9 @@ public final class RedisCluster: Sendable {
         let deadline = ContinuousClock.now + configuration.retryWindow
         var attempt = 0
         var lastProblem = "no reachable node"
+        // MOVED answers, applied to the map only when retrying: mutating the map inside the reply
+        // loop lets the optimizer hoist its copy-on-write (16,384 entries) into every call.
+        var moved: [(slot: Int, node: SlotMap.Node)] = []
         while true {
             var map = try currentMap()
             var groups: [String: [Int]] = [:]
@@ -98,7 +99,8 @@ public final class RedisCluster: Sendable {
             for i in todo {
                 if let node = asking[i] ?? map.node(slot: commands[i].slot) { groups[node, default: []].append(i) } else { unrouted.append(i) }
             }
-            var inFlight: [(node: String, indices: [Int], future: EventLoopFuture<[RESPValue]>)] = []
+            // Phase 1 writes every group's batch, phase 2 reads them: all nodes work at once.
+            var inFlight: [(node: String, indices: [Int], count: Int, connection: Result<RedisConnection, any Error>)] = []
             for (node, indices) in groups {
                 var bytes: [UInt8] = []
                 var count = 0
@@ -107,16 +109,24 @@ public final class RedisCluster: Sendable {
                     RESPEncoder.append(commands[i].args, to: &bytes); count += 1
                 }
                 for t in perNodeTail { RESPEncoder.append(t.map { [$0] }, to: &bytes); count += 1 }
-                let future = connection(node).flatMap { [bytes, count] in $0.send(encoded: bytes, count: count) }
-                inFlight.append((node, indices, future))
+                let connection = Result { () throws -> RedisConnection in
+                    let c = try checkout(node)
+                    try c.write(encoded: bytes)
+                    return c
+                }
+                inFlight.append((node, indices, count, connection))
             }
             var retry = !unrouted.isEmpty
             var refresh = !unrouted.isEmpty
             var next = unrouted
             if !unrouted.isEmpty { lastProblem = "slot \(commands[unrouted[0]].slot) is served by no node" }
-            for (node, indices, future) in inFlight {
+            for (node, indices, count, connection) in inFlight {
                 let replies: [RESPValue]
-                do { replies = try future.wait() } catch {
+                do {
+                    let c = try connection.get()
+                    replies = try c.readReplies(count)
+                    checkin(c)
+                } catch {
                     if case ClusterError.server = error { throw error }   // AUTH refused: retrying cannot help
                     drop(node)
                     lastProblem = "\(node): \(error)"
@@ -133,7 +143,7 @@ public final class RedisCluster: Sendable {
                     let words = message.split(separator: " ")
                     switch words.first {
                     case "MOVED" where words.count == 3:
-                        if let s = Int(words[1]), (0..<HashSlot.count).contains(s) { map.setMaster(String(words[2]), slot: s) }
+                        if let s = Int(words[1]), (0..<HashSlot.count).contains(s) { moved.append((s, String(words[2]))) }
                         refresh = true; next.append(i)
                         state.withLock { $0.counters.redirects += 1 }
                     case "ASK" where words.count == 3:
@@ -156,6 +166,7 @@ public final class RedisCluster: Sendable {
             }
             state.withLock { $0.counters.retries += 1 }
             if retry { Thread.sleep(forTimeInterval: min(0.05 * Double(attempt), 0.5)) }
+            if !moved.isEmpty { map.setMasters(moved); moved = [] }
             if refresh { map = (try? refreshMap()) ?? map }
             state.withLock { [map] in $0.map = map }
         }
@@ -184,7 +195,9 @@ public final class RedisCluster: Sendable {
         var partial: SlotMap?
         for node in known + configuration.seeds.filter({ !known.contains($0) }) {
             do {
-                let reply = try connection(node).flatMap { $0.send([[Array("CLUSTER".utf8), Array("SLOTS".utf8)]]) }.wait()[0]
+                let c = try checkout(node)
+                let reply = try c.send([[Array("CLUSTER".utf8), Array("SLOTS".utf8)]])[0]
+                checkin(c)
                 if let e = reply.errorMessage { throw ClusterError.server(e) }
                 let map = try SlotMap(clusterSlots: reply, fallbackHost: RedisConnection.parse(node)?.0 ?? "127.0.0.1")
                 state.withLock { $0.counters.mapRefreshes += 1 }
@@ -205,31 +218,38 @@ public final class RedisCluster: Sendable {
         throw ClusterError.unavailable("no node answered CLUSTER SLOTS (\(problems.joined(separator: "; ")))")
     }
 
-    func connection(_ node: String) -> EventLoopFuture<RedisConnection> {
-        if let c = state.withLock({ $0.connections[node] }), c.isActive { return c.channel.eventLoop.makeSucceededFuture(c) }
-        return RedisConnection.connect(node, group: group, credentials: configuration.credentials, parser: parser,
-                                       timeout: configuration.commandTimeout)
-            .map { c in
-                let winner = self.state.withLock { s -> RedisConnection in
-                    if let old = s.connections[node], old.isActive { return old }
-                    s.connections[node] = c
-                    return c
-                }
-                if winner !== c { c.close() }
-                return winner
-            }
+    /// An idle connection to `node` (one the server closed meanwhile is discarded) or a new one.
+    func checkout(_ node: String) throws -> RedisConnection {
+        while let c = state.withLock({ $0.idle[node]?.popLast() }) {
+            if c.isIdleAndHealthy { return c }
+            c.close()
+        }
+        return try RedisConnection(node, credentials: configuration.credentials, parser: parser, timeout: configuration.commandTimeout)
     }
 
+    /// Gives back a connection whose batch completed; beyond the idle cap it is closed.
+    func checkin(_ c: RedisConnection) {
+        let kept = state.withLock { s in
+            guard s.idle[c.address, default: []].count < Self.maxIdlePerNode else { return false }
+            s.idle[c.address, default: []].append(c)
+            return true
+        }
+        if !kept { c.close() }
+    }
+
+    /// Closes the idle connections to `node` (after one of its batches failed).
     func drop(_ node: String) {
-        if let c = state.withLock({ $0.connections.removeValue(forKey: node) }) { c.close() }
+        for c in state.withLock({ $0.idle.removeValue(forKey: node) ?? [] }) { c.close() }
     }
 
     public func close() {
-        for c in state.withLock({ s in defer { s.connections = [:] }; return Array(s.connections.values) }) { c.close() }
+        for c in state.withLock({ s in defer { s.idle = [:] }; return s.idle.values.flatMap { $0 } }) { c.close() }
     }
 }
 
 extension SlotMap {
-    /// A `MOVED` reply is authoritative for its slot until the next refresh.
-    mutating func setMaster(_ node: Node, slot: Int) { masters[slot] = node }
+    /// `MOVED` replies are authoritative for their slots until the next refresh.
+    mutating func setMasters(_ moved: [(slot: Int, node: Node)]) {
+        for (slot, node) in moved { masters[slot] = node }
+    }
 }
