@@ -86,7 +86,7 @@ final class Tally: @unchecked Sendable {
             group.enter()
             Thread { body(); group.leave() }.start()
         }
-        let bin = TestSupport.binary, store = self.store, dir = self.dir
+        let store = self.store, dir = self.dir
         for w in 0..<2 {
             spawn {
                 defer { tally.add("writersDone") }
