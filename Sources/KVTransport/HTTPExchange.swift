@@ -48,8 +48,8 @@ public struct HTTPExchange: Sendable {
         self.bearerToken = bearerToken
     }
 
-    /// Whether a request the server closed without answering (not one byte of a response arrived)
-    /// is sent once more on a new connection. Right for kvstore's API, whose calls are all idempotent
+    /// Whether a request the server accepted but closed without answering (not one byte of a
+    /// response arrived) is sent once more on a new connection. Right for kvstore's API, whose calls are all idempotent
     /// (lookups and streams read; uploads are content-addressed); not for an engine's completions.
     public var retryUnanswered = true
 
@@ -88,7 +88,8 @@ public struct HTTPExchange: Sendable {
                     }
                 }
         } catch {
-            throw Unanswered(error: .connection("\(method) \(path) to \(endpoint.host):\(endpoint.port): \(error)"))
+            // Nothing listens there (or the host is unreachable): a retry would only wait longer.
+            throw TransportError.connection("\(method) \(path) to \(endpoint.host):\(endpoint.port): \(error)")
         }
         try await channel.executeThenClose { inbound, outbound in
             var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)

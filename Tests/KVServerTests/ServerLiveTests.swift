@@ -85,7 +85,7 @@ struct ServerLiveTests {
             _ = try await client.stream(StreamRequest(tokens: [1]))
             Issue.record("connecting to a closed port succeeded")
         } catch {
-            #expect("\(error)".hasPrefix("connection failed: 127.0.0.1:1: "), "\(error)")
+            #expect("\(error)".hasPrefix("connection failed: POST /v1/stream?slo_ms=1000.0 to 127.0.0.1:1: "), "\(error)")
         }
     }
 
