@@ -14,6 +14,31 @@ public struct PrefixMatch: Sendable, Equatable {
     public var tokens: Int
     public var chunks: [MatchedChunk]
     public static let none = PrefixMatch(tokens: 0, chunks: [])
+
+    /// The KV of the matched chunks in order, each chunk's bytes from `fetch` and checked against
+    /// `namespace`. The match ends before the first chunk `fetch` has no bytes for; nil when that
+    /// is the first. Both tiers assemble a `get` this way.
+    func assemble(_ tokens: [Int32], namespace: Namespace, fetch: (MatchedChunk) throws -> [UInt8]?,
+                  progress: ((Int, Int) -> Void)? = nil) throws -> (context: KVContext, match: PrefixMatch)? {
+        var match = self
+        var parts: [KVTensor] = []
+        for (i, chunk) in match.chunks.enumerated() {
+            guard let bytes = try fetch(chunk) else {
+                match.chunks.removeSubrange(i...)
+                match.tokens = chunk.range.lowerBound
+                break
+            }
+            let tensor = try ChunkContainer.decode(bytes)
+            guard tensor.tokens == chunk.range.count, tensor.shape == namespace.shape, tensor.dtype == namespace.dtype else {
+                throw StoreError.corruptBlob("chunk \(chunk.record.position) decodes to \(tensor.tokens) tokens of \(tensor.shape) \(tensor.dtype.rawValue)")
+            }
+            parts.append(tensor)
+            progress?(i + 1, match.chunks.count)
+        }
+        guard !parts.isEmpty else { return nil }
+        let kv = try KVTensor.concatenate(parts)
+        return (try KVContext(kv: kv, tokens: Array(tokens[0..<match.tokens]), metadata: ["model": namespace.model]), match)
+    }
 }
 
 extension ChunkStore {
@@ -86,25 +111,12 @@ extension ChunkStore {
     /// The KV of the longest stored prefix of `tokens`, or nil on a miss.
     public func get(_ tokens: [Int32], namespace: Namespace, adapter: AdapterSpan? = nil, level: UInt8? = nil,
                     progress: ((Int, Int) -> Void)? = nil) throws -> (context: KVContext, match: PrefixMatch)? {
-        var match = try lookup(tokens, namespace: namespace, adapter: adapter)
-        var parts: [KVTensor] = []
-        for (i, chunk) in match.chunks.enumerated() {
-            guard let bytes = try chunkBytes(chunk, level: level) else {
-                match.chunks.removeSubrange(i...)
-                match.tokens = chunk.range.lowerBound
-                break
-            }
-            let tensor = try ChunkContainer.decode(bytes)
-            guard tensor.tokens == chunk.range.count, tensor.shape == namespace.shape, tensor.dtype == namespace.dtype else {
-                throw StoreError.corruptBlob("chunk \(chunk.record.position) decodes to \(tensor.tokens) tokens of \(tensor.shape) \(tensor.dtype.rawValue)")
-            }
-            parts.append(tensor)
-            progress?(i + 1, match.chunks.count)
+        let match = try lookup(tokens, namespace: namespace, adapter: adapter)
+        guard let got = try match.assemble(tokens, namespace: namespace, fetch: { try chunkBytes($0, level: level) }, progress: progress) else {
+            return nil
         }
-        guard !parts.isEmpty else { return nil }
-        recordAccess(match)
-        let kv = try KVTensor.concatenate(parts)
-        return (try KVContext(kv: kv, tokens: Array(tokens[0..<match.tokens]), metadata: ["model": namespace.model]), match)
+        recordAccess(got.match)
+        return got
     }
 
     /// Refreshes last-access times of the matched chunks, at most once per `accessGranularity`

@@ -57,18 +57,22 @@ func tensorArgument(_ kv: UnsafeRawPointer?, _ nbytes: Int, _ dtype: Int32, _ la
     guard let dt = UInt8(exactly: dtype).flatMap(DType.init(code:)) else {
         throw CError.Argument(description: "dtype \(dtype) is not 1 (F16), 2 (BF16) or 3 (F32)")
     }
-    let maxDim = Int64(KVShape.maxDimension)
-    guard layers > 0, kvHeads > 0, headDim > 0, tokens > 0, tokens <= Int64(KVTensor.maxTokens),
-          layers <= maxDim, kvHeads <= maxDim, headDim <= maxDim else {
+    guard tokens > 0, tokens <= Int64(KVTensor.maxTokens), let shape = boundedShape(layers, kvHeads, headDim) else {
         throw CError.Argument(description: "shape [\(layers), 2, \(tokens), \(kvHeads), \(headDim)] is out of bounds")
     }
-    let shape = KVShape(layers: Int(layers), kvHeads: Int(kvHeads), headDim: Int(headDim))
     let expected = KVTensor.byteCount(shape: shape, tokens: Int(tokens), dtype: dt)
     guard nbytes == expected else {
         throw CError.Argument(description: "\(nbytes) bytes of KV, shape [\(layers), 2, \(tokens), \(kvHeads), \(headDim)] of \(dt.rawValue) needs \(expected)")
     }
     let p = try require(kv, "kv")
     return try KVTensor(shape: shape, tokens: Int(tokens), dtype: dt, bytes: Array(UnsafeRawBufferPointer(start: p, count: nbytes)))
+}
+
+/// The KV shape of C dimensions, nil when one is outside 1...KVShape.maxDimension.
+func boundedShape(_ layers: Int64, _ kvHeads: Int64, _ headDim: Int64) -> KVShape? {
+    let dims = 1...Int64(KVShape.maxDimension)
+    guard dims.contains(layers), dims.contains(kvHeads), dims.contains(headDim) else { return nil }
+    return KVShape(layers: Int(layers), kvHeads: Int(kvHeads), headDim: Int(headDim))
 }
 
 func tokensArgument(_ tokens: UnsafePointer<Int32>?, _ count: Int64) throws -> [Int32] {

@@ -11,14 +11,6 @@ struct CLlamaLayout {
     var vTransposed: Int32
 }
 
-func shapeArgument(_ layers: Int64, _ kvHeads: Int64, _ headDim: Int64) throws -> KVShape {
-    let maxDim = Int64(KVShape.maxDimension)
-    guard (1...maxDim).contains(layers), (1...maxDim).contains(kvHeads), (1...maxDim).contains(headDim) else {
-        throw CError.Argument(description: "shape [\(layers) layers, \(kvHeads) KV heads, \(headDim) head dim] is out of bounds")
-    }
-    return KVShape(layers: Int(layers), kvHeads: Int(kvHeads), headDim: Int(headDim))
-}
-
 @_cdecl("kvs_llama_state_decode")
 public func kvs_llama_state_decode(_ data: UnsafeRawPointer?, _ length: Int, _ layers: Int64, _ kvHeads: Int64,
                                    _ headDim: Int64, _ count: Int64, _ layout: UnsafeMutableRawPointer?,
@@ -26,7 +18,10 @@ public func kvs_llama_state_decode(_ data: UnsafeRawPointer?, _ length: Int, _ l
     guarded {
         let raw = try input(data, length)
         let kv = try require(kv, "kv")
-        let state = try LlamaSequenceState(decodingMemory: Array(raw), shape: try shapeArgument(layers, kvHeads, headDim))
+        guard let shape = boundedShape(layers, kvHeads, headDim) else {
+            throw CError.Argument(description: "shape [\(layers) layers, \(kvHeads) KV heads, \(headDim) head dim] is out of bounds")
+        }
+        let state = try LlamaSequenceState(decodingMemory: Array(raw), shape: shape)
         let n = count < 0 ? state.cellCount : Int(clamping: count)
         hand(TensorBox(try state.prefixKV(count: n)), to: kv)
         layout?.storeBytes(of: CLlamaLayout(streamCount: state.streamCount, vTransposed: state.vTransposed ? 1 : 0), as: CLlamaLayout.self)

@@ -111,6 +111,44 @@ def test_decoded_arrays_outlive_everything_else():
 
 # ---------------------------------------------------------------------------- errors
 
+SMOLLM2 = kvstore.llama.GGUFModel(identity="llama.cpp/test@sha256:0", architecture="llama", name="test", sha256="0",
+                                  layers=30, kv_heads=3, head_dim=64)
+
+
+def test_llama_states_round_trip_through_the_library():
+    """KV -> llama.cpp in-process state bytes -> KV, both ways by KVEngineLlama, for both V layouts."""
+    kv = kvstore.read_safetensors(FIXTURE_FILES["F16"]).kv
+    for layout in (kvstore.llama.Layout(1, True), kvstore.llama.Layout(2, False)):
+        state = kvstore.llama.kv_to_state(kv, layout)
+        assert struct.unpack_from("<I", state)[0] == 0xAF143CD8  # llama.cpp's in-memory state magic
+        back, got = kvstore.llama.state_to_kv(state, SMOLLM2)
+        assert got == layout and same_bits(back, kv)
+        first, _ = kvstore.llama.state_to_kv(state, SMOLLM2, count=40)
+        assert same_bits(first, kv[:, :, :40])
+
+
+def test_bad_llama_states_raise_codec_errors():
+    kv = kvstore.read_safetensors(FIXTURE_FILES["F16"]).kv
+    state = kvstore.llama.kv_to_state(kv, kvstore.llama.Layout(1, True))
+    with pytest.raises(kvstore.CodecError, match="in-memory state prefix") as e:
+        kvstore.llama.state_to_kv(state[:4], SMOLLM2)
+    assert e.value.code == -2
+    with pytest.raises(kvstore.CodecError, match="in-memory state magic") as e:
+        kvstore.llama.state_to_kv(b"\x00" * 8 + state[8:], SMOLLM2)
+    assert e.value.code == -3
+    with pytest.raises(kvstore.CodecError, match="truncated llama.cpp state"):
+        kvstore.llama.state_to_kv(state[:len(state) // 2], SMOLLM2)
+    with pytest.raises(kvstore.CodecError, match="out of bounds") as e:
+        kvstore.llama.state_to_kv(state, kvstore.llama.GGUFModel(**{**SMOLLM2.__dict__, "layers": 0}))
+    assert e.value.code == -1
+    with pytest.raises(kvstore.CodecError, match="500 positions asked of a state with 96 cells"):
+        kvstore.llama.state_to_kv(state, SMOLLM2, count=500)
+    with pytest.raises(kvstore.CodecError, match="F16 KV only"):
+        kvstore.llama.kv_to_state(kv.astype(np.float32), kvstore.llama.Layout(1, True))
+    with pytest.raises(kvstore.CodecError, match="cannot open /no/such/model.gguf"):
+        kvstore.llama.gguf_model("/no/such/model.gguf")
+
+
 def test_bad_containers_raise_codec_errors():
     source = kvstore.read_safetensors(FIXTURE_FILES["F16"])
     good = kvstore.encode_chunk(source.kv[:, :, :32], 2)

@@ -238,13 +238,13 @@ public final class RedisChunkTier: ChunkTier, Sendable {
     /// and the replies of `extra` commands sent in the same round.
     func probe(_ keys: [Hash32], levels: [UInt8], extra: [RedisCluster.Command] = []) throws -> (headers: [[LevelBlob]], extra: [RESPValue]) {
         let name = Array("GETRANGE".utf8), zero = Array("0".utf8), last = Array(String(TierRecordHeader.size - 1).utf8)
-        let digits = levels.map { [UInt8(ascii: "0") + $0] }
+        let suffixes = levels.map(TierKeys.levelSuffix)
         var commands: [RedisCluster.Command] = []
         commands.reserveCapacity(keys.count * levels.count + extra.count)
         for h in keys {
             let stem = TierKeys.chunkStem(prefix: h)
-            for d in digits {
-                let key = stem + d
+            for suffix in suffixes {
+                let key = stem + suffix
                 commands.append(RedisCluster.Command(key: key, args: [[name], [key], [zero], [last]]))
             }
         }

@@ -75,8 +75,11 @@ public enum TierKeys {
     /// this is a key per (namespace, prefix hash, level) and tenants are apart by construction,
     /// exactly as in the embedded index, which keys chunk records by prefix hash alone.
     public static func chunk(prefix: Hash32, level: UInt8) -> [UInt8] {
-        chunkStem(prefix: prefix) + Array(String(level).utf8)
+        chunkStem(prefix: prefix) + levelSuffix(level)
     }
+
+    /// The level at the end of a chunk key, after its stem.
+    static func levelSuffix(_ level: UInt8) -> [UInt8] { Array(String(level).utf8) }
 
     /// `kvs:1:c:<prefix hash>:`, the part of a chunk key shared by its levels.
     static func chunkStem(prefix: Hash32) -> [UInt8] { chunkStemHead + prefix.hexASCII + [UInt8(ascii: ":")] }

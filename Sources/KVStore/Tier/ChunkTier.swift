@@ -37,24 +37,10 @@ extension ChunkTier {
 
     /// The KV of the longest stored prefix of `tokens` (as `ChunkStore.get`), or nil on a miss.
     public func getContext(_ tokens: [Int32], namespace: Namespace, level: UInt8? = nil) throws -> (context: KVContext, match: PrefixMatch)? {
-        var match = try longestPrefix(tokens, namespace: namespace)
-        var parts: [KVTensor] = []
-        for (i, chunk) in match.chunks.enumerated() {
-            guard let bytes = try fetchBytes(chunk, level: level) else {
-                match.chunks.removeSubrange(i...)
-                match.tokens = chunk.range.lowerBound
-                break
-            }
-            let tensor = try ChunkContainer.decode(bytes)
-            guard tensor.tokens == chunk.range.count, tensor.shape == namespace.shape, tensor.dtype == namespace.dtype else {
-                throw StoreError.corruptBlob("chunk \(chunk.record.position) decodes to \(tensor.tokens) tokens of \(tensor.shape) \(tensor.dtype.rawValue)")
-            }
-            parts.append(tensor)
-        }
-        guard !parts.isEmpty else { return nil }
-        recordAccess(match)
-        let kv = try KVTensor.concatenate(parts)
-        return (try KVContext(kv: kv, tokens: Array(tokens[0..<match.tokens]), metadata: ["model": namespace.model]), match)
+        let match = try longestPrefix(tokens, namespace: namespace)
+        guard let got = try match.assemble(tokens, namespace: namespace, fetch: { try fetchBytes($0, level: level) }) else { return nil }
+        recordAccess(got.match)
+        return got
     }
 }
 

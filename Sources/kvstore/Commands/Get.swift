@@ -66,7 +66,12 @@ struct Get: AsyncParsableCommand {
         }
         let bar = ProgressBar("get", enabled: !out.json)
         let namespace = try store.longestMatch(query, in: spaces, adapter: adapter)?.namespace ?? spaces[0]
-        guard let (context, match) = try store.get(query, namespace: namespace, adapter: adapter, level: level, progress: bar.update) else {
+        try finish(try store.get(query, namespace: namespace, adapter: adapter, level: level, progress: bar.update), query: query)
+    }
+
+    /// Writes the prefix and reports it, or reports the miss (exit status 3).
+    func finish(_ got: (context: KVContext, match: PrefixMatch)?, query: [Int32]) throws {
+        guard let (context, match) = got else {
             out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) {
                 "no stored prefix for the query (0 of \(query.count) tokens)"
             }
@@ -90,15 +95,6 @@ extension Get {
         let namespace = try tier.longestPrefix(query, in: spaces)?.namespace ?? spaces[0]
         let got = try (tier as? CachedChunkTier)?.getContextFilling(query, namespace: namespace, level: level)
             ?? tier.getContext(query, namespace: namespace, level: level)
-        guard let (context, match) = got else {
-            out.emit(Report(matchedTokens: 0, queryTokens: query.count, chunks: 0)) {
-                "no stored prefix for the query (0 of \(query.count) tokens)"
-            }
-            throw Exit.miss
-        }
-        try Safetensors.write(context, to: output)
-        out.emit(Report(matchedTokens: match.tokens, queryTokens: query.count, chunks: match.chunks.count, output: output)) {
-            "matched \(match.tokens) of \(query.count) tokens (\(match.chunks.count) chunks) -> \(output)"
-        }
+        try finish(got, query: query)
     }
 }
