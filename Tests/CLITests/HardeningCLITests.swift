@@ -137,5 +137,7 @@ import TestSupport
         #expect(r.status != 0)
         #expect(!r.stderr.contains("no store at"), "\(r.stderr)")
         #expect(FileManager.default.fileExists(atPath: store), "\(r.stderr)")
+        let bad = try TestSupport.run(["sidecar", "--slot-save-path", dir, "--remote", "http://127.0.0.1:1", "--prefill-ms-per-token", "0"])
+        #expect(bad.status != 0 && bad.stderr.contains("--prefill-ms-per-token 0.0 is not in (0, 60000]"), "\(bad.stderr)")
     }
 }

@@ -266,5 +266,9 @@ def test_f9_methods_nulls_and_media_types_follow_the_spec(server):
     status, _, body = exchange(port, request("POST", "/v1/stream?bandwidth_hint_mbps=10000000", b'{"tokens":[1]}',
                                              {"Content-Type": "application/json"}))
     assert status == 400, body
+    for bad in ("0", "-1", "60001", "fast"):
+        status, _, body = exchange(port, request("POST", f"/v1/stream?recompute_ms_per_token={bad}", b'{"tokens":[1]}',
+                                                 {"Content-Type": "application/json"}))
+        assert status == 400 and f"recompute_ms_per_token {bad} is not in (0, 60000]".encode() in body, (bad, body)
     status, _, body = exchange(port, request("POST", "/v1/stream", b"x", {"Content-Type": "text/plain"}))
     assert status == 415, body
