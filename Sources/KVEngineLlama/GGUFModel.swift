@@ -13,6 +13,8 @@ public struct GGUFModel: Sendable, Equatable {
     /// SHA-256 of the file, hex.
     public var sha256: String
     public var kvShape: KVShape
+    /// Which layers slide, and over how many tokens: how llama.cpp splits the KV into caches.
+    public var cacheLayout: LlamaCacheLayout
 
     /// The store's model id for KV that llama.cpp computed with this file. "llama.cpp" is part of
     /// it: KV from another implementation of the same weights differs (see docs/llama.md). Model ids
@@ -56,6 +58,7 @@ public struct GGUFModel: Sendable, Equatable {
         }
         kvShape = KVShape(layers: layers, kvHeads: kvHeads, headDim: keyLength)
         try kvShape.validate()
+        cacheLayout = try Self.cacheLayout(meta, architecture: arch, layers: layers, path: path)
 
         try handle.seek(toOffset: 0)
         var hasher = SHA256()
@@ -63,7 +66,26 @@ public struct GGUFModel: Sendable, Equatable {
         sha256 = hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
-    enum Value: Equatable { case int(Int), string(String), other }
+    /// The sliding-window layers as llama.cpp finds them: `sliding_window` > 0, then the pattern
+    /// as an array of flags, a number, or the architecture's default.
+    static func cacheLayout(_ meta: [String: Value], architecture arch: String, layers: Int, path: String) throws -> LlamaCacheLayout {
+        guard case .int(let window)? = meta["\(arch).attention.sliding_window"], window > 0 else { return .single }
+        let flags: [Bool]
+        switch meta["\(arch).attention.sliding_window_pattern"] {
+        case .ints(let v)?: flags = v.map { $0 != 0 }
+        case .int(let n)?: flags = LlamaCacheLayout.pattern(n, layers: layers)
+        default:
+            guard let n = LlamaCacheLayout.defaultPattern(architecture: arch) else {
+                throw LlamaStateError.unsupported("GGUF \(path) (\(arch)) has sliding-window layers in a pattern kvstore does not know")
+            }
+            flags = LlamaCacheLayout.pattern(n, layers: layers)
+        }
+        let layout = LlamaCacheLayout(slidingLayers: flags, window: window)
+        try layout.validate(layers: layers)
+        return layout
+    }
+
+    enum Value: Equatable { case int(Int), ints([Int]), string(String), other }
 
     /// The key/value metadata of a GGUF header (scalars and strings; arrays skipped).
     static func metadata(_ bytes: [UInt8]) throws -> [String: Value] {
@@ -96,6 +118,17 @@ public struct GGUFModel: Sendable, Equatable {
                     let n: UInt64 = r.read()
                     if let size = scalarSize[inner] {
                         guard n <= UInt64(r.remaining / size) else { throw LlamaStateError.truncated("GGUF array \(key) of \(n) items") }
+                        // Small arrays of bools or 32-bit ints (per-layer flags) are kept; others skipped.
+                        if n <= 4096, [0, 1, 4, 5, 7].contains(inner) {
+                            return .ints((0..<Int(n)).map { _ in
+                                switch inner {
+                                case 4: return Int(r.read() as UInt32)
+                                case 5: return Int(r.read() as Int32)
+                                case 1: return Int(r.read() as Int8)
+                                default: return Int(r.read() as UInt8)
+                                }
+                            })
+                        }
                         _ = r.slice(Int(n) * size)
                     } else if inner == 8 {
                         guard n <= UInt64(r.remaining / 8) else { throw LlamaStateError.truncated("GGUF array \(key) of \(n) strings") }

@@ -14,23 +14,29 @@ extension LlamaSequenceState {
     /// engine's cache; they are gathered by position.
     public func prefixKV(count n: Int) throws -> KVTensor {
         guard n > 0, n <= cellCount else { throw LlamaStateError.mismatch("\(n) positions asked of a state with \(cellCount) cells") }
-        if positions.prefix(n).enumerated().allSatisfy({ Int($0.element) == $0.offset }) {
-            return kv.slice(tokens: 0..<n)
+        return try kv(positions: 0..<n)
+    }
+
+    /// The KV of `range`'s positions, in position order; each must be in exactly one cell.
+    public func kv(positions range: Range<Int>) throws -> KVTensor {
+        if let first = positions.firstIndex(of: Int32(clamping: range.lowerBound)), first + range.count <= cellCount,
+           positions[first..<(first + range.count)].enumerated().allSatisfy({ Int($0.element) == range.lowerBound + $0.offset }) {
+            return kv.slice(tokens: first..<(first + range.count))
         }
-        var cellOf = [Int](repeating: -1, count: n)
-        for (cell, p) in positions.enumerated() where p >= 0 && Int(p) < n {
-            guard cellOf[Int(p)] < 0 else { throw LlamaStateError.malformed("position \(p) appears in two cells") }
-            cellOf[Int(p)] = cell
+        var cellOf = [Int](repeating: -1, count: range.count)
+        for (cell, p) in positions.enumerated() where range.contains(Int(p)) {
+            guard cellOf[Int(p) - range.lowerBound] < 0 else { throw LlamaStateError.malformed("position \(p) appears in two cells") }
+            cellOf[Int(p) - range.lowerBound] = cell
         }
-        if let missing = cellOf.firstIndex(of: -1) { throw LlamaStateError.mismatch("position \(missing) is not in the state") }
+        if let missing = cellOf.firstIndex(of: -1) { throw LlamaStateError.mismatch("position \(range.lowerBound + missing) is not in the state") }
         return try KVTensor.concatenate(cellOf.map { kv.slice(tokens: $0..<($0 + 1)) })
     }
 
     /// A state holding `context` at positions 0..<n, laid out for an engine with `streamCount`
     /// streams and V transposed or not (`LlamaEngineLayout`, learnt from one of its own states).
     public init(context: KVContext, layout: LlamaEngineLayout) throws {
-        guard context.kv.dtype == .f16 else {
-            throw LlamaStateError.unsupported("context KV is \(context.kv.dtype.rawValue); llama.cpp's KV cache here is F16")
+        guard context.kv.dtype == layout.dtype else {
+            throw LlamaStateError.mismatch("context KV is \(context.kv.dtype.rawValue), the engine's KV cache \(layout.dtype.rawValue)")
         }
         try self.init(streamCount: layout.streamCount, stream: 0, seqID: 0,
                       positions: (0..<Int32(context.tokens.count)).map { $0 }, vTransposed: layout.vTransposed, kv: context.kv)
@@ -41,22 +47,28 @@ extension LlamaSequenceState {
 public struct LlamaEngineLayout: Sendable, Equatable, CustomStringConvertible {
     public var streamCount: UInt32
     public var vTransposed: Bool
+    /// The cache's element type (F16 unless the engine runs `-ctk f32 -ctv f32`).
+    public var dtype: DType
 
-    public init(streamCount: UInt32, vTransposed: Bool) {
+    public init(streamCount: UInt32, vTransposed: Bool, dtype: DType = .f16) {
         self.streamCount = streamCount
         self.vTransposed = vTransposed
+        self.dtype = dtype
     }
 
     public init(of state: LlamaSequenceState) {
-        self.init(streamCount: state.streamCount, vTransposed: state.vTransposed)
+        self.init(streamCount: state.streamCount, vTransposed: state.vTransposed, dtype: state.kv.dtype)
     }
 
-    public var description: String { "\(streamCount) stream(s), V \(vTransposed ? "transposed" : "row-major")" }
+    public var description: String { "\(streamCount) stream(s), V \(vTransposed ? "transposed" : "row-major"), \(dtype.rawValue)" }
 }
 
 extension LlamaSlotFile {
     /// A slot file llama-server restores as `context` (its tokens and KV at positions 0..<n).
     public init(context: KVContext, layout: LlamaEngineLayout) throws {
+        guard context.kv.dtype == layout.dtype else {
+            throw LlamaStateError.mismatch("context KV is \(context.kv.dtype.rawValue), the engine's KV cache \(layout.dtype.rawValue)")
+        }
         self.init(tokens: context.tokens, state: try LlamaSequenceState(context: context, layout: layout))
     }
 }

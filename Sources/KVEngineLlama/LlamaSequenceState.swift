@@ -1,8 +1,10 @@
 import KVCodec
 import KVTensor
 
-/// One sequence's KV cache as llama.cpp writes it (`llama_kv_cache::state_write` with a sequence id,
-/// at the commit pinned in scripts/build_llama.sh), held in kvstore's tensor layout.
+/// One sequence's cells of one llama.cpp KV cache as it writes them (`llama_kv_cache::state_write`
+/// with a sequence id, at the commit pinned in scripts/build_llama.sh), held in kvstore's tensor
+/// layout. A model with sliding-window layers has two caches, each written so
+/// (`LlamaMemoryState`).
 ///
 /// Bytes, all little-endian:
 ///   u32 n_stream; per stream: u32 cell_count, and when non-zero:
@@ -11,8 +13,9 @@ import KVTensor
 ///     per layer K: i32 ggml type, u64 row bytes, cell_count rows of [kv_head][head_dim]
 ///     per layer V: the same when v_trans = 0; when v_trans = 1: i32 type, u32 element bytes,
 ///                  u32 n_embd_v_gqa, then for each of those elements one value per cell
-/// Only F16 K and V are accepted, and only models without per-cell extensions (M-RoPE, PLE): the
-/// cell records would then carry more bytes, which the size checks below reject.
+/// K and V are F16 (llama.cpp's default cache type) or F32 (`-ctk f32 -ctv f32`, the float oracle),
+/// the same for every layer; quantized cache types are refused. Models with per-cell extensions
+/// (M-RoPE, PLE) are refused too: their cell records carry more bytes, which the size checks reject.
 public struct LlamaSequenceState: Sendable, Equatable {
     /// `n_stream` of the context that wrote it; a restore needs the same count.
     public var streamCount: UInt32
@@ -24,11 +27,13 @@ public struct LlamaSequenceState: Sendable, Equatable {
     public var positions: [Int32]
     /// Whether V is stored transposed (llama.cpp does so when flash attention is off).
     public var vTransposed: Bool
-    /// Keys and values of the cells, `[layers, 2, cells, kv_heads, head_dim]`, F16.
+    /// Keys and values of the cells, `[layers, 2, cells, kv_heads, head_dim]`, F16 or F32.
     public var kv: KVTensor
 
     public init(streamCount: UInt32 = 1, stream: Int = 0, seqID: Int32 = 0, positions: [Int32], vTransposed: Bool, kv: KVTensor) throws {
-        guard kv.dtype == .f16 else { throw LlamaStateError.unsupported("KV of \(kv.dtype.rawValue); llama.cpp states are written here with F16 KV only") }
+        guard GGMLType.of(kv.dtype) != nil else {
+            throw LlamaStateError.unsupported("KV of \(kv.dtype.rawValue); llama.cpp states are written here with F16 or F32 KV only")
+        }
         guard positions.count == kv.tokens else { throw LlamaStateError.mismatch("\(positions.count) positions for \(kv.tokens) cells") }
         guard streamCount >= 1, stream >= 0, stream < Int(streamCount) else { throw LlamaStateError.mismatch("stream \(stream) of \(streamCount)") }
         self.streamCount = streamCount
@@ -108,55 +113,72 @@ extension LlamaSequenceState {
         guard vTrans <= 1 else { throw LlamaStateError.malformed("v_trans = \(vTrans)") }
         guard layers == shape.layers else { throw LlamaStateError.mismatch("the state has \(layers) layers, the model \(shape.layers)") }
 
+        // The first layer's K type decides the element type; every other layer must match it.
+        try need(r, 4, "type of K of layer 0")
+        var peek = r
+        let type: Int32 = peek.read()
+        guard let dtype = GGMLType.dtype(type) else {
+            throw LlamaStateError.unsupported("K of layer 0 is \(GGMLType.name(type)); only F16 or F32 KV is supported")
+        }
         let row = shape.rowElements
-        let rowBytes = row * 2
+        let element = dtype.byteWidth
+        let rowBytes = row * element
         let planeBytes = cells * rowBytes
+        try need(r, layers * 2 * planeBytes, "the KV of \(cells) cells")   // bounds the allocation by the input
         var out = [UInt8](repeating: 0, count: layers * 2 * planeBytes)
         try out.withUnsafeMutableBytes { dst in
             for l in 0..<layers {
-                try readRows(&r, into: dst.baseAddress! + (2 * l) * planeBytes, cells: cells, rowBytes: rowBytes, what: "K of layer \(l)")
+                try readRows(&r, into: dst.baseAddress! + (2 * l) * planeBytes, cells: cells, type: type, rowBytes: rowBytes, what: "K of layer \(l)")
             }
             for l in 0..<layers {
                 let plane = dst.baseAddress! + (2 * l + 1) * planeBytes
                 if vTrans == 0 {
-                    try readRows(&r, into: plane, cells: cells, rowBytes: rowBytes, what: "V of layer \(l)")
+                    try readRows(&r, into: plane, cells: cells, type: type, rowBytes: rowBytes, what: "V of layer \(l)")
                     continue
                 }
                 try need(r, 12, "V header of layer \(l)")
-                let type: Int32 = r.read()
+                let vType: Int32 = r.read()
                 let elementBytes: UInt32 = r.read()
                 let elements: UInt32 = r.read()
-                guard type == GGMLType.f16, elementBytes == 2 else {
-                    throw LlamaStateError.unsupported("V of layer \(l) is \(GGMLType.name(type)) (\(elementBytes)-byte elements); only F16 KV is supported")
+                guard vType == type, elementBytes == UInt32(element) else {
+                    throw LlamaStateError.unsupported("V of layer \(l) is \(GGMLType.name(vType)) (\(elementBytes)-byte elements), K is \(GGMLType.name(type))")
                 }
                 guard Int(elements) == row else { throw LlamaStateError.mismatch("V of layer \(l) has \(elements) elements per cell, the model \(row)") }
                 try need(r, cells * rowBytes, "transposed V of layer \(l)")
-                let src = r.slice(cells * rowBytes)
                 // File: element j of every cell, then j + 1. Tensor: every element of cell c, then c + 1.
-                for j in 0..<row {
-                    for c in 0..<cells {
-                        let v = src.loadUnaligned(fromByteOffset: (j * cells + c) * 2, as: UInt16.self)
-                        plane.storeBytes(of: v, toByteOffset: (c * row + j) * 2, as: UInt16.self)
-                    }
-                }
+                transpose(UnsafeRawPointer(r.slice(cells * rowBytes).baseAddress!), into: plane, rows: row, columns: cells, element: element)
             }
         }
-        let kv = try KVTensor(shape: shape, tokens: cells, dtype: .f16, bytes: out)
+        let kv = try KVTensor(shape: shape, tokens: cells, dtype: dtype, bytes: out)
         return try LlamaSequenceState(streamCount: streamCount, stream: stream, seqID: seqID, positions: positions,
                                       vTransposed: vTrans == 1, kv: kv)
     }
 
     /// One layer's K (or untransposed V): type, row size, then the rows as they are.
-    static func readRows(_ r: inout ByteReader, into plane: UnsafeMutableRawPointer, cells: Int, rowBytes: Int, what: String) throws {
+    static func readRows(_ r: inout ByteReader, into plane: UnsafeMutableRawPointer, cells: Int, type expected: Int32,
+                         rowBytes: Int, what: String) throws {
         try need(r, 12, "header of \(what)")
         let type: Int32 = r.read()
         let size: UInt64 = r.read()
-        guard type == GGMLType.f16 else {
-            throw LlamaStateError.unsupported("\(what) is \(GGMLType.name(type)); only F16 KV is supported")
+        guard type == expected else {
+            throw LlamaStateError.unsupported("\(what) is \(GGMLType.name(type)), layer 0's K \(GGMLType.name(expected))")
         }
         guard size == UInt64(rowBytes) else { throw LlamaStateError.mismatch("\(what) has \(size)-byte rows, the model \(rowBytes)") }
         try need(r, cells * rowBytes, what)
         plane.copyMemory(from: r.slice(cells * rowBytes).baseAddress!, byteCount: cells * rowBytes)
+    }
+
+    /// A row-major `rows` × `columns` matrix of `element`-byte values into its transpose.
+    static func transpose(_ src: UnsafeRawPointer, into dst: UnsafeMutableRawPointer, rows: Int, columns: Int, element: Int) {
+        func run<T>(_: T.Type) {
+            for j in 0..<rows {
+                for c in 0..<columns {
+                    dst.storeBytes(of: src.loadUnaligned(fromByteOffset: (j * columns + c) * element, as: T.self),
+                                   toByteOffset: (c * rows + j) * element, as: T.self)
+                }
+            }
+        }
+        element == 4 ? run(UInt32.self) : run(UInt16.self)
     }
 }
 
@@ -186,34 +208,30 @@ extension LlamaSequenceState {
             }
             let layers = kv.shape.layers
             let row = kv.shape.rowElements
-            let rowBytes = row * 2
+            let element = kv.dtype.byteWidth
+            let type = GGMLType.of(kv.dtype)!   // checked by init
+            let rowBytes = row * element
             let planeBytes = cellCount * rowBytes
             w.append(UInt32(vTransposed ? 1 : 0))
             w.append(UInt32(layers))
             kv.bytes.withUnsafeBytes { src in
                 for l in 0..<layers {
-                    w.append(GGMLType.f16)
+                    w.append(type)
                     w.append(UInt64(rowBytes))
                     w.append(UnsafeRawBufferPointer(rebasing: src[(2 * l * planeBytes)..<((2 * l + 1) * planeBytes)]))
                 }
                 for l in 0..<layers {
                     let plane = UnsafeRawBufferPointer(rebasing: src[((2 * l + 1) * planeBytes)..<((2 * l + 2) * planeBytes)])
-                    w.append(GGMLType.f16)
+                    w.append(type)
                     if !vTransposed {
                         w.append(UInt64(rowBytes))
                         w.append(plane)
                         continue
                     }
-                    w.append(UInt32(2))
+                    w.append(UInt32(element))
                     w.append(UInt32(row))
                     let transposed = [UInt8](unsafeUninitializedCapacity: planeBytes) { buf, count in
-                        let dst = UnsafeMutableRawBufferPointer(buf)
-                        for c in 0..<cellCount {
-                            for j in 0..<row {
-                                let v = plane.loadUnaligned(fromByteOffset: (c * row + j) * 2, as: UInt16.self)
-                                dst.storeBytes(of: v, toByteOffset: (j * cellCount + c) * 2, as: UInt16.self)
-                            }
-                        }
+                        Self.transpose(plane.baseAddress!, into: UnsafeMutableRawPointer(buf.baseAddress!), rows: cellCount, columns: row, element: element)
                         count = planeBytes
                     }
                     w.append(transposed)

@@ -1,3 +1,4 @@
+import KVTensor
 /// Errors about llama.cpp state bytes, slot files and GGUF headers. Each reads as one line naming
 /// what was found.
 public enum LlamaStateError: Error, Equatable, CustomStringConvertible {
@@ -22,6 +23,10 @@ public enum LlamaStateError: Error, Equatable, CustomStringConvertible {
 enum GGMLType {
     static let f32: Int32 = 0
     static let f16: Int32 = 1
+
+    /// The cache types a state may hold here, as tensor dtypes.
+    static func dtype(_ t: Int32) -> DType? { t == f16 ? .f16 : t == f32 ? .f32 : nil }
+    static func of(_ d: DType) -> Int32? { d == .f16 ? f16 : d == .f32 ? f32 : nil }
 
     static func name(_ t: Int32) -> String {
         let names: [Int32: String] = [0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",

@@ -30,6 +30,11 @@ public final class Sidecar: Sendable {
         let engine = try LlamaServerClient(url: engineURL)
         let props = try await engine.props()
         let model = try GGUFModel(path: modelPath ?? props.modelPath)
+        // A slot file of such a model holds only the window of its sliding layers: a stored prefix
+        // could not be cut shorter. The in-process path (python kvstore.llama) captures all of it.
+        guard !model.cacheLayout.hasSlidingLayers else {
+            throw SidecarError.config("\(model.name) has sliding-window layers; the sidecar supports models with one KV cache (use the in-process path: docs/python.md)")
+        }
         let chunk = source.chunkTokens ?? chunkTokens
         guard chunk > 0 else { throw SidecarError.config("chunk size must be positive") }
         // The probe: a one-token prompt in slot 0, saved, tells stream count and V layout.

@@ -8,7 +8,7 @@ import KVTensor
 
 // Version, errors and the owned-result handles of include/kvstore.h.
 
-let abiVersion: Int32 = 2
+let abiVersion: Int32 = 3
 nonisolated(unsafe) private let versionString: UnsafePointer<CChar> = UnsafePointer(strdup(
     "kvstore_c abi \(abiVersion); chunk container v\(ChunkHeader.version); levels \(CodecLevel.all.lowerBound)-\(CodecLevel.all.upperBound); frames KVF1")!)
 

@@ -9,11 +9,24 @@ import KVTensor
 struct CLlamaLayout {
     var streamCount: UInt32
     var vTransposed: Int32
+    var dtype: Int32
+}
+
+/// The `sliding` / `window` arguments as the model's caches.
+func cacheLayoutArgument(_ sliding: UnsafePointer<UInt8>?, _ window: Int64, layers: Int) throws -> LlamaCacheLayout {
+    guard let sliding else { return .single }
+    guard window > 0, window <= Int64(KVTensor.maxTokens) else {
+        throw CError.Argument(description: "window \(window) outside 1...\(KVTensor.maxTokens) for a model with sliding layers")
+    }
+    let layout = LlamaCacheLayout(slidingLayers: (0..<layers).map { sliding[$0] != 0 }, window: Int(window))
+    try layout.validate(layers: layers)
+    return layout
 }
 
 @_cdecl("kvs_llama_state_decode")
 public func kvs_llama_state_decode(_ data: UnsafeRawPointer?, _ length: Int, _ layers: Int64, _ kvHeads: Int64,
-                                   _ headDim: Int64, _ count: Int64, _ layout: UnsafeMutableRawPointer?,
+                                   _ headDim: Int64, _ sliding: UnsafePointer<UInt8>?, _ window: Int64, _ count: Int64,
+                                   _ layout: UnsafeMutableRawPointer?, _ windowStart: UnsafeMutablePointer<Int64>?,
                                    _ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guarded {
         let raw = try input(data, length)
@@ -21,25 +34,34 @@ public func kvs_llama_state_decode(_ data: UnsafeRawPointer?, _ length: Int, _ l
         guard let shape = boundedShape(layers, kvHeads, headDim) else {
             throw CError.Argument(description: "shape [\(layers) layers, \(kvHeads) KV heads, \(headDim) head dim] is out of bounds")
         }
-        let state = try LlamaSequenceState(decodingMemory: Array(raw), shape: shape)
+        let caches = try cacheLayoutArgument(sliding, window, layers: shape.layers)
+        let state = try LlamaMemoryState(decodingMemory: Array(raw), shape: shape, layout: caches)
         let n = count < 0 ? state.cellCount : Int(clamping: count)
-        hand(TensorBox(try state.prefixKV(count: n)), to: kv)
-        layout?.storeBytes(of: CLlamaLayout(streamCount: state.streamCount, vTransposed: state.vTransposed ? 1 : 0), as: CLlamaLayout.self)
+        let (tensor, start) = try state.kv(count: n)
+        hand(TensorBox(tensor), to: kv)
+        let engine = state.engineLayout
+        layout?.storeBytes(of: CLlamaLayout(streamCount: engine.streamCount, vTransposed: engine.vTransposed ? 1 : 0,
+                                            dtype: Int32(engine.dtype.code)), as: CLlamaLayout.self)
+        windowStart?.pointee = Int64(start)
         return 0
     }
 }
 
 @_cdecl("kvs_llama_state_encode")
 public func kvs_llama_state_encode(_ kv: UnsafeRawPointer?, _ nbytes: Int, _ dtype: Int32, _ layers: Int64,
-                                   _ kvHeads: Int64, _ headDim: Int64, _ tokens: Int64, _ layout: UnsafeRawPointer?,
+                                   _ kvHeads: Int64, _ headDim: Int64, _ tokens: Int64, _ sliding: UnsafePointer<UInt8>?,
+                                   _ window: Int64, _ layout: UnsafeRawPointer?,
                                    _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guarded {
         let out = try require(out, "out")
         let l = try require(layout, "layout").loadUnaligned(as: CLlamaLayout.self)
         let tensor = try tensorArgument(kv, nbytes, dtype, layers, kvHeads, headDim, tokens)
-        let state = try LlamaSequenceState(streamCount: l.streamCount, stream: 0, seqID: 0,
-                                           positions: (0..<Int32(tokens)).map { $0 }, vTransposed: l.vTransposed != 0, kv: tensor)
-        hand(BytesBox(state.memoryBytes()), to: out)
+        guard let cacheType = UInt8(exactly: l.dtype).flatMap(DType.init(code:)) else {
+            throw CError.Argument(description: "layout dtype \(l.dtype) is not 1 (F16) or 3 (F32)")
+        }
+        let caches = try cacheLayoutArgument(sliding, window, layers: tensor.shape.layers)
+        let engine = LlamaEngineLayout(streamCount: l.streamCount, vTransposed: l.vTransposed != 0, dtype: cacheType)
+        hand(BytesBox(try LlamaMemoryState(kv: tensor, layout: caches, engine: engine).memoryBytes()), to: out)
         return 0
     }
 }
@@ -51,7 +73,8 @@ public func kvs_gguf_model(_ path: UnsafePointer<CChar>?, _ out: UnsafeMutablePo
         let model = try GGUFModel(path: String(cString: try require(path, "path")))
         let json: [String: Any] = ["identity": model.identity, "architecture": model.architecture, "name": model.name,
                                    "sha256": model.sha256, "layers": model.kvShape.layers,
-                                   "kv_heads": model.kvShape.kvHeads, "head_dim": model.kvShape.headDim]
+                                   "kv_heads": model.kvShape.kvHeads, "head_dim": model.kvShape.headDim,
+                                   "sliding_window": model.cacheLayout.window, "sliding_layers": model.cacheLayout.slidingLayers]
         hand(BytesBox(Array(try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]))), to: out)
         return 0
     }

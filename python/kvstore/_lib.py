@@ -13,7 +13,7 @@ from typing import Optional
 from .errors import KVStoreError, error_for_code
 
 LIB_NAME = "libkvstore_c.so"
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 c_int32, c_int64, c_size_t = ctypes.c_int32, ctypes.c_int64, ctypes.c_size_t
 c_void_p, c_char_p = ctypes.c_void_p, ctypes.c_char_p
@@ -28,7 +28,7 @@ class Info(ctypes.Structure):
 
 class LlamaLayout(ctypes.Structure):
     """kvs_llama_layout."""
-    _fields_ = [("stream_count", ctypes.c_uint32), ("v_transposed", c_int32)]
+    _fields_ = [("stream_count", ctypes.c_uint32), ("v_transposed", c_int32), ("dtype", c_int32)]
 
 
 class Event(ctypes.Structure):
@@ -75,9 +75,10 @@ def _signatures(lib: ctypes.CDLL) -> None:
         "kvs_stream_next": (c_int32, [c_void_p, P(Event), tensor_out]),
         "kvs_stream_finish": (c_int32, [c_void_p]),
         "kvs_stream_free": (None, [c_void_p]),
-        "kvs_llama_state_decode": (c_int32, [c_void_p, c_size_t, c_int64, c_int64, c_int64, c_int64, P(LlamaLayout),
+        "kvs_llama_state_decode": (c_int32, [c_void_p, c_size_t, c_int64, c_int64, c_int64, c_void_p, c_int64, c_int64,
+                                             P(LlamaLayout), P(c_int64), tensor_out]),
+        "kvs_llama_state_encode": (c_int32, [c_void_p, c_size_t, *shape, c_int64, c_void_p, c_int64, P(LlamaLayout),
                                              tensor_out]),
-        "kvs_llama_state_encode": (c_int32, [c_void_p, c_size_t, *shape, c_int64, P(LlamaLayout), tensor_out]),
         "kvs_gguf_model": (c_int32, [c_char_p, tensor_out]),
     }
     for name, (restype, argtypes) in sigs.items():

@@ -32,10 +32,29 @@ def _quiet_log(level: int, text: bytes, _user: object) -> None:
         sys.stderr.write(text.decode("utf-8", "replace"))
 
 
+def dequantize_gguf(src: str, dst: str, threads: int = 1) -> str:
+    """Writes `src` with every tensor dequantized to F32 (llama_model_quantize, LLAMA_FTYPE_ALL_F32)
+    unless `dst` exists. With an F32 KV cache, that model runs without quantized activations: the
+    float oracle (llama.cpp quantizes activations before a quantized weight's matmul)."""
+    import os
+    if os.path.exists(dst):
+        return dst
+    L.llama_log_set(_quiet_log, None)
+    L.llama_backend_init()
+    p = L.llama_model_quantize_default_params()
+    p.nthread, p.ftype, p.allow_requantize, p.pure = threads, 0, True, True  # 0: LLAMA_FTYPE_ALL_F32
+    tmp = dst + ".part"
+    if L.llama_model_quantize(src.encode(), tmp.encode(), ctypes.byref(p)) != 0:
+        raise RuntimeError(f"llama.cpp could not dequantize {src}")
+    os.replace(tmp, dst)
+    return dst
+
+
 class Engine:
     """One llama.cpp context holding one sequence (id 0)."""
 
-    def __init__(self, gguf: str, n_ctx: int, threads: int = 1, flash_attn: int = -1):
+    def __init__(self, gguf: str, n_ctx: int, threads: int = 1, flash_attn: int = -1, kv_type: str = "f16"):
+        """kv_type "f32" keeps the KV cache in float32 (with an F32 GGUF: the float oracle)."""
         L.llama_log_set(_quiet_log, None)
         L.llama_backend_init()
         mp = L.llama_model_default_params()
@@ -49,6 +68,9 @@ class Engine:
         cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, BATCH, BATCH, 1
         cp.n_threads = cp.n_threads_batch = threads
         cp.flash_attn_type = flash_attn  # -1 auto, 0 off, 1 on
+        if kv_type not in ("f16", "f32"):
+            raise ValueError(f"kv_type {kv_type!r}: f16 or f32")
+        cp.type_k = cp.type_v = {"f16": 1, "f32": 0}[kv_type]  # GGML_TYPE_F16 / GGML_TYPE_F32
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context")
@@ -99,6 +121,30 @@ class Engine:
         if all_logits:
             return np.concatenate(rows)
         return np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, -1), shape=(self.n_vocab,)).copy()
+
+    def prefill_kv(self, tokens: list[int], model) -> tuple[np.ndarray, object, np.ndarray]:
+        """Prefills `tokens` from position 0 into an empty sequence and returns the KV of every
+        position of every layer, the engine's layout (kvstore.llama) and the last token's logits.
+        A model with sliding-window layers keeps only their last `window` positions in its state,
+        so the prompt is decoded a window at a time and each window's rows are captured."""
+        from . import llama as kl
+        if not tokens:
+            raise ValueError("nothing to prefill")
+        self.clear()
+        sliding = [i for i, s in enumerate(model.sliding_layers) if s]
+        full = [i for i in range(model.layers) if i not in sliding]
+        step = min(BATCH, model.sliding_window) if sliding else len(tokens)
+        kv = None
+        for start in range(0, len(tokens), step):
+            end = min(start + step, len(tokens))
+            logits = self.prefill(tokens[start:end], start)
+            if sliding or end == len(tokens):
+                part, layout, window_start = kl.state_to_kv_window(self.state(), model, count=end)
+                if kv is None:
+                    kv = np.zeros((model.layers, 2, len(tokens), *part.shape[3:]), part.dtype)
+                kv[full, :, :end] = part[full]
+                kv[sliding, :, window_start:end] = part[sliding, :, window_start:end]
+        return kv, layout, logits
 
     def generate(self, first_logits: np.ndarray, start: int, n: int) -> list[int]:
         """Greedy continuation of `n` tokens after a prefill that ended at position start-1."""

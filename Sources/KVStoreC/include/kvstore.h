@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define KVS_ABI_VERSION 2  /* 2: llama.cpp sequence states, GGUF model ids */
+#define KVS_ABI_VERSION 3  /* 2: llama.cpp sequence states, GGUF model ids; 3: sliding-window caches, F32 caches */
 
 /* Error codes (negative). */
 #define KVS_OK            0
@@ -146,19 +146,29 @@ void kvs_stream_free(kvs_stream *s);
 typedef struct {
     uint32_t stream_count;  /* KV streams of the context (1 unless n_seq_max > 1 with a unified cache off) */
     int32_t v_transposed;   /* 1 when V is stored transposed (no flash attention) */
+    int32_t dtype;          /* the cache's element type: 1 F16 (default), 3 F32 (-ctk f32 -ctv f32) */
 } kvs_llama_layout;
 
-/* Parses what llama_state_seq_get_data wrote for a model of this shape (F16 KV) and returns the KV
- * of positions 0..count-1 in position order (count < 0: every cell, which must then be positions
- * 0..n-1) and, when layout is not NULL, the state's layout. */
+/* Models with sliding-window layers (Gemma 2/3, Cohere 2) keep two KV caches, written one after the
+ * other: `sliding` is NULL for one cache, else `layers` flags (1 = the layer attends through a
+ * window of `window` tokens), as kvs_gguf_model reports them. Such a cache holds only the last
+ * `window` positions of its layers. */
+
+/* Parses what llama_state_seq_get_data wrote for a model of this shape and caches (F16 or F32 KV)
+ * and returns the KV of positions 0..count-1 in position order, every layer in model order (count
+ * < 0: every cell, which must then be positions 0..n-1), and, when not NULL, the state's layout and
+ * `window_start`: the first position the sliding layers hold; their rows before it are zero. */
 int kvs_llama_state_decode(const void *data, size_t length, int64_t layers, int64_t kv_heads, int64_t head_dim,
-                           int64_t count, kvs_llama_layout *layout, kvs_tensor **kv);
-/* The bytes llama_state_seq_set_data takes to hold `kv` (F16, `tokens` cells) at positions
- * 0..tokens-1 in an engine of `layout`. */
+                           const uint8_t *sliding, int64_t window, int64_t count, kvs_llama_layout *layout,
+                           int64_t *window_start, kvs_tensor **kv);
+/* The bytes llama_state_seq_set_data takes to hold `kv` (`tokens` cells of the layout's dtype) at
+ * positions 0..tokens-1 in an engine of `layout`; the sliding layers keep their window only. */
 int kvs_llama_state_encode(const void *kv, size_t nbytes, int32_t dtype, int64_t layers, int64_t kv_heads,
-                           int64_t head_dim, int64_t tokens, const kvs_llama_layout *layout, kvs_bytes **out);
+                           int64_t head_dim, int64_t tokens, const uint8_t *sliding, int64_t window,
+                           const kvs_llama_layout *layout, kvs_bytes **out);
 /* A GGUF model file's KV shape and the model id kvstore files its KV under (the sidecar's), as JSON:
- * {"identity", "architecture", "name", "sha256", "layers", "kv_heads", "head_dim"}. */
+ * {"identity", "architecture", "name", "sha256", "layers", "kv_heads", "head_dim", "sliding_window",
+ * "sliding_layers"} (sliding_window 0 and sliding_layers [] for a model with one cache). */
 int kvs_gguf_model(const char *path, kvs_bytes **json);
 
 #ifdef __cplusplus
