@@ -69,6 +69,8 @@ def _signatures(lib: ctypes.CDLL) -> None:
         "kvs_safetensors_decode": (c_int32, [c_void_p, c_size_t, tensor_out, tensor_out, tensor_out]),
         "kvs_file_encode": (c_int32, [c_void_p, c_size_t, *shape, c_void_p, c_int64, c_char_p, c_int32, c_int64,
                                       tensor_out]),
+        "kvs_file_encode_profile": (c_int32, [c_void_p, c_size_t, *shape, c_void_p, c_int64, c_char_p, c_int32, c_int64,
+                                              c_char_p, c_int64, tensor_out]),
         "kvs_safetensors_encode": (c_int32, [c_void_p, c_size_t, *shape, c_void_p, c_int64, c_char_p, tensor_out]),
         "kvs_stream_new": (c_void_p, []),
         "kvs_stream_feed": (c_int32, [c_void_p, c_void_p, c_size_t]),
