@@ -102,7 +102,11 @@ def load() -> tuple[ctypes.CDLL, Path]:
         if lib.kvs_abi_version() != ABI_VERSION:
             tried.append(f"{path} (ABI {lib.kvs_abi_version()}, this package needs {ABI_VERSION})")
             continue
-        _signatures(lib)
+        try:
+            _signatures(lib)
+        except AttributeError as e:  # a build older than this package, same ABI (e.g. no kvs_file_encode_profile)
+            tried.append(f"{path} (older build: {e})")
+            continue
         return lib, path
     raise KVStoreError("libkvstore_c not found; build it with `swift build -c release --product kvstore_c` "
                        "or set KVSTORE_C_LIB. Tried: " + "; ".join(tried))
