@@ -9,13 +9,14 @@ size is the ideal arithmetic-coding size, computed, never coded. What it does:
 - The KV is cut into chunks of `chunk_tokens` (256, LMCache's CACHEGEN_GPU_MAX_TOKENS_PER_CHUNK and
   the chunk size the bench gives kvstore), each chunk into groups of `group_tokens` (10, the paper's
   group) contiguous tokens; the first token of each group is its anchor, kept in fp16.
-- Every other token is coded as its delta to the anchor (the paper's change-based encoding; LMCache as
-  shipped quantizes the values themselves). Each (layer, K/V, token) delta vector over all KV heads'
-  channels is quantized uniformly and symmetrically as LMCache does: MAX = bins // 2 - 1,
+- Every other token is coded as its delta to the anchor (the paper's change-based encoding; LMCache
+  as shipped quantizes the values themselves: point "cachegen-lmcache", group_tokens=0). Each
+  (layer, K/V, token) delta vector over all KV heads' channels is quantized uniformly and symmetrically as LMCache does: MAX = bins // 2 - 1,
   q = round(delta * MAX / max|delta|), q in [-MAX, MAX], one fp16 scale max|delta| per vector.
 - Layer-grouped bins, fewer for deeper layers (LMCache's CacheGenConfig for models of 10 or more
   layers: keys 32 bins in layers 0-9 and 16 after, values 32 in layers 0-1 and 16 after; all 32 below
-  10 layers). `POINTS` holds that default, one finer (bins doubled) and one coarser (halved).
+  10 layers). `POINTS` holds that default, one finer (bins doubled), one coarser (halved), and the
+  default without anchors.
 - Arithmetic coding with one symbol distribution per (layer, K/V, channel) per chunk: the size is the
   empirical entropy of each such model's symbols (sum of -log2 p over the chunk's symbols, no coder
   overhead, no stream lengths or termination: in CacheGen's favour).
@@ -23,9 +24,13 @@ size is the ideal arithmetic-coding size, computed, never coded. What it does:
 Side information counted (documented costs):
 - anchors: 2 bytes per element (fp16), scales: 2 bytes per (layer, K/V, non-anchor token);
 - distributions: LMCache ships each chunk's CDF as int16, bins + 1 entries per (layer, K/V, channel):
-  `tables="chunk"` counts 2 * (bins + 1) bytes per (layer, K/V, channel, chunk). `tables="shared"`
+  `tables="chunk"` counts 2 * (bins + 1) bytes per (layer, K/V, channel, chunk) (LMCache pads every
+  row to the largest bins + 1: counted at each layer's own bins, in CacheGen's favour). `tables="shared"`
   counts none, as if the distributions were profiled offline and known to the decoder: a lower bound
   on CacheGen's size (the entropy is still the chunk's own, which no shared table beats).
+
+tools/eval_quality.py --cachegen-baseline (the numpy-oracle tables of BENCHMARKS.md) is LMCache as
+shipped, sized by one entropy over the whole context; it takes its bins and entropy from here.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ class Point:
     name: str
     key_bins: tuple[int, int]  # (layers < 10, layers >= 10)
     value_bins: tuple[int, int]  # (layers < 2, layers >= 2)
-    group_tokens: int = 10
+    group_tokens: int = 10  # 0: no anchors, the values themselves are quantized (LMCache as shipped)
     chunk_tokens: int = 256
 
     def bins(self, layers: int) -> np.ndarray:
@@ -55,11 +60,12 @@ class Point:
         return out
 
 
-# LMCache's default, and the same grouping with bins doubled and halved (CacheGen streams a context at
-# several such levels). Quartered bins (8 / 4) measured KL 1.7 on SmolLM2 in llama.cpp: off any useful scale.
+# LMCache's default, the same grouping with bins doubled and halved (CacheGen streams a context at
+# several such levels), and LMCache's default without anchors, as LMCache ships it. Quartered bins (8 / 4) measured KL 1.7 on SmolLM2 in llama.cpp: off any useful scale.
 POINTS = {"cachegen-fine": Point("cachegen-fine", (64, 32), (64, 32)),
           "cachegen": Point("cachegen", (32, 16), (32, 16)),
-          "cachegen-coarse": Point("cachegen-coarse", (16, 8), (16, 8))}
+          "cachegen-coarse": Point("cachegen-coarse", (16, 8), (16, 8)),
+          "cachegen-lmcache": Point("cachegen-lmcache", (32, 16), (32, 16), group_tokens=0)}
 
 
 class Encoded(NamedTuple):
@@ -100,12 +106,15 @@ def encode(kv: np.ndarray, point: Point | str = "cachegen", tables: str = "chunk
         x = x_all[:, :, s:s + point.chunk_tokens].astype(np.float32)
         n = x.shape[2]
         idx = np.arange(n)
-        is_anchor = idx % point.group_tokens == 0
-        anchors = x[:, :, idx - idx % point.group_tokens].astype(np.float16).astype(np.float32)
+        if point.group_tokens:
+            is_anchor = idx % point.group_tokens == 0
+            anchors = x[:, :, idx - idx % point.group_tokens].astype(np.float16).astype(np.float32)
+        else:
+            is_anchor, anchors = np.zeros(n, dtype=bool), np.zeros_like(x)
         delta = x - anchors
         scale = np.abs(delta).max(axis=-1, keepdims=True).astype(np.float16).astype(np.float32)
         safe = np.where(scale == 0, 1, scale)
-        q = np.clip(np.round(delta * MAX / safe), -MAX, MAX)
+        q = np.clip(np.round(delta * (MAX / safe)), -MAX, MAX)
         q[:, :, is_anchor] = 0
         out[:, :, s:s + n] = (anchors + q * scale / MAX).astype(kv.dtype)
         # One model per (layer, K/V, channel): rows = models, columns = the chunk's non-anchor tokens.

@@ -60,6 +60,19 @@ def test_coarser_points_are_smaller_and_worse(kv):
     assert errs[0] < errs[1] < errs[2]
 
 
+def test_without_anchors_it_is_the_lmcache_quantizer_of_eval_quality(kv):
+    import eval_quality  # the numpy-oracle tables' CacheGen (LMCache as shipped)
+    e = cg.encode(kv, "cachegen-lmcache")
+    deq, size = eval_quality.cachegen_quantize(kv)
+    assert np.allclose(e.kv.astype(np.float32), deq, rtol=2e-3, atol=1e-6)
+    assert e.parts["anchors"] == 0 and e.parts["scales"] == size["scale_bytes"]
+    symbols = size["lmcache_chunked_bytes"] - size["scale_bytes"] - size["lmcache_cdf_bytes"]
+    assert abs(e.parts["symbols"] - symbols) <= 2  # rounded once here, per chunk there
+    # Deltas to anchors drop the channels that stay large from the scale: finer steps, less error.
+    mse = lambda x: float(np.square(x.astype(np.float32) - kv.astype(np.float32)).mean())
+    assert mse(cg.encode(kv, "cachegen").kv) < mse(e.kv) / 2
+
+
 def test_bins_follow_lmcache_layer_grouping():
     b = cg.POINTS["cachegen"].bins(30)
     assert b[:10, 0].tolist() == [32] * 10 and b[10:, 0].tolist() == [16] * 20
