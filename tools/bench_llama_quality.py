@@ -11,7 +11,7 @@ Per level, over held-out texts (none used for calibration): top-1 agreement and 
 level) of the continuation's next-token distributions, and the perplexity ratio of the true
 continuation. The noise floor beside them: the exact KV with every element moved by +-1 ulp of fp16;
 and baselines applied to the same KV: int8 per token, llama.cpp's own KV cache types q8_0 and q4_0, and
-CacheGen at three operating points (tools/cachegen_baseline.py). --profile FILE encodes the levels with
+CacheGen re-implemented at four points (tools/cachegen_baseline.py). --profile FILE encodes the levels with
 that codec profile (default: the one derived from the KV, as `kvstore encode`).
 Level 0 must be bit-exact and its greedy continuation must equal the one after restoring the engine's
 own saved state: the tool exits 1 otherwise.
