@@ -22,8 +22,9 @@ import math
 import re
 from pathlib import Path
 
-W, H, L, R, T, B = 720, 440, 70, 200, 40, 50
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf"]
+W, H, L, R, T, B = 820, 440, 70, 300, 40, 50
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#e377c2", "#7f7f7f",
+          "#bcbd22"]
 GREY = "#555"
 
 
@@ -85,6 +86,11 @@ def svg(series: list[tuple[str, list[tuple[float, float, str]], dict]], title: s
         ly = T + 14 + 18 * i
         out.append(f'<circle cx="{W - R + 16}" cy="{ly - 4}" r="4" fill="{c}"/>')
         out.append(f'<text x="{W - R + 26}" y="{ly}">{esc(method)}</text>')
+    if any(st.get("upper") for _, _, st in series):
+        ly = T + 14 + 18 * len(series) + 8
+        for k, line in enumerate(["CacheGen: numpy re-implementation,", "ideal arithmetic-coded size; bar up to",
+                                  "its size without per-chunk CDF tables"]):
+            out.append(f'<text x="{W - R + 10}" y="{ly + 15 * k}" fill="{GREY}" font-size="11">{line}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
