@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kvmodel  # noqa: E402  (first: it picks the BLAS thread count before numpy loads)
 import numpy as np  # noqa: E402
 import st_io  # noqa: E402
+from cachegen_baseline import POINTS as CACHEGEN_POINTS, entropy_bits  # noqa: E402
 
 # --------------------------------------------------------------------------- CacheGen
 # CacheGen as shipped in LMCache (github.com/LMCache/LMCache):
@@ -59,30 +60,17 @@ CACHEGEN_CHUNK = 256
 
 
 def cachegen_bins(n_layers: int):
-    kb = np.full(n_layers, 16, np.int64)
-    vb = np.full(n_layers, 16, np.int64)
-    if n_layers < 10:
-        kb[:] = 32
-        vb[:] = 32
-    else:
-        kb[:10] = 32
-        vb[:2] = 32
-    return kb, vb
+    """LMCache's default bins per layer for keys and values (tools/cachegen_baseline.py)."""
+    b = CACHEGEN_POINTS["cachegen"].bins(n_layers)
+    return b[:, 0], b[:, 1]
 
 
-def _entropy_bits(sym, nbins, axis_tokens=2):
+def _entropy_bits(sym, nbins):
     """Sum over (layer, kv, channel) of n_tokens * H(symbols) in bits.
 
     sym: int [L, 2, N, C] with values in [0, nbins)."""
-    L2 = sym.shape[0] * sym.shape[1]
-    N, C = sym.shape[2], sym.shape[3]
-    s = sym.reshape(L2, N, C).transpose(0, 2, 1).reshape(L2 * C, N)
-    idx = (np.arange(L2 * C, dtype=np.int64)[:, None] * nbins + s).ravel()
-    counts = np.bincount(idx, minlength=L2 * C * nbins).reshape(L2 * C, nbins).astype(np.float64)
-    p = counts / N
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -np.where(counts > 0, p * np.log2(p), 0.0).sum(1)
-    return float((h * N).sum())
+    L2, N, C = sym.shape[0] * sym.shape[1], sym.shape[2], sym.shape[3]
+    return entropy_bits(sym.reshape(L2, N, C).transpose(0, 2, 1).reshape(L2 * C, N), nbins)
 
 
 def cachegen_quantize(kv):

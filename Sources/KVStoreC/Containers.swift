@@ -75,6 +75,16 @@ public func kvs_file_encode(_ kv: UnsafeRawPointer?, _ nbytes: Int, _ dtype: Int
                             _ headDim: Int64, _ tokens: UnsafePointer<Int32>?, _ tokenCount: Int64,
                             _ model: UnsafePointer<CChar>?, _ level: Int32, _ chunkTokens: Int64,
                             _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    kvs_file_encode_profile(kv, nbytes, dtype, layers, kvHeads, headDim, tokens, tokenCount, model, level, chunkTokens,
+                            nil, 0, out)
+}
+
+@_cdecl("kvs_file_encode_profile")
+public func kvs_file_encode_profile(_ kv: UnsafeRawPointer?, _ nbytes: Int, _ dtype: Int32, _ layers: Int64, _ kvHeads: Int64,
+                                    _ headDim: Int64, _ tokens: UnsafePointer<Int32>?, _ tokenCount: Int64,
+                                    _ model: UnsafePointer<CChar>?, _ level: Int32, _ chunkTokens: Int64,
+                                    _ profileJSON: UnsafePointer<UInt8>?, _ profileLength: Int64,
+                                    _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guarded {
         let out = try require(out, "out")
         let level = try levelArgument(level)
@@ -82,9 +92,22 @@ public func kvs_file_encode(_ kv: UnsafeRawPointer?, _ nbytes: Int, _ dtype: Int
         guard chunkTokens > 0, chunkTokens <= ChunkContainer.maxTokens else {
             throw CError.Argument(description: "chunk_tokens \(chunkTokens) outside 1...\(ChunkContainer.maxTokens)")
         }
-        hand(BytesBox(try ContextFile.encode(ctx, level: level, chunkTokens: Int(chunkTokens))), to: out)
+        let profile = try CodecProfile.forEncoding(ctx, given: try profileArgument(profileJSON, profileLength))
+        hand(BytesBox(try ContextFile.encode(ctx, level: level, chunkTokens: Int(chunkTokens), model: profile)), to: out)
         return 0
     }
+}
+
+/// A profile file's bytes (NULL: none given); parsed and validated by `CodecProfile.parse`.
+func profileArgument(_ json: UnsafePointer<UInt8>?, _ length: Int64) throws -> CodecProfile? {
+    guard let json else {
+        guard length == 0 else { throw CError.Argument(description: "profile_json is NULL but profile_len is \(length)") }
+        return nil
+    }
+    guard length >= 0, length <= Int64(CodecProfile.maxFileBytes) else {
+        throw CError.Argument(description: "codec profile of \(length) bytes, at most \(CodecProfile.maxFileBytes)")
+    }
+    return try CodecProfile.parse(Array(UnsafeBufferPointer(start: json, count: Int(length))))
 }
 
 @_cdecl("kvs_safetensors_encode")

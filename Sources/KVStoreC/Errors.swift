@@ -37,7 +37,7 @@ enum CError {
 
     static func code(for error: Error) -> Int32 {
         switch error {
-        case is Argument: return argument
+        case is Argument, is CodecProfile.Invalid: return argument
         case let e as CodecError:
             switch e {
             case .truncated: return truncated

@@ -69,6 +69,8 @@ def _signatures(lib: ctypes.CDLL) -> None:
         "kvs_safetensors_decode": (c_int32, [c_void_p, c_size_t, tensor_out, tensor_out, tensor_out]),
         "kvs_file_encode": (c_int32, [c_void_p, c_size_t, *shape, c_void_p, c_int64, c_char_p, c_int32, c_int64,
                                       tensor_out]),
+        "kvs_file_encode_profile": (c_int32, [c_void_p, c_size_t, *shape, c_void_p, c_int64, c_char_p, c_int32, c_int64,
+                                              c_char_p, c_int64, tensor_out]),
         "kvs_safetensors_encode": (c_int32, [c_void_p, c_size_t, *shape, c_void_p, c_int64, c_char_p, tensor_out]),
         "kvs_stream_new": (c_void_p, []),
         "kvs_stream_feed": (c_int32, [c_void_p, c_void_p, c_size_t]),
@@ -101,7 +103,11 @@ def load() -> tuple[ctypes.CDLL, Path]:
         if lib.kvs_abi_version() != ABI_VERSION:
             tried.append(f"{path} (ABI {lib.kvs_abi_version()}, this package needs {ABI_VERSION})")
             continue
-        _signatures(lib)
+        try:
+            _signatures(lib)
+        except AttributeError as e:  # a build older than this package, same ABI (e.g. no kvs_file_encode_profile)
+            tried.append(f"{path} (older build: {e})")
+            continue
         return lib, path
     raise KVStoreError("libkvstore_c not found; build it with `swift build -c release --product kvstore_c` "
                        "or set KVSTORE_C_LIB. Tried: " + "; ".join(tried))

@@ -162,14 +162,22 @@ def _tokens_argument(tokens, count: int) -> np.ndarray:
 
 
 def encode_file(kv: np.ndarray, tokens, level: int = 0, model: Optional[str] = None, chunk_tokens: int = 256,
-                dtype: Optional[str] = None) -> bytes:
-    """A context -> a .kvc file at `level`, as `kvstore encode` writes it."""
+                dtype: Optional[str] = None, profile: Union[None, str, os.PathLike, BytesLike] = None) -> bytes:
+    """A context -> a .kvc file at `level`, as `kvstore encode` writes it. `profile`: the model's codec
+    profile (schemas/codec-profile.md) as a file path or the file's bytes, as `kvstore encode --profile`;
+    None = the default derived from the KV, as `kvstore encode` without --profile."""
     a, code = _kv_arguments(kv, dtype)
     L, _, T, H, D = a.shape
     ids = _tokens_argument(tokens, T)
+    if isinstance(profile, (str, os.PathLike)):
+        with open(profile, "rb") as f:
+            profile = f.read()
+    elif profile is not None:
+        profile = bytes(profile)
     out = ctypes.c_void_p()
-    _lib.check(lib.kvs_file_encode(a.ctypes.data, a.nbytes, code, L, H, D, ids.ctypes.data, len(ids),
-                                   model.encode() if model else None, level, chunk_tokens, ctypes.byref(out)))
+    _lib.check(lib.kvs_file_encode_profile(a.ctypes.data, a.nbytes, code, L, H, D, ids.ctypes.data, len(ids),
+                                           model.encode() if model else None, level, chunk_tokens,
+                                           profile, len(profile) if profile is not None else 0, ctypes.byref(out)))
     return _lib.take_bytes(out.value)
 
 

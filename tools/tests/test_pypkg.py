@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import st_io  # noqa: E402
-from pypkg_support import FIXTURE_FILES, import_package, run, same_bits, serve  # noqa: E402
+from pypkg_support import FIXTURE_FILES, ROOT, import_package, run, same_bits, serve  # noqa: E402
 
 kvstore = import_package()
 LEVELS = [0, 1, 2, 3, 4]
@@ -48,7 +48,7 @@ def kvc_containers(kvc: bytes) -> list[bytes]:
 
 
 def test_library_loads_and_reports_its_version():
-    assert kvstore.library_version.startswith("kvstore_c abi 2;") and "levels 0-4" in kvstore.library_version
+    assert kvstore.library_version.startswith("kvstore_c abi 3;") and "levels 0-4" in kvstore.library_version
     assert Path(kvstore.library_path).name == "libkvstore_c.so"
 
 
@@ -82,9 +82,9 @@ def test_decode_is_bit_identical_to_kvstore_decode(level, dtype, tmp_path):
 
 
 def test_python_encoded_files_decode_the_same_in_python_and_kvstore_decode(tmp_path):
-    # The library encodes with a flat profile (it is given no model profile), `kvstore encode` with
-    # one derived from the file; so the bytes differ at lossy levels, and each must decode the same
-    # everywhere.
+    # The library's default profile is derived from the KV and the model id only (it gets no rope_*
+    # metadata), `kvstore encode`'s from the whole file's metadata; so the bytes may differ at lossy
+    # levels, and each must decode the same everywhere.
     fixture = FIXTURE_FILES["F16"]
     source = kvstore.read_safetensors(fixture)
     for level in LEVELS:
@@ -96,6 +96,44 @@ def test_python_encoded_files_decode_the_same_in_python_and_kvstore_decode(tmp_p
         assert same_bits(kvstore.decode(mine).kv, cli["kv"]), f"level {level}"
         if level == 0:
             assert same_bits(cli["kv"], source.kv)
+
+
+PROFILE = ROOT / "profiles" / "SmolLM2-135M-Instruct.json"
+
+
+def test_encode_file_with_a_profile_is_byte_identical_to_kvstore_encode(tmp_path):
+    # The same context as a file `kvstore encode` reads (model id only, as the library gets it).
+    source = kvstore.read_safetensors(FIXTURE_FILES["F16"])
+    model = "SmolLM2-135M-Instruct"
+    st = tmp_path / "ctx.safetensors"
+    st.write_bytes(kvstore.safetensors_bytes(source.kv, source.tokens, model=model))
+    for level in LEVELS:
+        args = ("encode", st, "--level", level, "--chunk-tokens", 32)
+        run(*args, "-o", tmp_path / "p.kvc", "--profile", PROFILE)
+        run(*args, "-o", tmp_path / "d.kvc")
+        profiled, default = (tmp_path / "p.kvc").read_bytes(), (tmp_path / "d.kvc").read_bytes()
+        kw = dict(level=level, model=model, chunk_tokens=32)
+        assert kvstore.encode_file(source.kv, source.tokens, profile=PROFILE, **kw) == profiled, f"level {level}"
+        assert kvstore.encode_file(source.kv, source.tokens, profile=PROFILE.read_bytes(), **kw) == profiled
+        assert kvstore.encode_file(source.kv, source.tokens, **kw) == default, f"level {level} default"
+        # The calibrated profile really steers the lossy encoder.
+        assert (profiled == default) == (level == 0), f"level {level}"
+
+
+def test_encode_file_refuses_wrong_and_malformed_profiles():
+    source = kvstore.read_safetensors(FIXTURE_FILES["F16"])
+    with pytest.raises(kvstore.CodecError, match=r"for KV of shape 30x2x3x64, this KV is 12x2x3x64") as e:
+        kvstore.encode_file(np.ascontiguousarray(source.kv[:12]), source.tokens, level=2, profile=PROFILE)
+    assert e.value.code == -1
+    with pytest.raises(kvstore.CodecError, match="not a codec profile") as e:
+        kvstore.encode_file(source.kv, source.tokens, level=2, profile=b"{\"format\": ")
+    assert e.value.code == -1
+    bad = json.loads(PROFILE.read_text())
+    bad["group_step_weights"] = bad["group_step_weights"][:-1]
+    with pytest.raises(kvstore.CodecError, match="29 layers of step weights for 30 layers"):
+        kvstore.encode_file(source.kv, source.tokens, level=2, profile=json.dumps(bad).encode())
+    with pytest.raises(FileNotFoundError):
+        kvstore.encode_file(source.kv, source.tokens, level=2, profile=str(PROFILE) + ".missing")
 
 
 def test_decoded_arrays_outlive_everything_else():

@@ -180,6 +180,17 @@ public struct CodecProfile: Sendable, Equatable, Codable {
             && shape.head_dim == InChunkRoPE.headDim
     }
 
+    /// The profile a context is encoded with (`kvstore encode`, the C ABI's file encoder): the one
+    /// given, checked against the KV's shape, else the default derived from the KV for `model`
+    /// (default: the context's metadata "model", else "unknown").
+    public static func forEncoding(_ ctx: KVContext, given: CodecProfile?, model: String? = nil) throws -> CodecProfile {
+        if let given {
+            try given.check(matches: ctx.kv.shape)
+            return given
+        }
+        return uncalibrated(model: model ?? ctx.metadata["model"] ?? "unknown", kv: ctx.kv, metadata: ctx.metadata)
+    }
+
     // MARK: models never calibrated
 
     /// Every group's step multiplier when nothing was measured: below the calibrated profiles'

@@ -26,7 +26,7 @@
 extern "C" {
 #endif
 
-#define KVS_ABI_VERSION 3  /* 2: llama.cpp sequence states, GGUF model ids; 3: sliding-window caches, F32 caches */
+#define KVS_ABI_VERSION 3  /* 2: llama.cpp sequence states, GGUF model ids; 3: sliding-window caches, F32 caches, encode with a profile */
 
 /* Error codes (negative). */
 #define KVS_OK            0
@@ -94,10 +94,18 @@ int kvs_chunk_encode(const void *kv, size_t nbytes, int32_t dtype, int64_t layer
 /* Decodes a .kvc file (KVCF): its KV, its token ids (int32 little-endian) and its metadata as a
  * JSON object of strings. Any of tokens/metadata may be NULL when not wanted. */
 int kvs_file_decode(const void *data, size_t length, kvs_tensor **kv, kvs_bytes **tokens, kvs_bytes **metadata_json);
-/* Encodes a context as a .kvc file at `level`, in chunks of `chunk_tokens` (as `kvstore encode`). */
+/* Encodes a context as a .kvc file at `level`, in chunks of `chunk_tokens` (as `kvstore encode`
+ * without --profile: lossy levels use the codec profile derived from the KV). */
 int kvs_file_encode(const void *kv, size_t nbytes, int32_t dtype, int64_t layers, int64_t kv_heads,
                     int64_t head_dim, const int32_t *tokens, int64_t token_count, const char *model,
                     int32_t level, int64_t chunk_tokens, kvs_bytes **out);
+/* kvs_file_encode with a codec profile (as `kvstore encode --profile`): `profile_json` holds the
+ * `profile_len` bytes of a profile file (schemas/codec-profile.md), checked against the KV's shape;
+ * NULL (with profile_len 0) = the default derived from the KV, as kvs_file_encode. */
+int kvs_file_encode_profile(const void *kv, size_t nbytes, int32_t dtype, int64_t layers, int64_t kv_heads,
+                            int64_t head_dim, const int32_t *tokens, int64_t token_count, const char *model,
+                            int32_t level, int64_t chunk_tokens, const uint8_t *profile_json, int64_t profile_len,
+                            kvs_bytes **out);
 /* Reads a safetensors context (as `kvstore put` does: tensors `kv` and `tokens`, I32 or I64), with the
  * same outputs as kvs_file_decode (metadata: the file's __metadata__). */
 int kvs_safetensors_decode(const void *data, size_t length, kvs_tensor **kv, kvs_bytes **tokens, kvs_bytes **metadata_json);

@@ -87,10 +87,5 @@ struct Calibrate: ParsableCommand {
 /// The profile lossy levels of `ctx` are encoded with outside a store: `--profile FILE`, else the
 /// default derived from the KV.
 func codecProfile(file: String?, for ctx: KVContext, model: String?) throws -> CodecProfile {
-    if let file {
-        let p = try CodecProfile.load(file)
-        try p.check(matches: ctx.kv.shape)
-        return p
-    }
-    return CodecProfile.uncalibrated(model: model ?? ctx.metadata["model"] ?? "unknown", kv: ctx.kv, metadata: ctx.metadata)
+    try CodecProfile.forEncoding(ctx, given: try file.map(CodecProfile.load), model: model)
 }
