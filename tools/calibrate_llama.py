@@ -13,7 +13,8 @@ no evaluation (default northanger_abbey_ch1-2; the quality benches hold out ever
  1. the base: `kvstore calibrate` of the exact KV (shape, key-pair energy from the keys, RoPE);
  2. group step weights (per layer, K and V): the exact KV with only that group replaced by its
     level-2 encoding (the real codec, base profile), KL of the continuation against the exact KV;
-    weight = sqrt(median KL / KL), clipped to 0.4...2.5 (step^2 ~ distortion, as tools/calibrate.py);
+    weight = sqrt(median KL / KL), clipped to 1/32...8 (step^2 ~ distortion, as tools/calibrate.py;
+    a wide range: Gemma 3's full-attention layers' keys are 100-300x as sensitive as the median);
  3. level step scales: per level, the largest scale (bisection on a log scale, 1/64...4) whose mean
     top-1 agreement and perplexity ratio over the windows keep the level's floor with a margin:
     top-1 >= floor + 0.3 (1 - floor), ppl ratio <= 1 + 0.7 (ppl floor - 1).
@@ -42,6 +43,7 @@ from kvstore.llama_engine import Engine  # noqa: E402
 # The promises (schemas/codec-design.md): top-1 agreement at least, perplexity ratio at most.
 FLOORS = {1: (0.99, 1.005), 2: (0.97, 1.01), 3: (0.93, 1.03), 4: (0.85, 1.08)}
 SCALE_RANGE = (1 / 64, 4.0)
+WEIGHT_RANGE = (1 / 32, 8.0)
 
 
 def profile_json(p: dict) -> str:
@@ -97,6 +99,26 @@ class Windows:
         return out
 
 
+# llama.cpp's rope types: NORM rotates adjacent pairs (2i, 2i+1) (Llama family, after the GGUF
+# converter's Q/K permutation), NEOX pairs (i, i + d/2) (most others).
+ADJACENT_ROPE = {"llama", "mistral", "granite", "deci", "baichuan", "internlm2"}
+
+
+def rope_entry(gguf: str, model) -> dict | None:
+    """The keys' RoPE for the profile, from the GGUF: None when layers differ (sliding-window models
+    use another base on their local layers) or when the GGUF does not say."""
+    import gguf as ggufpy
+    if model.sliding_layers:
+        return None
+    fields = ggufpy.GGUFReader(gguf).fields
+    base = fields.get(f"{model.architecture}.rope.freq_base")
+    if base is None:
+        return None
+    dim = fields.get(f"{model.architecture}.rope.dimension_count")
+    return {"theta": float(base.contents()), "pairs": "adjacent" if model.architecture in ADJACENT_ROPE else "half",
+            "dim": int(dim.contents()) if dim is not None else model.head_dim}
+
+
 def base_profile(kv: np.ndarray, tokens: list[int], model_id: str) -> dict:
     """`kvstore calibrate` of one context: the KV-derived default this calibration refines."""
     binary = ROOT / ".build" / "debug" / "kvstore"
@@ -141,6 +163,7 @@ def main(argv=None) -> int:
         f"of {Path(a.text).name} ({time.time() - t0:.0f} s)")
 
     prof = base_profile(win.items[0]["exact"], win.items[0]["ctx"], model_id)
+    prof["rope"] = rope_entry(gguf, model)
     L = model.layers
 
     # 2. Sensitivity of each group to its own level-2 encoding.
@@ -156,7 +179,7 @@ def main(argv=None) -> int:
             kl[layer, kind] = max(float(np.mean(vals)), 1e-12)
         log(f"[calibrate] layer {layer + 1}/{L}: KL keys {kl[layer, 0]:.2e} values {kl[layer, 1]:.2e} "
             f"({time.time() - t0:.0f} s)")
-    weights = np.round(np.clip(np.sqrt(np.median(kl) / kl), 0.4, 2.5), 2)
+    weights = np.round(np.clip(np.sqrt(np.median(kl) / kl), WEIGHT_RANGE[0], WEIGHT_RANGE[1]), 3)
     prof["group_step_weights"] = [[float(w) for w in row] for row in weights]
 
     # 3. Per level, the largest step scale that keeps the floor with a margin on these windows.
@@ -195,7 +218,7 @@ def main(argv=None) -> int:
     prof["model"] = model_id
     prof["source"] = (f"tools/calibrate_llama.py, {a.oracle} oracle, {a.windows} windows of {a.tokens}+{a.continuation} "
                       f"tokens of {Path(a.text).name}: key-pair energy from the keys (kvstore calibrate); step weights "
-                      f"sqrt(median KL / KL) of one group at its level-2 encoding; level scales by bisection to keep "
+                      f"sqrt(median KL / KL) of one group at its level-2 encoding, clipped to 1/32...8; level scales by bisection to keep "
                       f"each floor with a margin")
     Path(a.output).write_text(profile_json(prof))
     for level, s in reached.items():
