@@ -180,6 +180,27 @@ public final class RedisCluster: Sendable {
         return reply
     }
 
+    /// A keyless command (e.g. `CONFIG GET`) on every master of the current map, one after another;
+    /// the replies by node. A server error comes back as an `.error` reply.
+    public func onEveryMaster(_ command: [[UInt8]]) throws -> [SlotMap.Node: RESPValue] {
+        var out: [SlotMap.Node: RESPValue] = [:]
+        for node in try currentMap().nodes.sorted() {
+            let c = try checkout(node)
+            do { out[node] = try c.send([command])[0] } catch { c.close(); throw error }
+            checkin(c)
+        }
+        return out
+    }
+
+    /// `CONFIG GET name` on every master: its value by node. Throws when a node refuses (ACLs may).
+    public func configGet(_ name: String) throws -> [SlotMap.Node: String] {
+        try onEveryMaster([Array("CONFIG".utf8), Array("GET".utf8), Array(name.utf8)]).mapValues { reply in
+            if let e = reply.errorMessage { throw ClusterError.server(e) }
+            guard case .array(let pair) = reply, pair.count == 2, let value = pair[1].string else { throw ClusterError.badReply("CONFIG GET \(name): \(reply)") }
+            return value
+        }
+    }
+
     // MARK: map and connections
 
     func currentMap() throws -> SlotMap {
