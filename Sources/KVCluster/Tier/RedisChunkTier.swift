@@ -343,7 +343,7 @@ extension RedisChunkTier {
             ("kvstore_cluster_corrupt_values_total", "Cluster values whose header or container checksum did not match (served as misses).", c.corruptValues),
             ("kvstore_cluster_redirects_total", "MOVED/ASK redirects followed.", k.redirects),
             ("kvstore_cluster_retries_total", "Retry rounds while nodes were down or the cluster failing over.", k.retries),
-            ("kvstore_cluster_map_refreshes_total", "Slot map refreshes (CLUSTER SLOTS).", k.mapRefreshes),
+            ("kvstore_cluster_map_refreshes_total", "Slot map refreshes (CLUSTER SHARDS, or SLOTS before Redis 7).", k.mapRefreshes),
         ])
     }
 }
