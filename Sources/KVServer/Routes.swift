@@ -179,7 +179,8 @@ public final class KVService: Sendable {
         let prior = hint ?? priors.withLock { $0[tenant] } ?? config.priorBitsPerSecond / 8
         let sender = StreamSender(store: tier, match: match, controller: controller, header: header, started: started, payloads: payloads,
                                   prior: prior, config: config, metrics: metrics,
-                                  probe: DeliveryProbe(channel: context.channel))
+                                  probe: DeliveryProbe(channel: context.channel),
+                                  fill: payloads == nil ? tier.streamFill(match, tokens: query.tokens, namespace: namespace) : nil)
         tier.recordAccess(match)
         return Response(status: .ok, headers: [.contentType: StreamSender.contentType],
                         body: ResponseBody { writer in

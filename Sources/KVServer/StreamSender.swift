@@ -21,11 +21,13 @@ struct StreamSender: Sendable {
     /// Measures delivered bytes on the connection; nil where the kernel cannot tell (then the
     /// bytes the connection accepted are measured instead, minus a send-buffer allowance).
     let probe: DeliveryProbe?
+    /// The tier's read-through fill (cache mode): handed the level-0 chunks sent, finished at the end.
+    let fill: (any StreamFill)?
 
     /// Writes every frame; returns the final bandwidth estimate (bytes/s).
     func send(to writer: inout any ResponseBodyWriter) async throws -> Double {
         metrics.streamStarted()
-        defer { metrics.streamEnded() }
+        defer { metrics.streamEnded(); fill?.finish() }
         // Without a probe: bytes accepted but maybe undelivered are at most the doubled SO_SNDBUF
         // plus NIO's 64 KiB high watermark; that much is not measured and is assumed in flight.
         let allowance = 2 * config.sendBufferBytes + (64 << 10)
@@ -96,6 +98,7 @@ struct StreamSender: Sendable {
                 }
             }
             if case .level(let l) = choice, let payload {
+                if l == 0, payloads == nil { fill?.offer(chunk, levelZero: payload) }
                 try await write(frame(Frame(kind: .chunk, level: l, index: i, tokens: chunk.range, payloadLength: payload.count), payload),
                                 writer: &writer)
                 levels.append(String(l))

@@ -17,8 +17,8 @@ public struct PrefixMatch: Sendable, Equatable {
 
     /// The KV of the matched chunks in order, each chunk's bytes from `fetch` and checked against
     /// `namespace`. The match ends before the first chunk `fetch` has no bytes for; nil when that
-    /// is the first. Both tiers assemble a `get` this way.
-    func assemble(_ tokens: [Int32], namespace: Namespace, fetch: (MatchedChunk) throws -> [UInt8]?,
+    /// is the first. Both tiers assemble a `get` (and a read-through fill) this way.
+    public func assemble(_ tokens: [Int32], namespace: Namespace, fetch: (MatchedChunk) throws -> [UInt8]?,
                   progress: ((Int, Int) -> Void)? = nil) throws -> (context: KVContext, match: PrefixMatch)? {
         var match = self
         var parts: [KVTensor] = []

@@ -97,4 +97,67 @@ struct ClusterServeTests {
         let metrics = try await b.client.exchange.call(method: .GET, path: "/metrics")
         #expect(String(decoding: metrics.body, as: UTF8.self).contains("kvstore_cluster_chunk_hits_total"))
     }
+
+    /// Cache mode's read-through on the stream path: a context stored only in the cluster (put
+    /// through a cluster-mode server) is streamed by a cache-mode server, which then holds it in its
+    /// own store directory and serves the next stream of it from there.
+    @Test func aStreamFromTheClusterFillsTheCacheAndTheNextStreamIsLocal() async throws {
+        let cluster = try RedisClusterFixture()
+        defer { cluster.stop() }
+        let writer = try Server.start(cluster: cluster, mode: "cluster")
+        defer { writer.stop() }
+        let cache = try Server.start(cluster: cluster, mode: "cache")
+        defer { cache.stop() }
+
+        let ctx = try TestSupport.realContext()
+        let upload = try await writer.client.exchange.call(method: .POST, path: "/v1/contexts?levels=0,2", contentType: "application/octet-stream",
+                                                           body: try FileIO.readAll(TestSupport.fixture("smollm2_ctx96_f16.safetensors")))
+        #expect(upload.status == 201, "\(String(decoding: upload.body, as: UTF8.self))")
+        #expect(try ChunkStore(root: cache.store + "/s").namespaces() == [])
+
+        let query = ctx.tokens + [5, 6, 7]
+        let first = try #require(try await cache.client.stream(StreamRequest(tokens: query, sloMs: 60_000, level: 0)))
+        #expect(first.header.matchedTokens == 96)
+        #expect(try first.contiguousKV() == ctx.kv)
+        var m = try await metrics(cache)
+        #expect(m["kvstore_cache_cluster_reads_total"] == 3)
+        #expect(m["kvstore_cache_local_reads_total"] == 0)
+
+        // The fill runs after the stream, off its response path: wait for it.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline, m["kvstore_cache_fills_total"] != 1 {
+            try await Task.sleep(for: .milliseconds(100))
+            m = try await metrics(cache)
+        }
+        #expect(m["kvstore_cache_fills_total"] == 1)
+        #expect(m["kvstore_cache_fills_failed_total"] == 0)
+
+        // The cache's own store directory now holds the context, bit-exact at level 0.
+        let local = try ChunkStore(root: cache.store + "/s")
+        let spaces = try local.namespaces()
+        #expect(spaces.count == 1)
+        let space = try #require(spaces.first)
+        let got = try #require(try local.get(query, namespace: space, level: 0))
+        #expect(got.match.tokens == 96)
+        #expect(got.context.kv == ctx.kv)
+
+        // The next stream is served from local blob files, and does not fill again.
+        let second = try #require(try await cache.client.stream(StreamRequest(tokens: query, sloMs: 60_000, level: 0)))
+        #expect(try second.contiguousKV() == ctx.kv)
+        let after = try await metrics(cache)
+        #expect(after["kvstore_cache_local_reads_total"] == 3)
+        #expect(after["kvstore_cache_cluster_reads_total"] == 3)
+        #expect(after["kvstore_cache_fills_total"] == 1)
+    }
+
+    /// Counter values of a server's `/metrics`.
+    func metrics(_ server: Server) async throws -> [String: Int] {
+        let r = try await server.client.exchange.call(method: .GET, path: "/metrics")
+        var out: [String: Int] = [:]
+        for line in String(decoding: r.body, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+            let f = line.split(separator: " ")
+            if f.count == 2, let v = Double(f[1]) { out[String(f[0])] = Int(v) }
+        }
+        return out
+    }
 }

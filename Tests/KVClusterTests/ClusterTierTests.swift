@@ -105,4 +105,30 @@ struct ClusterTierTests {
         #expect(tier.cluster.counters.redirects >= 2)
         #expect(tier.cluster.slotMap?.node(slot: slot) == "127.0.0.1:\(to)")
     }
+
+    /// `CLUSTER SHARDS` (Redis 7) and the `CLUSTER SLOTS` fallback give the same map on the real
+    /// cluster; an ACL user refused SHARDS (as a Redis 6 server refuses the unknown subcommand)
+    /// falls back to SLOTS by itself.
+    @Test func shardsAndSlotsGiveTheSameMapAndARefusedShardsFallsBack() throws {
+        let cluster = try RedisClusterFixture()
+        defer { cluster.stop() }
+        let shards = try cluster.tier(chunkTokens: 32)
+        let slots = try cluster.tier(chunkTokens: 32)
+        slots.cluster.mapSource = .slots
+        let a = try shards.cluster.refreshMap(), b = try slots.cluster.refreshMap()
+        #expect(shards.cluster.mapSource == .shards)
+        #expect(a == b && a.coversAllSlots && a.nodes.count == 3)
+        #expect(Set(a.nodes.compactMap { Int($0.split(separator: ":").last!) }) == Set(cluster.masterPorts))
+
+        for port in cluster.ports {
+            try cluster.cli(port, ["ACL", "SETUSER", "old", "on", ">pw", "~kvs:*", "+@all", "-cluster|shards"])
+        }
+        let old = try cluster.tier(chunkTokens: 32, user: "old", password: "pw")
+        #expect(try old.cluster.refreshMap() == a)
+        #expect(old.cluster.mapSource == .slots)
+        let ctx = try SyntheticContexts.context((0..<64).map { Int32($0) }, chunkTokens: 32)
+        let ns = Namespace(model: "synthetic", dtype: .f16, shape: SyntheticContexts.shape, chunkTokens: 32)
+        _ = try old.storeContext(ctx, namespace: ns, levels: [0], name: "")
+        #expect(try shards.getContext(ctx.tokens, namespace: ns, level: 0)?.context.kv == ctx.kv)
+    }
 }

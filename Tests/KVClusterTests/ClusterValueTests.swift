@@ -41,6 +41,32 @@ struct ClusterValueTests {
         #expect(throws: ClusterError.self) { _ = try SlotMap(clusterSlots: .simple("OK"), fallbackHost: "h") }
     }
 
+    @Test func slotMapFromClusterShards() throws {
+        func node(_ ip: String, _ endpoint: String, _ port: Int64, _ role: String) -> RESPValue {
+            .array(["id", "x", "port", nil, "ip", ip, "endpoint", endpoint, "role", role, "health", "online"].map { name -> RESPValue in
+                name.map { .bulk(Array($0.utf8)) } ?? .integer(port)
+            })
+        }
+        func shard(_ slots: [Int64], _ nodes: [RESPValue]) -> RESPValue {
+            .array([.bulk(Array("slots".utf8)), .array(slots.map { .integer($0) }), .bulk(Array("nodes".utf8)), .array(nodes)])
+        }
+        let reply: RESPValue = .array([
+            shard([0, 100, 200, 5460], [node("127.0.0.1", "127.0.0.1", 7003, "replica"), node("127.0.0.1", "127.0.0.1", 7000, "master")]),
+            shard([101, 199, 5461, 10922], [node("", "?", 7001, "master")]),
+            shard([10923, 16383], [node("10.0.0.2", "", 7002, "master")]),
+            shard([], [node("127.0.0.1", "127.0.0.1", 7009, "master")]),          // a master without slots
+        ])
+        let map = try SlotMap(clusterShards: reply, fallbackHost: "10.0.0.9")
+        #expect(map.node(slot: 0) == "127.0.0.1:7000" && map.node(slot: 5460) == "127.0.0.1:7000")
+        #expect(map.node(slot: 150) == "10.0.0.9:7001" && map.node(slot: 10922) == "10.0.0.9:7001")
+        #expect(map.node(slot: 16383) == "10.0.0.2:7002")
+        #expect(map.coversAllSlots && map.nodes.count == 3)
+        #expect(throws: ClusterError.self) { _ = try SlotMap(clusterShards: .array([shard([0, 99999], [node("h", "h", 1, "master")])]), fallbackHost: "h") }
+        #expect(throws: ClusterError.self) { _ = try SlotMap(clusterShards: .array([shard([0, 5], [node("h", "h", 1, "replica")])]), fallbackHost: "h") }
+        #expect(throws: ClusterError.self) { _ = try SlotMap(clusterShards: .array([shard([0], [node("h", "h", 1, "master")])]), fallbackHost: "h") }
+        #expect(throws: ClusterError.self) { _ = try SlotMap(clusterShards: .simple("OK"), fallbackHost: "h") }
+    }
+
     @Test func recordHeaderRoundTripAndRejections() throws {
         let kv = try KVTensor(shape: KVShape(layers: 1, kvHeads: 1, headDim: 8), tokens: 8, dtype: .f16,
                               floats: (0..<128).map { Float($0 % 17) / 4 })

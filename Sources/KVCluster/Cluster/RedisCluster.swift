@@ -2,11 +2,11 @@ import Foundation
 import KVRESP
 import Synchronization
 
-/// A Redis Cluster client: pipelined connections per master, the slot map from `CLUSTER SLOTS`,
-/// `MOVED`/`ASK` redirects, and bounded retries while the cluster fails over. Blocking API (callers
-/// are the store's synchronous paths): I/O runs on the caller's thread with blocking sockets, each
-/// call taking connections from a small per-node pool of idle ones, so concurrent callers never
-/// share a connection.
+/// A Redis Cluster client: pipelined connections per master, the slot map from `CLUSTER SHARDS`
+/// (`CLUSTER SLOTS` before Redis 7), `MOVED`/`ASK` redirects, and bounded retries while the
+/// cluster fails over. Blocking API (callers are the store's synchronous paths): I/O runs on the
+/// caller's thread with blocking sockets, each call taking connections from a small per-node pool
+/// of idle ones, so concurrent callers never share a connection.
 public final class RedisCluster: Sendable {
     public struct Configuration: Sendable {
         /// Seed nodes "host:port"; any one reachable node is enough.
@@ -180,6 +180,27 @@ public final class RedisCluster: Sendable {
         return reply
     }
 
+    /// A keyless command (e.g. `CONFIG GET`) on every master of the current map, one after another;
+    /// the replies by node. A server error comes back as an `.error` reply.
+    public func onEveryMaster(_ command: [[UInt8]]) throws -> [SlotMap.Node: RESPValue] {
+        var out: [SlotMap.Node: RESPValue] = [:]
+        for node in try currentMap().nodes.sorted() {
+            let c = try checkout(node)
+            do { out[node] = try c.send([command])[0] } catch { c.close(); throw error }
+            checkin(c)
+        }
+        return out
+    }
+
+    /// `CONFIG GET name` on every master: its value by node. Throws when a node refuses (ACLs may).
+    public func configGet(_ name: String) throws -> [SlotMap.Node: String] {
+        try onEveryMaster([Array("CONFIG".utf8), Array("GET".utf8), Array(name.utf8)]).mapValues { reply in
+            if let e = reply.errorMessage { throw ClusterError.server(e) }
+            guard case .array(let pair) = reply, pair.count == 2, let value = pair[1].string else { throw ClusterError.badReply("CONFIG GET \(name): \(reply)") }
+            return value
+        }
+    }
+
     // MARK: map and connections
 
     func currentMap() throws -> SlotMap {
@@ -187,7 +208,30 @@ public final class RedisCluster: Sendable {
         return try refreshMap()
     }
 
-    /// Asks known nodes, then the seeds, for `CLUSTER SLOTS`; the first complete map wins.
+    /// How the slot map is asked for: `CLUSTER SHARDS` (Redis 7) until a node refuses it as an
+    /// unknown command, then `CLUSTER SLOTS` (Redis 6) from then on.
+    public enum MapSource: Sendable, Equatable { case shards, slots }
+    private let mapSourceState = Mutex(MapSource.shards)
+    public var mapSource: MapSource {
+        get { mapSourceState.withLock { $0 } }
+        set { mapSourceState.withLock { $0 = newValue } }   // tests force the SLOTS path
+    }
+
+    /// The map from one node: `CLUSTER SHARDS`, or `CLUSTER SLOTS` where that is unknown.
+    func askMap(_ c: RedisConnection, host: String) throws -> SlotMap {
+        if mapSource == .shards {
+            let reply = try c.send([[Array("CLUSTER".utf8), Array("SHARDS".utf8)]])[0]
+            guard let e = reply.errorMessage else { return try SlotMap(clusterShards: reply, fallbackHost: host) }
+            // Redis 6: "ERR unknown subcommand 'SHARDS'..." (or an ACL allowing only SLOTS): fall back.
+            guard e.contains("unknown subcommand") || e.contains("unknown command") || e.hasPrefix("NOPERM") else { throw ClusterError.server(e) }
+            mapSource = .slots
+        }
+        let reply = try c.send([[Array("CLUSTER".utf8), Array("SLOTS".utf8)]])[0]
+        if let e = reply.errorMessage { throw ClusterError.server(e) }
+        return try SlotMap(clusterSlots: reply, fallbackHost: host)
+    }
+
+    /// Asks known nodes, then the seeds, for the slot map (`askMap`); the first complete map wins.
     @discardableResult
     public func refreshMap() throws -> SlotMap {
         let known = state.withLock { $0.map?.nodes.sorted() ?? [] }
@@ -196,10 +240,9 @@ public final class RedisCluster: Sendable {
         for node in known + configuration.seeds.filter({ !known.contains($0) }) {
             do {
                 let c = try checkout(node)
-                let reply = try c.send([[Array("CLUSTER".utf8), Array("SLOTS".utf8)]])[0]
+                let map: SlotMap
+                do { map = try askMap(c, host: RedisConnection.parse(node)?.0 ?? "127.0.0.1") } catch { c.close(); throw error }
                 checkin(c)
-                if let e = reply.errorMessage { throw ClusterError.server(e) }
-                let map = try SlotMap(clusterSlots: reply, fallbackHost: RedisConnection.parse(node)?.0 ?? "127.0.0.1")
                 state.withLock { $0.counters.mapRefreshes += 1 }
                 if map.coversAllSlots {
                     state.withLock { $0.map = map }
@@ -215,7 +258,7 @@ public final class RedisCluster: Sendable {
             state.withLock { $0.map = partial }
             return partial
         }
-        throw ClusterError.unavailable("no node answered CLUSTER SLOTS (\(problems.joined(separator: "; ")))")
+        throw ClusterError.unavailable("no node answered CLUSTER SHARDS/SLOTS (\(problems.joined(separator: "; ")))")
     }
 
     /// An idle connection to `node` (one the server closed meanwhile is discarded) or a new one.

@@ -9,8 +9,9 @@ import Synchronization
 /// store (the response waits for that only) and then to the cluster on a background queue;
 /// lookups take the longer of the local and the cluster match; chunk bytes come from the local
 /// blob files when present (blob ids are the containers' SHA-256 in both tiers) and from the
-/// cluster otherwise. Read-through: a prefix read from the cluster at level 0 is stored locally
-/// (`getContext`), so the next read of it is local.
+/// cluster otherwise. Read-through: a prefix read from the cluster is stored locally at level 0
+/// (`getContextFilling`, and a stream's `streamFill` after it ends, off the response path), so the
+/// next read of it is local.
 public final class CachedChunkTier: ChunkTier, Sendable {
     public let local: ChunkStore
     public let remote: RedisChunkTier
@@ -18,6 +19,8 @@ public final class CachedChunkTier: ChunkTier, Sendable {
     public let backgroundWrites: Bool
     /// Background cluster writes queued at once; beyond this a write is skipped and counted.
     public let maxPendingWrites: Int
+    /// Stream fills queued at once (each holds its stream's level-0 bytes); beyond this a fill is skipped.
+    public let maxPendingFills: Int
 
     public struct Counters: Sendable, Equatable {
         public var clusterWritesQueued = 0
@@ -26,17 +29,26 @@ public final class CachedChunkTier: ChunkTier, Sendable {
         public var localHits = 0
         public var clusterReads = 0
         public var readThroughFills = 0
+        /// Stream fills not queued because `maxPendingFills` were queued already.
+        public var readThroughFillsDropped = 0
+        /// Stream fills that failed (a chunk vanished or failed its checks, or the local put failed).
+        public var readThroughFillsFailed = 0
     }
     private let counters = Mutex(Counters())
     private let pending = Mutex(0)
+    private let pendingFills = Mutex(0)
     private let queue = DispatchQueue(label: "kvstore.cluster-writes")
+    /// Fills have their own queue: a backlog of cluster writes does not delay them, nor they it.
+    private let fillQueue = DispatchQueue(label: "kvstore.cache-fills")
     private let idle = DispatchGroup()
 
-    public init(local: ChunkStore, remote: RedisChunkTier, backgroundWrites: Bool = true, maxPendingWrites: Int = 32) {
+    public init(local: ChunkStore, remote: RedisChunkTier, backgroundWrites: Bool = true, maxPendingWrites: Int = 32,
+                maxPendingFills: Int = 8) {
         self.local = local
         self.remote = remote
         self.backgroundWrites = backgroundWrites
         self.maxPendingWrites = maxPendingWrites
+        self.maxPendingFills = maxPendingFills
     }
 
     public var chunkTokens: Int { local.chunkTokens }
@@ -68,7 +80,7 @@ public final class CachedChunkTier: ChunkTier, Sendable {
         return report
     }
 
-    /// Waits until every queued cluster write has finished (tests, shutdown).
+    /// Waits until every queued cluster write and stream fill has finished (tests, shutdown).
     public func flush() { idle.wait() }
 
     public func namespaces() throws -> [Namespace] {
@@ -100,11 +112,77 @@ public final class CachedChunkTier: ChunkTier, Sendable {
         guard let got = try getContext(tokens, namespace: namespace, level: level) else { return nil }
         let localTokens = (try? local.longestPrefix(tokens, namespace: namespace).tokens) ?? 0
         if localTokens < got.match.tokens, got.match.chunks.allSatisfy({ ($0.record.best?.level ?? 1) == 0 || level == 0 }) {
-            if (try? local.put(got.context, namespace: namespace, levels: [CodecLevel.lossless])) != nil {
-                counters.withLock { $0.readThroughFills += 1 }
-            }
+            if (try? storeLocally(got.context, namespace: namespace)) != nil { counters.withLock { $0.readThroughFills += 1 } }
         }
         return got
+    }
+
+    public func streamFill(_ match: PrefixMatch, tokens: [Int32], namespace: Namespace) -> (any StreamFill)? {
+        let localTokens = (try? local.longestPrefix(tokens, namespace: namespace).tokens) ?? 0
+        guard localTokens < match.tokens else { return nil }
+        return ReadThroughFill(tier: self, match: match, tokens: tokens, namespace: namespace)
+    }
+
+    /// A stream's fill, on the fill queue: the match's level-0 chunks (as streamed, else read
+    /// locally or from the cluster) stored locally. A chunk not available at level 0 ends the fill
+    /// there (a shorter prefix is stored, if it is longer than what the local store holds).
+    fileprivate func queueFill(_ fill: ReadThroughFill, streamed: [Hash32: [UInt8]]) {
+        let admitted = pendingFills.withLock { n -> Bool in
+            guard n < maxPendingFills else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else {
+            counters.withLock { $0.readThroughFillsDropped += 1 }
+            return
+        }
+        idle.enter()
+        fillQueue.async { [self] in
+            defer { pendingFills.withLock { $0 -= 1 }; idle.leave() }
+            do {
+                let got = try fill.match.assemble(fill.tokens, namespace: fill.namespace) { chunk in
+                    guard chunk.record.blob(level: CodecLevel.lossless) != nil else { return nil }
+                    if let bytes = streamed[chunk.hash] { return bytes }
+                    return try (try? local.streamBytes(chunk, level: CodecLevel.lossless)) ?? remote.streamBytes(chunk, level: CodecLevel.lossless)
+                }
+                let localTokens = (try? local.longestPrefix(fill.tokens, namespace: fill.namespace).tokens) ?? 0
+                guard let got, got.match.tokens > localTokens else { return }
+                if try storeLocally(got.context, namespace: fill.namespace) { counters.withLock { $0.readThroughFills += 1 } }
+            } catch {
+                counters.withLock { $0.readThroughFillsFailed += 1 }
+            }
+        }
+    }
+
+    /// Stores a prefix read from the cluster in the local store at level 0; true when it added chunks.
+    private func storeLocally(_ context: KVContext, namespace: Namespace) throws -> Bool {
+        let report = try local.put(context, namespace: namespace, levels: [CodecLevel.lossless])
+        return report.deduplicatedChunks < report.chunks
+    }
+}
+
+/// What a stream sent at level 0, kept until it ends, then handed to the tier's fill queue.
+final class ReadThroughFill: StreamFill {
+    let tier: CachedChunkTier
+    let match: PrefixMatch
+    let tokens: [Int32]
+    let namespace: Namespace
+    private let streamed = Mutex<[Hash32: [UInt8]]?>([:])
+
+    init(tier: CachedChunkTier, match: PrefixMatch, tokens: [Int32], namespace: Namespace) {
+        self.tier = tier
+        self.match = match
+        self.tokens = tokens
+        self.namespace = namespace
+    }
+
+    func offer(_ chunk: MatchedChunk, levelZero bytes: [UInt8]) {
+        streamed.withLock { $0?[chunk.hash] = bytes }
+    }
+
+    func finish() {
+        guard let streamed = streamed.withLock({ s in defer { s = nil }; return s }) else { return }   // once
+        tier.queueFill(self, streamed: streamed)
     }
 }
 
@@ -118,6 +196,8 @@ extension CachedChunkTier {
             ("kvstore_cache_local_reads_total", "Chunk reads served from the local cache.", c.localHits),
             ("kvstore_cache_cluster_reads_total", "Chunk reads served from the cluster.", c.clusterReads),
             ("kvstore_cache_fills_total", "Prefixes read from the cluster and stored locally (read-through).", c.readThroughFills),
+            ("kvstore_cache_fills_dropped_total", "Stream fills skipped because too many were queued.", c.readThroughFillsDropped),
+            ("kvstore_cache_fills_failed_total", "Stream fills that failed (chunk gone or corrupt, or the local put failed).", c.readThroughFillsFailed),
         ])
     }
 }

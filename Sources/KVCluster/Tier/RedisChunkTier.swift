@@ -17,6 +17,11 @@ public final class RedisChunkTier: ChunkTier, Sendable {
     public let waitTimeoutMs: Int
     /// Levels a lookup probes for each chunk.
     public let probeLevels: [UInt8]
+    /// Expiry of unpinned keys (`--cluster-ttl`), so `volatile-*` eviction policies evict only
+    /// them and pinned contexts (keys made persistent by `pin`) stay; nil: keys never expire.
+    /// Writes and reads push an expiry further out (`EXPIRE … GT`, which never touches a
+    /// persistent key); see ClusterPins.swift.
+    public let ttlSeconds: Int?
 
     public struct Counters: Sendable, Equatable {
         public var keysWritten = 0
@@ -36,8 +41,9 @@ public final class RedisChunkTier: ChunkTier, Sendable {
     private let levelCache = Mutex<[Hash32: (at: ContinuousClock.Instant, levels: [UInt8])]>([:])
 
     public init(cluster: RedisCluster, chunkTokens: Int, waitReplicas: Int = 0, waitTimeoutMs: Int = 1000,
-                probeLevels: [UInt8] = Array(CodecLevel.all)) {
+                probeLevels: [UInt8] = Array(CodecLevel.all), ttlSeconds: Int? = nil) {
         self.cluster = cluster
+        self.ttlSeconds = ttlSeconds
         self.chunkTokens = chunkTokens
         self.waitReplicas = waitReplicas
         self.waitTimeoutMs = waitTimeoutMs
@@ -74,11 +80,13 @@ public final class RedisChunkTier: ChunkTier, Sendable {
         var byLevel: [String: Int] = [:]
         var storedBytes = 0
         var deduplicated = 0
+        var refresh: [[UInt8]] = []
         for i in chain.indices {
             var missingAny = false
             for (j, level) in levels.enumerated() {
                 let n = present[i * levels.count + j] - TierRecordHeader.size
                 if n > 0 {
+                    if ttlSeconds != nil { refresh.append(keys[i * levels.count + j]) }
                     storedBytes += n
                     byLevel[String(level), default: 0] += n
                     continue
@@ -91,11 +99,20 @@ public final class RedisChunkTier: ChunkTier, Sendable {
             }
             if !missingAny { deduplicated += 1 }
         }
-        var extra: [RedisCluster.Command] = []
+        var extra = refresh.map(extendExpiry)
         if let last = ranges.last, last.count < chunkTokens {
             let parent = chain.count > 1 ? chain[chain.count - 2] : root
-            extra.append(RedisCluster.Command("SADD", key: TierKeys.partials(parent: parent), [Array(String(last.count).utf8)]))
+            let key = TierKeys.partials(parent: parent)
+            extra.append(RedisCluster.Command("SADD", key: key, [Array(String(last.count).utf8)]))
+            if let ttl = ttlSeconds {
+                // A new set gets the expiry (NX), an old one a later expiry (GT). NX also sets it on a
+                // set a pin made persistent: a pinned context's partial last chunk can then be
+                // evicted (a shorter match) when another context ends mid-chunk after the same parent.
+                extra.append(RedisCluster.Command("EXPIRE", key: key, [Array(String(ttl).utf8), Array("NX".utf8)]))
+                extra.append(extendExpiry(key))
+            }
         }
+        extra += contextRecordCommands(ContextChainRecord(root: root, tokens: context.tokens.count, chain: chain))
         let json = Array(try JSONEncoder().encode(namespace))
         extra.append(RedisCluster.Command("HSETNX", key: TierKeys.namespaces, [Array(root.hex.utf8), json]))
         extra.append(RedisCluster.Command("SADD", key: TierKeys.levels(root: root), levels.map { Array(String($0).utf8) }))
@@ -129,11 +146,12 @@ public final class RedisChunkTier: ChunkTier, Sendable {
     /// skips the write and counts it; any other server error is thrown after the round.
     public func writeChunks(_ chunks: [EncodedChunk], extra: [RedisCluster.Command] = []) throws -> WriteOutcome {
         var commands: [RedisCluster.Command] = []
+        let expiryArgs: [[[UInt8]]] = ttlSeconds.map { [[Array("EX".utf8)], [Array(String($0).utf8)]] } ?? []
         var sizes: [Int] = []
         for c in chunks {
             let key = TierKeys.chunk(prefix: c.prefix, level: c.level)
             let header = TierRecordHeader(payload: c.bytes, level: c.level).encoded()
-            commands.append(RedisCluster.Command(key: key, args: [[Array("SET".utf8)], [key], [header, c.bytes], [Array("NX".utf8)]]))
+            commands.append(RedisCluster.Command(key: key, args: [[Array("SET".utf8)], [key], [header, c.bytes], [Array("NX".utf8)]] + expiryArgs))
             sizes.append(c.bytes.count)
         }
         commands += extra
@@ -293,7 +311,11 @@ public final class RedisChunkTier: ChunkTier, Sendable {
     /// The verified container bytes stored under (prefix hash, level); nil when absent, or when
     /// the value fails its header or container checksum check (counted: a miss, never wrong bytes).
     public func fetch(prefix: Hash32, level: UInt8) throws -> [UInt8]? {
-        let reply = try cluster.call(RedisCluster.Command("GET", key: TierKeys.chunk(prefix: prefix, level: level)))
+        let key = TierKeys.chunk(prefix: prefix, level: level)
+        // With a TTL, a read pushes the key's expiry out in the same round (GT: never on a pinned key).
+        let replies = try cluster.run([RedisCluster.Command("GET", key: key)] + (ttlSeconds == nil ? [] : [extendExpiry(key)])).replies
+        if let e = replies[0].errorMessage { throw ClusterError.server(e) }
+        let reply = replies[0]
         guard let value = reply.bytes else {
             counters.withLock { $0.chunkMisses += 1 }
             return nil
@@ -321,7 +343,7 @@ extension RedisChunkTier {
             ("kvstore_cluster_corrupt_values_total", "Cluster values whose header or container checksum did not match (served as misses).", c.corruptValues),
             ("kvstore_cluster_redirects_total", "MOVED/ASK redirects followed.", k.redirects),
             ("kvstore_cluster_retries_total", "Retry rounds while nodes were down or the cluster failing over.", k.retries),
-            ("kvstore_cluster_map_refreshes_total", "Slot map refreshes (CLUSTER SLOTS).", k.mapRefreshes),
+            ("kvstore_cluster_map_refreshes_total", "Slot map refreshes (CLUSTER SHARDS, or SLOTS before Redis 7).", k.mapRefreshes),
         ])
     }
 }

@@ -24,10 +24,24 @@ public protocol ChunkTier: AnyObject, Sendable {
     func recordAccess(_ match: PrefixMatch)
     /// Prometheus text lines of the tier's own counters (appended to `/metrics`).
     var metricsText: String { get }
+    /// A read-through fill for a stream of `match` (a prefix of `tokens` in `namespace`), or nil
+    /// when the tier keeps no local copy or already holds the whole match. The stream hands it the
+    /// level-0 bytes it sends and calls `finish()` at its end; the fill then runs off the response path.
+    func streamFill(_ match: PrefixMatch, tokens: [Int32], namespace: Namespace) -> (any StreamFill)?
+}
+
+/// Collects what a stream read so a caching tier can store the prefix locally afterwards.
+public protocol StreamFill: Sendable {
+    /// The level-0 container bytes of `chunk`, as just streamed.
+    func offer(_ chunk: MatchedChunk, levelZero bytes: [UInt8])
+    /// The stream ended (completely or not): queue the fill; never blocks.
+    func finish()
 }
 
 extension ChunkTier {
     public var metricsText: String { "" }
+
+    public func streamFill(_ match: PrefixMatch, tokens: [Int32], namespace: Namespace) -> (any StreamFill)? { nil }
 
     /// The bytes of `chunk` at `level`, or at its best stored level when nil.
     public func fetchBytes(_ chunk: MatchedChunk, level: UInt8? = nil) throws -> [UInt8]? {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import KVServer
+import KVCluster
 import KVStore
 import KVTensor
 
@@ -62,7 +63,12 @@ struct Serve: AsyncParsableCommand {
         config.deadlineSafety = deadlineSafety
         do { try config.validate() } catch let e as ServeError { throw ValidationError(e.description) }
         let store = try storeOptions.open(create: true)
-        let service = KVService(store: store, config: config, tier: try clusterOptions.tier(store: store, background: true))
+        let tier = try clusterOptions.tier(store: store, background: true)
+        // What the cluster's eviction policy means for expiries and pins, said once at startup.
+        for warning in tier.flatMap(ClusterOptions.clusterTier)?.policyWarnings() ?? [] {
+            FileHandle.standardError.write(Data("kvstore: warning: \(warning)\n".utf8))
+        }
+        let service = KVService(store: store, config: config, tier: tier)
         let host = config.host, portFile = portFile, tenants = config.tokens?.count
         let app = try service.application { bound in
             if let portFile { try? FileIO.writeAtomically([Array("\(bound)\n".utf8)], to: portFile, tempDirectory: FileIO.directoryOf(portFile)) }

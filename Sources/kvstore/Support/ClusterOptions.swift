@@ -23,6 +23,9 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Per-command timeout in milliseconds (a failover retries for up to 20 s on top).")
     var clusterTimeoutMs = 5000
 
+    @Option(name: .customLong("cluster-ttl"), help: "Write cluster keys with this expiry in seconds (Redis 7+), pushed out by every put and read of them; with a volatile-lru/lfu policy only such keys are evicted and `kvstore pin --cluster` keeps a context (default: no expiry).")
+    var clusterTTL: Int?
+
     enum Mode: String, ExpressibleByArgument, CaseIterable {
         case cache, cluster
     }
@@ -38,12 +41,19 @@ struct ClusterOptions: ParsableArguments {
         if user != nil, password == nil { throw ValidationError("--cluster-user needs a password") }
         guard (0...16).contains(clusterWaitReplicas) else { throw ValidationError("--cluster-wait-replicas must be in 0...16") }
         guard clusterTimeoutMs > 0 else { throw ValidationError("--cluster-timeout-ms must be positive") }
+        if let ttl = clusterTTL, !(1...(10 * 365 * 86_400)).contains(ttl) { throw ValidationError("--cluster-ttl must be in 1...\(10 * 365 * 86_400) seconds") }
         var config = RedisCluster.Configuration(seeds: url.seeds, credentials: password.map { .init(user: user, password: $0) })
         config.commandTimeoutMs = Int64(clusterTimeoutMs)
-        let remote = RedisChunkTier(cluster: try RedisCluster(config), chunkTokens: store.chunkTokens, waitReplicas: clusterWaitReplicas)
+        let remote = RedisChunkTier(cluster: try RedisCluster(config), chunkTokens: store.chunkTokens, waitReplicas: clusterWaitReplicas,
+                                    ttlSeconds: clusterTTL)
         switch clusterMode {
         case .cluster: return remote
         case .cache: return CachedChunkTier(local: store, remote: remote, backgroundWrites: background)
         }
+    }
+
+    /// The cluster tier under `tier` (itself, or the cache's remote).
+    static func clusterTier(_ tier: any ChunkTier) -> RedisChunkTier? {
+        (tier as? RedisChunkTier) ?? (tier as? CachedChunkTier)?.remote
     }
 }
