@@ -147,6 +147,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=6, help="bisection steps per level")
     ap.add_argument("--model-id", help="profile key (default: the quantized GGUF's kvstore model id)")
+    ap.add_argument("--uniform", action="store_true",
+                    help="keep the default's uniform step weights, tune only the level scales: how fine the "
+                         "uncalibrated default must step for this model (the result stays marked uncalibrated)")
     a = ap.parse_args(argv)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.time()
@@ -168,8 +171,8 @@ def main(argv=None) -> int:
 
     # 2. Sensitivity of each group to its own level-2 encoding.
     kl = np.zeros((L, 2))
-    coded = [win.decoded(item, 2, profile_json(prof).encode())[0] for item in win.items]
-    for layer in range(L):
+    coded = [] if a.uniform else [win.decoded(item, 2, profile_json(prof).encode())[0] for item in win.items]
+    for layer in range(0 if a.uniform else L):
         for kind in range(2):
             vals = []
             for item, dec in zip(win.items, coded):
@@ -179,8 +182,9 @@ def main(argv=None) -> int:
             kl[layer, kind] = max(float(np.mean(vals)), 1e-12)
         log(f"[calibrate] layer {layer + 1}/{L}: KL keys {kl[layer, 0]:.2e} values {kl[layer, 1]:.2e} "
             f"({time.time() - t0:.0f} s)")
-    weights = np.round(np.clip(np.sqrt(np.median(kl) / kl), WEIGHT_RANGE[0], WEIGHT_RANGE[1]), 3)
-    prof["group_step_weights"] = [[float(w) for w in row] for row in weights]
+    if not a.uniform:
+        weights = np.round(np.clip(np.sqrt(np.median(kl) / kl), WEIGHT_RANGE[0], WEIGHT_RANGE[1]), 3)
+        prof["group_step_weights"] = [[float(w) for w in row] for row in weights]
 
     # 3. Per level, the largest step scale that keeps the floor with a margin on these windows.
     scales, reached = [], {}
@@ -214,7 +218,7 @@ def main(argv=None) -> int:
         scales.append(scale)
         reached[level] = best[1]
     prof["level_step_scales"] = scales
-    prof["calibrated"] = True
+    prof["calibrated"] = not a.uniform
     prof["model"] = model_id
     prof["source"] = (f"tools/calibrate_llama.py, {a.oracle} oracle, {a.windows} windows of {a.tokens}+{a.continuation} "
                       f"tokens of {Path(a.text).name}: key-pair energy from the keys (kvstore calibrate); step weights "
