@@ -197,9 +197,13 @@ public struct CodecProfile: Sendable, Equatable, Codable {
     /// median of 1, so the sensitive groups a calibration would have found keep finer steps than
     /// the level's base (measured: BENCHMARKS.md, "Codec calibration").
     public static let uncalibratedStepWeight: Float = 0.7
-    /// Level 1's floor (top-1 0.99) is the tightest: the default steps it a further 0.7x finer
-    /// (held-out texts at 0.7 alone gave top-1 0.984; BENCHMARKS.md, "Codec calibration").
-    public static let uncalibratedLevelScales: [Float] = [0.7, 1, 1, 1]
+    /// Per-level step scales when nothing was measured: fine enough that the most sensitive model
+    /// measured keeps every level's floor with uniform step weights. That is Gemma 3 270M, whose
+    /// three full-attention layers' keys are 100-500x as sensitive as its median group, which a
+    /// KV-only default cannot single out (`tools/calibrate_llama.py --uniform`, float oracle;
+    /// BENCHMARKS.md, "Any model"). Less sensitive models compress less than they could until
+    /// calibrated: SmolLM2's level 1 needs 0.7, not 0.04.
+    public static let uncalibratedLevelScales: [Float] = [0.04, 0.08, 0.11, 0.23]
     /// Tokens the default's key statistics are taken from (the start of the context).
     static let statisticsTokens = 1024
 
