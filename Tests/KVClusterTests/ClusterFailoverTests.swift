@@ -56,16 +56,8 @@ struct ClusterFailoverTests {
     @Test func evictionGivesExactOrShorterPrefixesNeverWrongOnes() throws {
         let cluster = try RedisClusterFixture()
         defer { cluster.stop() }
-        // Each master gets 2 MiB above what it uses empty (less and Redis' own buffers alone pass
-        // maxmemory: every write is then refused), evicting least recently used keys.
-        var headroom = 0
-        for port in cluster.masterPorts {
-            let info = try cluster.cli(port, ["INFO", "memory"])
-            let own = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("used_memory:") }.flatMap { Int($0.split(separator: ":")[1]) } ?? 0
-            try cluster.cli(port, ["CONFIG", "SET", "maxmemory", "\(own + (2 << 20))"])
-            try cluster.cli(port, ["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
-            headroom += 2 << 20
-        }
+        // Each master gets 2 MiB above what it uses empty, evicting least recently used keys.
+        let headroom = try cluster.limitMemory(headroom: 2 << 20, policy: "allkeys-lru")
         let tier = try cluster.tier(chunkTokens: 32)
         let ns = Namespace(model: "synthetic", dtype: .f16, shape: SyntheticContexts.shape, chunkTokens: 32)
         // Contexts of 128 tokens (4 chunks of 32 KiB raw) in families sharing their first chunk,

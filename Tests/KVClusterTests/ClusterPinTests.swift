@@ -14,14 +14,7 @@ struct ClusterPinTests {
     @Test func aPinnedContextSurvivesVolatileLRUEvictionAndUnpinGivesItsKeysTheTTLBack() throws {
         let cluster = try RedisClusterFixture()
         defer { cluster.stop() }
-        var headroom = 0
-        for port in cluster.masterPorts {
-            let info = try cluster.cli(port, ["INFO", "memory"])
-            let own = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("used_memory:") }.flatMap { Int($0.split(separator: ":")[1]) } ?? 0
-            try cluster.cli(port, ["CONFIG", "SET", "maxmemory", "\(own + (2 << 20))"])
-            try cluster.cli(port, ["CONFIG", "SET", "maxmemory-policy", "volatile-lru"])
-            headroom += 2 << 20
-        }
+        let headroom = try cluster.limitMemory(headroom: 2 << 20, policy: "volatile-lru")
         let base = try cluster.tier(chunkTokens: 32)
         let tier = RedisChunkTier(cluster: base.cluster, chunkTokens: 32, ttlSeconds: 3600)
         #expect(tier.policyWarnings() == [])

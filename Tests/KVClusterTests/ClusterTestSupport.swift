@@ -56,4 +56,18 @@ extension RedisClusterFixture {
     var masterPorts: [Int] {
         livePorts.filter { (try? cli($0, ["INFO", "replication"]).contains("role:master")) == true }
     }
+
+    /// Gives each master `headroom` bytes of `maxmemory` above what it uses empty (less, and Redis'
+    /// own buffers alone pass it: every write is then refused) under `policy`; returns the total.
+    @discardableResult
+    func limitMemory(headroom: Int, policy: String) throws -> Int {
+        let masters = masterPorts
+        for port in masters {
+            let info = try cli(port, ["INFO", "memory"])
+            let own = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("used_memory:") }.flatMap { Int($0.split(separator: ":")[1]) } ?? 0
+            try cli(port, ["CONFIG", "SET", "maxmemory", "\(own + headroom)"])
+            try cli(port, ["CONFIG", "SET", "maxmemory-policy", policy])
+        }
+        return headroom * masters.count
+    }
 }

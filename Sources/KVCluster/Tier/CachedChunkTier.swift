@@ -60,12 +60,7 @@ public final class CachedChunkTier: ChunkTier, Sendable {
             _ = try remote.storeContext(context, namespace: namespace, levels: levels, name: name)
             return report
         }
-        let admitted = pending.withLock { n -> Bool in
-            guard n < maxPendingWrites else { return false }
-            n += 1
-            return true
-        }
-        guard admitted else {
+        guard Self.admit(pending, limit: maxPendingWrites) else {
             counters.withLock { $0.clusterWritesDropped += 1 }
             return report
         }
@@ -78,6 +73,15 @@ public final class CachedChunkTier: ChunkTier, Sendable {
             }
         }
         return report
+    }
+
+    /// Takes a place in a bounded background queue: false when `limit` jobs already wait there.
+    private static func admit(_ count: borrowing Mutex<Int>, limit: Int) -> Bool {
+        count.withLock { n in
+            guard n < limit else { return false }
+            n += 1
+            return true
+        }
     }
 
     /// Waits until every queued cluster write and stream fill has finished (tests, shutdown).
@@ -127,12 +131,7 @@ public final class CachedChunkTier: ChunkTier, Sendable {
     /// locally or from the cluster) stored locally. A chunk not available at level 0 ends the fill
     /// there (a shorter prefix is stored, if it is longer than what the local store holds).
     fileprivate func queueFill(_ fill: ReadThroughFill, streamed: [Hash32: [UInt8]]) {
-        let admitted = pendingFills.withLock { n -> Bool in
-            guard n < maxPendingFills else { return false }
-            n += 1
-            return true
-        }
-        guard admitted else {
+        guard Self.admit(pendingFills, limit: maxPendingFills) else {
             counters.withLock { $0.readThroughFillsDropped += 1 }
             return
         }
