@@ -18,7 +18,6 @@ used for evaluation (default northanger_abbey_ch1-2).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,9 +26,9 @@ import kvmodel  # first: it picks BLAS threads before numpy loads
 import numpy as np
 
 import calibrate_key_channels as keych
+from profile_io import FORMAT, VERSION, profile_json
 
 HERE = Path(__file__).resolve().parent
-FORMAT, VERSION = "kvstore-codec-profile", 1
 
 
 def quantise_group(x, alpha):
@@ -66,22 +65,6 @@ def sensitivity_weights(model, ctx, cont, alpha, log=print):
 def rope_entry(model):
     r = model.rope_config()
     return {"theta": float(r["theta"]), "pairs": r["pairs"], "dim": int(r["rotary_dim"])}
-
-
-def profile_json(p: dict) -> str:
-    """Sorted keys, one layer per line (the layout of profiles/*.json)."""
-    out = ["{"]
-    keys = sorted(p)
-    for i, k in enumerate(keys):
-        comma = "," if i < len(keys) - 1 else ""
-        v = p[k]
-        if k in ("group_step_weights", "key_pair_energy") and v is not None:
-            rows = ",\n".join("    " + json.dumps(r) for r in v)
-            out.append(f'  "{k}": [\n{rows}\n  ]{comma}')
-        else:
-            out.append(f'  "{k}": {json.dumps(v)}{comma}')
-    out.append("}")
-    return "\n".join(out) + "\n"
 
 
 def main(argv=None):

@@ -39,27 +39,12 @@ sys.path.insert(0, str(ROOT / "tools"))
 import kvstore  # noqa: E402
 from bench_llama_quality import CHUNK_TOKENS, compare, float_gguf, model_gguf  # noqa: E402
 from kvstore.llama_engine import Engine  # noqa: E402
+from profile_io import profile_json  # noqa: E402
 
 # The promises (schemas/codec-design.md): top-1 agreement at least, perplexity ratio at most.
 FLOORS = {1: (0.99, 1.005), 2: (0.97, 1.01), 3: (0.93, 1.03), 4: (0.85, 1.08)}
 SCALE_RANGE = (1 / 64, 4.0)
 WEIGHT_RANGE = (1 / 32, 8.0)
-
-
-def profile_json(p: dict) -> str:
-    """Sorted keys, one layer per line (the layout of profiles/*.json)."""
-    out = ["{"]
-    keys = sorted(p)
-    for i, k in enumerate(keys):
-        comma = "," if i < len(keys) - 1 else ""
-        v = p[k]
-        if k in ("group_step_weights", "key_pair_energy") and v is not None:
-            rows = ",\n".join("    " + json.dumps(r) for r in v)
-            out.append(f'  "{k}": [\n{rows}\n  ]{comma}')
-        else:
-            out.append(f'  "{k}": {json.dumps(v)}{comma}')
-    out.append("}")
-    return "\n".join(out) + "\n"
 
 
 class Windows:
