@@ -24,6 +24,12 @@ public struct LlamaMemoryState: Sendable, Equatable {
 
     public var engineLayout: LlamaEngineLayout { LlamaEngineLayout(of: sections[0]) }
 
+    init(shape: KVShape, layout: LlamaCacheLayout, sections: [LlamaSequenceState]) {
+        self.shape = shape
+        self.layout = layout
+        self.sections = sections
+    }
+
     /// Parses `llama_state_seq_get_data`'s bytes; every count read is checked against the bytes left.
     public init(decodingMemory bytes: [UInt8], shape: KVShape, layout: LlamaCacheLayout) throws {
         try layout.validate(layers: shape.layers)

@@ -247,24 +247,14 @@ extension LlamaSequenceState {
     /// Magic in front of `llama_state_seq_get_data`'s bytes (`io_magic` in llama-context.cpp).
     public static let memoryMagic: UInt32 = 0xaf14_3cd8
 
-    /// Parses what `llama_state_seq_get_data` returns: magic, the source sequence id, the state.
+    /// Parses what `llama_state_seq_get_data` returns for a model with one KV cache
+    /// (`LlamaMemoryState` reads the prefix and every cache).
     public init(decodingMemory bytes: [UInt8], shape: KVShape) throws {
-        self = try bytes.withUnsafeBytes { raw in
-            var r = ByteReader(raw)
-            try Self.need(r, 8, "in-memory state prefix")
-            let magic: UInt32 = r.read()
-            guard magic == Self.memoryMagic else { throw LlamaStateError.malformed("in-memory state magic 0x\(String(magic, radix: 16))") }
-            let _: Int32 = r.read()
-            return try Self(decoding: UnsafeRawBufferPointer(rebasing: raw[8...]), shape: shape)
-        }
+        self = try LlamaMemoryState(decodingMemory: bytes, shape: shape, layout: .single).sections[0]
     }
 
     /// Bytes for `llama_state_seq_set_data` (which ignores `sourceSeqID` and restores into the sequence it is given).
     public func memoryBytes(sourceSeqID: Int32 = 0) -> [UInt8] {
-        var w = ByteWriter(capacity: encodedSize + 8)
-        w.append(Self.memoryMagic)
-        w.append(sourceSeqID)
-        append(to: &w)
-        return w.bytes
+        LlamaMemoryState(shape: kv.shape, layout: .single, sections: [self]).memoryBytes(sourceSeqID: sourceSeqID)
     }
 }

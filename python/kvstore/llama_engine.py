@@ -142,7 +142,8 @@ class Engine:
                 part, layout, window_start = kl.state_to_kv_window(self.state(), model, count=end)
                 if kv is None:
                     kv = np.zeros((model.layers, 2, len(tokens), *part.shape[3:]), part.dtype)
-                kv[full, :, :end] = part[full]
+                if end == len(tokens):  # the full-attention cache holds every position: take it once
+                    kv[full] = part[full]
                 kv[sliding, :, window_start:end] = part[sliding, :, window_start:end]
         return kv, layout, logits
 
