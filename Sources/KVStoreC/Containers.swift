@@ -29,11 +29,29 @@ public func kvs_chunk_decode(_ data: UnsafeRawPointer?, _ length: Int, _ out: Un
 public func kvs_chunk_encode(_ kv: UnsafeRawPointer?, _ nbytes: Int, _ dtype: Int32, _ layers: Int64, _ kvHeads: Int64,
                              _ headDim: Int64, _ tokens: Int64, _ level: Int32,
                              _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    kvs_chunk_encode_profile(kv, nbytes, dtype, layers, kvHeads, headDim, tokens, level, nil, 0, out)
+}
+
+/// A chunk gets the profile a file of it would: the given one, else the default derived from its KV
+/// (not the flat profile, whose levels keep no model's floors).
+@_cdecl("kvs_chunk_encode_profile")
+public func kvs_chunk_encode_profile(_ kv: UnsafeRawPointer?, _ nbytes: Int, _ dtype: Int32, _ layers: Int64,
+                                     _ kvHeads: Int64, _ headDim: Int64, _ tokens: Int64, _ level: Int32,
+                                     _ profileJSON: UnsafePointer<UInt8>?, _ profileLength: Int64,
+                                     _ out: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guarded {
         let out = try require(out, "out")
         let level = try levelArgument(level)
         let tensor = try tensorArgument(kv, nbytes, dtype, layers, kvHeads, headDim, tokens)
-        hand(BytesBox(try ChunkContainer.encode(tensor, level: level)), to: out)
+        let given = try profileArgument(profileJSON, profileLength)
+        let profile: CodecProfile
+        if let given {
+            try given.check(matches: tensor.shape)
+            profile = given
+        } else {
+            profile = CodecProfile.uncalibrated(model: "unknown", kv: tensor, metadata: [:])
+        }
+        hand(BytesBox(try ChunkContainer.encode(tensor, level: level, model: profile)), to: out)
         return 0
     }
 }

@@ -65,6 +65,8 @@ def _signatures(lib: ctypes.CDLL) -> None:
         "kvs_chunk_info": (c_int32, [c_void_p, c_size_t, P(Info)]),
         "kvs_chunk_decode": (c_int32, [c_void_p, c_size_t, tensor_out]),
         "kvs_chunk_encode": (c_int32, [c_void_p, c_size_t, *shape, c_int64, c_int32, tensor_out]),
+        "kvs_chunk_encode_profile": (c_int32, [c_void_p, c_size_t, *shape, c_int64, c_int32, c_char_p, c_int64,
+                                               tensor_out]),
         "kvs_file_decode": (c_int32, [c_void_p, c_size_t, tensor_out, tensor_out, tensor_out]),
         "kvs_safetensors_decode": (c_int32, [c_void_p, c_size_t, tensor_out, tensor_out, tensor_out]),
         "kvs_file_encode": (c_int32, [c_void_p, c_size_t, *shape, c_void_p, c_int64, c_char_p, c_int32, c_int64,

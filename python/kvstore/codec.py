@@ -143,13 +143,25 @@ def _kv_arguments(kv: np.ndarray, dtype: Optional[str]) -> tuple[np.ndarray, int
     return np.ascontiguousarray(kv, dtype=DTYPES[code].type), code
 
 
-def encode_chunk(kv: np.ndarray, level: int = 0, dtype: Optional[str] = None) -> bytes:
-    """KV [layers, 2, tokens, kv_heads, head_dim] -> a chunk container at `level` (0-4)."""
+def encode_chunk(kv: np.ndarray, level: int = 0, dtype: Optional[str] = None,
+                 profile: Union[None, str, os.PathLike, BytesLike] = None) -> bytes:
+    """KV [layers, 2, tokens, kv_heads, head_dim] -> a chunk container at `level` (0-4). `profile` as
+    in encode_file; None = the default derived from the KV."""
     a, code = _kv_arguments(kv, dtype)
+    profile = _profile_argument(profile)
     out = ctypes.c_void_p()
     L, _, T, H, D = a.shape
-    _lib.check(lib.kvs_chunk_encode(a.ctypes.data, a.nbytes, code, L, H, D, T, level, ctypes.byref(out)))
+    _lib.check(lib.kvs_chunk_encode_profile(a.ctypes.data, a.nbytes, code, L, H, D, T, level, profile,
+                                            len(profile) if profile is not None else 0, ctypes.byref(out)))
     return _lib.take_bytes(out.value)
+
+
+def _profile_argument(profile) -> Optional[bytes]:
+    """A codec profile given as a file path or the file's bytes -> its bytes (None stays None)."""
+    if isinstance(profile, (str, os.PathLike)):
+        with open(profile, "rb") as f:
+            return f.read()
+    return None if profile is None else bytes(profile)
 
 
 def _tokens_argument(tokens, count: int) -> np.ndarray:
@@ -169,11 +181,7 @@ def encode_file(kv: np.ndarray, tokens, level: int = 0, model: Optional[str] = N
     a, code = _kv_arguments(kv, dtype)
     L, _, T, H, D = a.shape
     ids = _tokens_argument(tokens, T)
-    if isinstance(profile, (str, os.PathLike)):
-        with open(profile, "rb") as f:
-            profile = f.read()
-    elif profile is not None:
-        profile = bytes(profile)
+    profile = _profile_argument(profile)
     out = ctypes.c_void_p()
     _lib.check(lib.kvs_file_encode_profile(a.ctypes.data, a.nbytes, code, L, H, D, ids.ctypes.data, len(ids),
                                            model.encode() if model else None, level, chunk_tokens,

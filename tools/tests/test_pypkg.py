@@ -120,6 +120,22 @@ def test_encode_file_with_a_profile_is_byte_identical_to_kvstore_encode(tmp_path
         assert (profiled == default) == (level == 0), f"level {level}"
 
 
+def test_encode_chunk_takes_the_profile_a_file_would():
+    # A one-chunk file holds the chunk container as encode_chunk writes it, with the same profile or
+    # the same KV-derived default (not a flat profile whose levels keep no model's floors).
+    source = kvstore.read_safetensors(FIXTURE_FILES["F16"])
+    kv, ids = np.ascontiguousarray(source.kv[:, :, :32]), source.tokens[:32]
+    for level in LEVELS:
+        for profile in (None, PROFILE):
+            chunk = kvstore.encode_chunk(kv, level, profile=profile)
+            whole = kvstore.encode_file(kv, ids, level=level, chunk_tokens=32, profile=profile)
+            assert chunk in whole, f"level {level}, profile {profile}"
+        if level:
+            assert kvstore.encode_chunk(kv, level) != kvstore.encode_chunk(kv, level, profile=PROFILE)
+    with pytest.raises(kvstore.CodecError, match=r"for KV of shape 30x2x3x64, this KV is 12x2x3x64"):
+        kvstore.encode_chunk(np.ascontiguousarray(kv[:12]), 2, profile=PROFILE)
+
+
 def test_encode_file_refuses_wrong_and_malformed_profiles():
     source = kvstore.read_safetensors(FIXTURE_FILES["F16"])
     with pytest.raises(kvstore.CodecError, match=r"for KV of shape 30x2x3x64, this KV is 12x2x3x64") as e:

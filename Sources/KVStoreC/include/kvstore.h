@@ -88,6 +88,11 @@ int kvs_chunk_decode(const void *data, size_t length, kvs_tensor **out);
 /* Encodes `kv` (nbytes of `dtype`, shape as in the conventions) at `level` 0-4 into a container. */
 int kvs_chunk_encode(const void *kv, size_t nbytes, int32_t dtype, int64_t layers, int64_t kv_heads,
                      int64_t head_dim, int64_t tokens, int32_t level, kvs_bytes **out);
+/* kvs_chunk_encode with a codec profile (schemas/codec-profile.md; `profile_len` bytes of JSON, checked
+ * against the shape). NULL (profile_len 0), as kvs_chunk_encode: the default derived from the KV. */
+int kvs_chunk_encode_profile(const void *kv, size_t nbytes, int32_t dtype, int64_t layers, int64_t kv_heads,
+                             int64_t head_dim, int64_t tokens, int32_t level, const uint8_t *profile_json,
+                             int64_t profile_len, kvs_bytes **out);
 
 /* ---- context files: .kvc (`kvstore encode`) and safetensors (`kvstore put`) -------------- */
 
