@@ -26,7 +26,7 @@ import kvmodel  # first: it picks BLAS threads before numpy loads
 import numpy as np
 
 import calibrate_key_channels as keych
-from profile_io import FORMAT, VERSION, profile_json
+from profile_io import FORMAT, VERSION, profile_json, quarter_octaves
 
 HERE = Path(__file__).resolve().parent
 
@@ -84,7 +84,7 @@ def main(argv=None):
     if len(toks) < min(need, 64 + a.continuation):
         sys.exit(f"error: {a.text} has only {len(toks)} tokens; calibration needs {need}")
     ctx = toks[: a.tokens]
-    energy = keych.quarter_octaves(keych.pair_energy(m, ctx))
+    energy = quarter_octaves(keych.pair_energy(m, ctx))
     L = m.n_layers
     if a.no_sensitivity:
         weights = np.ones((L, 2))

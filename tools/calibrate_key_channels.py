@@ -22,6 +22,7 @@ from pathlib import Path
 
 import kvmodel  # first: it picks BLAS threads before numpy loads
 import numpy as np
+from profile_io import quarter_octaves
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,14 +40,6 @@ def pair_energy(model, tokens):
 
     model.forward(tokens, logits=False, on_query=on_query)
     return out
-
-
-def quarter_octaves(energy):
-    """round(4 log2(w / mean w)) per layer, clipped to Int8."""
-    L = energy.shape[0]
-    flat = energy.reshape(L, -1)
-    rel = flat / flat.mean(axis=1, keepdims=True)
-    return np.clip(np.round(4 * np.log2(np.maximum(rel, 1e-12))), -127, 127).astype(int)
 
 
 def main(argv=None):

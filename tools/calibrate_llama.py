@@ -4,20 +4,27 @@
 
     PYTHONPATH=$LLAMA_HOME/llama_cpp_python-0.3.36:python LLAMA_CPP_LIB_PATH=$LLAMA_HOME/build/bin \\
     tools/calibrate_llama.py --model gemma3|smollm2|GGUF -o profiles/MODEL.json [--oracle float|engine]
-                             [--text FILE] [--windows 2] [--tokens 1024] [--continuation 128]
+                             [--text FILE] [--windows 3] [--tokens 1024] [--continuation 256]
+                             [--weights-from PROFILE] [--margin 0.25]
 
 The oracle is llama.cpp on the model dequantized to F32 with an F32 KV cache (default; its logits
 move only with the KV), or the engine as users run it. On calibration windows of a text used for
 no evaluation (default northanger_abbey_ch1-2; the quality benches hold out every other text):
 
- 1. the base: `kvstore calibrate` of the exact KV (shape, key-pair energy from the keys, RoPE);
+ 1. the base: `kvstore calibrate` of the exact KV (shape, RoPE), with the key channels' weights
+    from the energy of the queries that read them (llama.cpp's graph, tensors Qcur-<layer> after
+    RoPE, watched while the windows' contexts prefill; --key-energy keys keeps the default's guess
+    from the keys);
  2. group step weights (per layer, K and V): the exact KV with only that group replaced by its
     level-2 encoding (the real codec, base profile), KL of the continuation against the exact KV;
     weight = sqrt(median KL / KL), clipped to 1/32...8 (step^2 ~ distortion, as tools/calibrate.py;
     a wide range: Gemma 3's full-attention layers' keys are 100-300x as sensitive as the median);
- 3. level step scales: per level, the largest scale (bisection on a log scale, 1/64...4) whose mean
-    top-1 agreement and perplexity ratio over the windows keep the level's floor with a margin:
-    top-1 >= floor + 0.3 (1 - floor), ppl ratio <= 1 + 0.7 (ppl floor - 1).
+ 3. level step scales, aiming at each floor's error times (1 - margin), margin 0.25: top-1 >=
+    1 - 0.75 (1 - floor), ppl ratio <= 1 + 0.75 (ppl floor - 1). Top-1 over a few hundred tokens
+    is too coarse to bisect on (one token is 1/n), so trials that bracket each level's target
+    feed two fits: per level log KL against log scale, and pooled over the levels log(1 - top-1)
+    and log(ppl ratio - 1) against log KL. Each level takes the scale whose fitted KL meets the
+    tighter target; a trial at that scale that misses the floor itself steps it down.
 The model's profile key is the model id the store files its KV under (the GGUF's, as the sidecar
 and kvstore.llama use), unless --model-id says otherwise.
 """
@@ -38,8 +45,8 @@ sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "tools"))
 import kvstore  # noqa: E402
 from bench_llama_quality import CHUNK_TOKENS, compare, float_gguf, model_gguf  # noqa: E402
-from kvstore.llama_engine import Engine  # noqa: E402
-from profile_io import profile_json  # noqa: E402
+from kvstore.llama_engine import Engine, QueryEnergy  # noqa: E402
+from profile_io import profile_json, quarter_octaves  # noqa: E402
 
 # The promises (schemas/codec-design.md): top-1 agreement at least, perplexity ratio at most.
 FLOORS = {1: (0.99, 1.005), 2: (0.97, 1.01), 3: (0.93, 1.03), 4: (0.85, 1.08)}
@@ -62,10 +69,15 @@ class Windows:
             self.items.append({"ctx": ctx, "cont": cont, "exact": exact, "layout": layout})
             self.items[-1]["ref"] = self.logits(self.items[-1], exact)
 
-    def logits(self, item: dict, kv: np.ndarray) -> np.ndarray:
+    def logits(self, item: dict, kv: np.ndarray, n: int | None = None) -> np.ndarray:
+        """Teacher-forced logits of the first n tokens of the continuation (all: None)."""
         self.engine.clear()
         self.engine.restore(kvstore.llama.kv_to_state(kv, item["layout"]))
-        return self.engine.prefill(item["cont"], len(item["ctx"]), all_logits=True)
+        return self.engine.prefill(item["cont"][:n], len(item["ctx"]), all_logits=True)
+
+    def kl(self, item: dict, kv: np.ndarray, n: int) -> float:
+        """KL of the first n continuation tokens against the exact KV's."""
+        return compare(item["ref"][:n], self.logits(item, kv, n), item["cont"][:n])["kl"]
 
     def decoded(self, item: dict, level: int, profile: bytes) -> np.ndarray:
         blob = kvstore.encode_file(item["exact"], item["ctx"], level=level, model=self.model.identity,
@@ -120,17 +132,68 @@ def base_profile(kv: np.ndarray, tokens: list[int], model_id: str) -> dict:
         return json.loads(out.read_text())
 
 
+def keeps_floor(s: dict, target: tuple[float, float]) -> bool:
+    return s["top1"] >= target[0] and s["ppl_ratio"] <= target[1]
+
+
+def load_weights(path: str, layers: int) -> list:
+    """group_step_weights of an earlier calibration of the same model (re-tuning only the scales)."""
+    w = json.loads(Path(path).read_text())["group_step_weights"]
+    if len(w) != layers:
+        sys.exit(f"error: {path} has step weights for {len(w)} layers, the model {layers}")
+    return w
+
+
+def error_fits(samples: dict) -> dict:
+    """log(error) = a + b log(KL), least squares over every trial with a positive error: top-1
+    disagreement and perplexity excess. Pooled over the levels: both depend on the KV's error, which
+    KL measures smoothly, not on which level made it."""
+    out = {}
+    for key, err in (("top1", lambda s: 1 - s["top1"]), ("ppl", lambda s: s["ppl_ratio"] - 1)):
+        pts = [(np.log(s["kl"]), np.log(err(s))) for runs in samples.values() for _, s in runs if err(s) > 0 and s["kl"] > 0]
+        if len(pts) < 3:
+            out[key] = (0.0, 1.0)  # too few errors to fit: error = KL, a safe guess for small KL
+            continue
+        x, y = np.array(pts).T
+        b, a = np.polyfit(x, y, 1)
+        out[key] = (float(a), float(max(b, 0.2)))
+    return out
+
+
+def kl_for(fit: tuple[float, float], err: float) -> float:
+    a, b = fit
+    return float(np.exp((np.log(err) - a) / b))
+
+
+def scale_for_kl(runs: list, kl_target: float) -> float:
+    """The scale whose KL is kl_target on this level's log-log line (KL ~ scale^2 while steps are fine)."""
+    x = np.log([sc for sc, _ in runs])
+    y = np.log([max(s["kl"], 1e-12) for _, s in runs])
+    b, a = np.polyfit(x, y, 1) if len(set(x)) > 1 else (2.0, y[0] - 2 * x[0])
+    b = max(b, 0.5)
+    return float(np.clip(np.exp((np.log(kl_target) - a) / b), *SCALE_RANGE))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="smollm2", help="smollm2, gemma3 or a GGUF path")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--oracle", choices=("float", "engine"), default="float")
     ap.add_argument("--text", default=str(ROOT / "tools/texts/northanger_abbey_ch1-2.txt"))
-    ap.add_argument("--windows", type=int, default=2)
+    ap.add_argument("--windows", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=1024)
-    ap.add_argument("--continuation", type=int, default=128)
+    ap.add_argument("--continuation", type=int, default=256)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=6, help="bisection steps per level")
+    ap.add_argument("--sensitivity-windows", type=int, default=2, help="windows the group sensitivities use")
+    ap.add_argument("--sensitivity-tokens", type=int, default=128, help="continuation tokens they use")
+    ap.add_argument("--margin", type=float, default=0.25,
+                    help="each level aims at its floor's error times (1 - margin): top-1 >= 1 - (1 - floor)(1 - m)")
+    ap.add_argument("--start-scale", type=float, default=0.5)
+    ap.add_argument("--key-energy", choices=("queries", "keys"), default="queries",
+                    help="key channels stepped by the energy of the queries that read them (measured in the "
+                         "engine's graph) or of the keys themselves (the uncalibrated default's guess)")
+    ap.add_argument("--weights-from", help="take the step weights of this profile (an earlier calibration of the "
+                                           "model) and tune only the level scales")
     ap.add_argument("--model-id", help="profile key (default: the quantized GGUF's kvstore model id)")
     ap.add_argument("--uniform", action="store_true",
                     help="keep the default's uniform step weights, tune only the level scales: how fine the "
@@ -143,72 +206,100 @@ def main(argv=None) -> int:
     model_id = a.model_id or kvstore.llama.gguf_model(gguf).identity
     run = float_gguf(gguf) if a.oracle == "float" else gguf
     model = kvstore.llama.gguf_model(run)
+    queries = QueryEnergy()
     engine = Engine(run, a.tokens + a.continuation + 64, a.threads, flash_attn=0,
-                    kv_type="f32" if a.oracle == "float" else "f16")
+                    kv_type="f32" if a.oracle == "float" else "f16", queries=queries)
     ids = engine.tokenize(Path(a.text).read_text(), bos=True)
+    queries.on = True  # the contexts' prefill: the queries that read their keys
     win = Windows(engine, model, ids, a.windows, a.tokens, a.continuation)
+    queries.on = False
     log(f"[calibrate] {model_id} ({a.oracle} oracle): {a.windows} windows of {a.tokens}+{a.continuation} tokens "
         f"of {Path(a.text).name} ({time.time() - t0:.0f} s)")
 
     prof = base_profile(win.items[0]["exact"], win.items[0]["ctx"], model_id)
     prof["rope"] = rope_entry(gguf, model)
+    if a.key_energy == "queries":
+        prof["key_pair_energy"] = [[int(v) for v in row] for row in quarter_octaves(queries.pair_energy(model.kv_heads))]
     L = model.layers
 
-    # 2. Sensitivity of each group to its own level-2 encoding.
-    kl = np.zeros((L, 2))
-    coded = [] if a.uniform else [win.decoded(item, 2, profile_json(prof).encode())[0] for item in win.items]
-    for layer in range(0 if a.uniform else L):
-        for kind in range(2):
-            vals = []
-            for item, dec in zip(win.items, coded):
-                probe = item["exact"].copy()
-                probe[layer, kind] = dec[layer, kind]
-                vals.append(compare(item["ref"], win.logits(item, probe), item["cont"])["kl"])
-            kl[layer, kind] = max(float(np.mean(vals)), 1e-12)
-        log(f"[calibrate] layer {layer + 1}/{L}: KL keys {kl[layer, 0]:.2e} values {kl[layer, 1]:.2e} "
-            f"({time.time() - t0:.0f} s)")
-    if not a.uniform:
+    # 2. Sensitivity of each group to its own level-2 encoding (KL is smooth: the first windows and
+    # continuation tokens suffice).
+    if a.weights_from:
+        prof["group_step_weights"] = load_weights(a.weights_from, L)
+        log(f"[calibrate] step weights from {a.weights_from}")
+    elif not a.uniform:
+        items = win.items[:a.sensitivity_windows]
+        coded = [win.decoded(item, 2, profile_json(prof).encode())[0] for item in items]
+        kl = np.zeros((L, 2))
+        for layer in range(L):
+            for kind in range(2):
+                vals = []
+                for item, dec in zip(items, coded):
+                    probe = item["exact"].copy()
+                    probe[layer, kind] = dec[layer, kind]
+                    vals.append(win.kl(item, probe, a.sensitivity_tokens))
+                kl[layer, kind] = max(float(np.mean(vals)), 1e-12)
+            log(f"[calibrate] layer {layer + 1}/{L}: KL keys {kl[layer, 0]:.2e} values {kl[layer, 1]:.2e} "
+                f"({time.time() - t0:.0f} s)")
         weights = np.round(np.clip(np.sqrt(np.median(kl) / kl), WEIGHT_RANGE[0], WEIGHT_RANGE[1]), 3)
         prof["group_step_weights"] = [[float(w) for w in row] for row in weights]
 
-    # 3. Per level, the largest step scale that keeps the floor with a margin on these windows.
+    # 3. Level scales, from fits rather than single noisy trials (top-1 over a few hundred tokens
+    # moves by a step of 1/n): per level KL against the scale, pooled over the levels the top-1
+    # disagreement and perplexity excess against KL; each level gets the scale whose fitted KL
+    # keeps its floor with the margin, checked by a trial (a miss steps the scale down).
+    samples: dict[int, list[tuple[float, dict]]] = {}
+
+    def trial(level: int, scale: float) -> dict:
+        scales = [scale if i == level - 1 else 1.0 for i in range(4)]
+        s = win.score(level, profile_json(dict(prof, level_step_scales=scales)).encode())
+        samples.setdefault(level, []).append((scale, s))
+        log(f"[calibrate] L{level} scale {scale:.3f}: top-1 {s['top1']:.4f} ppl {s['ppl_ratio']:.4f} "
+            f"KL {s['kl']:.2e} {s['compression']:.2f}x ({time.time() - t0:.0f} s)")
+        return s
+
+    targets = {level: (1 - (1 - t) * (1 - a.margin), 1 + (p - 1) * (1 - a.margin)) for level, (t, p) in FLOORS.items()}
+    for level in (1, 2, 3, 4):
+        # Bracket the target: halve or double the scale until the trials straddle it.
+        scale = a.start_scale
+        for _ in range(8):
+            s = trial(level, scale)
+            keeps = keeps_floor(s, targets[level])
+            below = [sc for sc, t in samples[level] if keeps_floor(t, targets[level])]
+            above = [sc for sc, t in samples[level] if not keeps_floor(t, targets[level])]
+            if below and above:
+                break
+            scale = scale * 2 if keeps else scale / 2
+            if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+                break
+        # Two trials inside the bracket, so each level's KL fit has points around its target.
+        lo, hi = max(below, default=SCALE_RANGE[0]), min(above, default=SCALE_RANGE[1])
+        for f in (1 / 3, 2 / 3):
+            trial(level, float(np.exp(np.log(lo) + f * (np.log(hi) - np.log(lo)))))
+    fit = error_fits(samples)
+    log(f"[calibrate] fits over {sum(map(len, samples.values()))} trials: 1 - top-1 = {np.exp(fit['top1'][0]):.3g} "
+        f"KL^{fit['top1'][1]:.3f}, ppl - 1 = {np.exp(fit['ppl'][0]):.3g} KL^{fit['ppl'][1]:.3f}")
     scales, reached = [], {}
     for level in (1, 2, 3, 4):
-        top1_floor, ppl_floor = FLOORS[level]
-        want_top1 = top1_floor + 0.3 * (1 - top1_floor)
-        want_ppl = 1 + 0.7 * (ppl_floor - 1)
-
-        def ok(scale: float) -> tuple[bool, dict]:
-            trial = dict(prof, level_step_scales=[scale if i == level - 1 else 1.0 for i in range(4)])
-            s = win.score(level, profile_json(trial).encode())
-            good = s["top1"] >= want_top1 and s["ppl_ratio"] <= want_ppl
-            log(f"[calibrate] L{level} scale {scale:.3f}: top-1 {s['top1']:.4f} ppl {s['ppl_ratio']:.4f} "
-                f"KL {s['kl']:.2e} {s['compression']:.2f}x -> {'keeps' if good else 'misses'} the floor "
-                f"({time.time() - t0:.0f} s)")
-            return good, s
-
-        lo, hi = np.log(SCALE_RANGE[0]), np.log(SCALE_RANGE[1])
-        best = None
-        for _ in range(a.steps):
-            mid = (lo + hi) / 2
-            good, s = ok(float(np.exp(mid)))
-            if good:
-                lo, best = mid, (float(np.exp(mid)), s)
-            else:
-                hi = mid
-        if best is None:
-            good, s = ok(SCALE_RANGE[0])
-            best = (SCALE_RANGE[0], s)
-        scale = float(np.round(best[0], 4))
-        scales.append(scale)
-        reached[level] = best[1]
+        want_top1, want_ppl = targets[level]
+        kl_target = min(kl_for(fit["top1"], 1 - want_top1), kl_for(fit["ppl"], want_ppl - 1))
+        scale = scale_for_kl(samples[level], kl_target)
+        log(f"[calibrate] L{level}: KL target {kl_target:.2e} -> scale {scale:.4f}")
+        for _ in range(4):
+            s = trial(level, scale)
+            if keeps_floor(s, FLOORS[level]) or scale <= SCALE_RANGE[0]:
+                break  # the fit's pick, unless its trial misses the floor itself
+            scale = max(scale * 2 ** -0.25, SCALE_RANGE[0])
+        scales.append(float(np.round(scale, 4)))
+        reached[level] = s
     prof["level_step_scales"] = scales
     prof["calibrated"] = not a.uniform
     prof["model"] = model_id
     prof["source"] = (f"tools/calibrate_llama.py, {a.oracle} oracle, {a.windows} windows of {a.tokens}+{a.continuation} "
-                      f"tokens of {Path(a.text).name}: key-pair energy from the keys (kvstore calibrate); step weights "
-                      f"sqrt(median KL / KL) of one group at its level-2 encoding, clipped to 1/32...8; level scales by bisection to keep "
-                      f"each floor with a margin")
+                      f"tokens of {Path(a.text).name}: key-pair energy of the {a.key_energy}; step weights "
+                      + (f"from {Path(a.weights_from).name}" if a.weights_from else
+                         "sqrt(median KL / KL) of one group at its level-2 encoding, clipped to 1/32...8")
+                      + f"; level scales from KL fits, aiming at each floor's error times {1 - a.margin:g}")
     Path(a.output).write_text(profile_json(prof))
     for level, s in reached.items():
         log(f"[calibrate] L{level}: scale {scales[level - 1]}, top-1 {s['top1']:.4f} ppl {s['ppl_ratio']:.4f} "

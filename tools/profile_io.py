@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 FORMAT, VERSION = "kvstore-codec-profile", 1
 
 
@@ -20,3 +22,11 @@ def profile_json(p: dict) -> str:
             out.append(f'  "{k}": {json.dumps(v)}{comma}')
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def quarter_octaves(energy) -> np.ndarray:
+    """`key_pair_energy` rows: per layer round(4 log2(w / mean w)) of [layers, ...] energies, in Int8."""
+    L = energy.shape[0]
+    flat = energy.reshape(L, -1)
+    rel = flat / flat.mean(axis=1, keepdims=True)
+    return np.clip(np.round(4 * np.log2(np.maximum(rel, 1e-12))), -127, 127).astype(int)

@@ -50,11 +50,67 @@ def dequantize_gguf(src: str, dst: str, threads: int = 1) -> str:
     return dst
 
 
+class _GGMLTensor(ctypes.Structure):
+    """The head of struct ggml_tensor (ggml.h at the pinned commit) up to its name."""
+    _fields_ = [("type", ctypes.c_int), ("buffer", ctypes.c_void_p), ("ne", ctypes.c_int64 * 4),
+                ("nb", ctypes.c_size_t * 4), ("op", ctypes.c_int), ("op_params", ctypes.c_int32 * 16),
+                ("flags", ctypes.c_int32), ("src", ctypes.c_void_p * 10), ("view_src", ctypes.c_void_p),
+                ("view_offs", ctypes.c_size_t), ("data", ctypes.c_void_p), ("name", ctypes.c_char * 64)]
+
+
+_GGML_TYPE_F32, _GGML_OP_ROPE = 0, 48  # enum ggml_type, enum ggml_op at the pinned commit
+
+
+class QueryEnergy:
+    """Watches llama.cpp's graph (cb_eval) for each layer's queries after RoPE (tensors "Qcur-<layer>"
+    made by a ROPE op) and sums every query channel's square over the tokens decoded while `on`.
+    The key channels' sensitivity: an error e in key channel i moves an attention logit by q_i e."""
+
+    def __init__(self):
+        self.on = False
+        self.sums: dict[int, np.ndarray] = {}  # layer -> [n_head, head_dim] float64
+        self.tokens: dict[int, int] = {}
+        self.callback = L.ggml_backend_sched_eval_callback(self._observe)
+
+    def _observe(self, t, ask, _user) -> bool:
+        if not self.on:
+            return not ask  # ask: do not watch; else: go on computing
+        x = _GGMLTensor.from_address(t)
+        if not (x.op == _GGML_OP_ROPE and x.name.startswith(b"Qcur-")):
+            return not ask
+        if ask:
+            return True
+        d, h, n = x.ne[0], x.ne[1], x.ne[2]
+        if x.type != _GGML_TYPE_F32 or x.nb[0] != 4 or x.nb[1] != 4 * d or x.nb[2] != 4 * d * h or x.ne[3] != 1:
+            raise RuntimeError(f"unexpected query tensor {x.name!r}: type {x.type}, ne {list(x.ne)}, nb {list(x.nb)}")
+        q = np.ctypeslib.as_array(ctypes.cast(x.data, ctypes.POINTER(ctypes.c_float)), shape=(n, h, d))
+        layer = int(x.name[5:])
+        self.sums[layer] = self.sums.get(layer, 0) + (q.astype(np.float64) ** 2).sum(axis=0)
+        self.tokens[layer] = self.tokens.get(layer, 0) + n
+        return True
+
+    def pair_energy(self, kv_heads: int) -> np.ndarray:
+        """[layers, kv_heads, head_dim / 2]: per KV head, the mean query energy of each channel pair
+        (2i, 2i+1), over the tokens and the query heads that read that KV head (head h reads h // group)."""
+        layers = sorted(self.sums)
+        if not layers or layers != list(range(len(layers))):
+            raise RuntimeError(f"queries seen for layers {layers}")
+        out = []
+        for layer in layers:
+            e = self.sums[layer] / self.tokens[layer]
+            h, d = e.shape
+            e = e.reshape(kv_heads, h // kv_heads, d).mean(axis=1)
+            out.append((e[:, 0::2] + e[:, 1::2]) / 2)
+        return np.array(out)
+
+
 class Engine:
     """One llama.cpp context holding one sequence (id 0)."""
 
-    def __init__(self, gguf: str, n_ctx: int, threads: int = 1, flash_attn: int = -1, kv_type: str = "f16"):
-        """kv_type "f32" keeps the KV cache in float32 (with an F32 GGUF: the float oracle)."""
+    def __init__(self, gguf: str, n_ctx: int, threads: int = 1, flash_attn: int = -1, kv_type: str = "f16",
+                 queries: QueryEnergy | None = None):
+        """kv_type "f32" keeps the KV cache in float32 (with an F32 GGUF: the float oracle). `queries`
+        watches the graph's queries (while its `on` is set)."""
         L.llama_log_set(_quiet_log, None)
         L.llama_backend_init()
         mp = L.llama_model_default_params()
@@ -71,6 +127,9 @@ class Engine:
         if kv_type not in ("f16", "f32"):
             raise ValueError(f"kv_type {kv_type!r}: f16 or f32")
         cp.type_k = cp.type_v = {"f16": 1, "f32": 0}[kv_type]  # GGML_TYPE_F16 / GGML_TYPE_F32
+        if queries is not None:
+            self.queries = queries  # keeps the callback alive as long as the context
+            cp.cb_eval, cp.cb_eval_user_data = queries.callback, None
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context")

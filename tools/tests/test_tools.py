@@ -316,11 +316,12 @@ def test_query_hook_and_key_channel_calibration(model, modern_tokens):
     assert all(s == (16, model.n_heads, model.head_dim) for _, s in seen)
     e = ckc.pair_energy(model, modern_tokens[:32])
     assert e.shape == (model.n_layers, model.n_kv_heads, model.head_dim // 2) and (e > 0).all()
-    codes = ckc.quarter_octaves(e)
+    from profile_io import quarter_octaves
+    codes = quarter_octaves(e)
     # quarter-octaves relative to each layer's mean: a channel 4x the mean is +8, the order is kept
     flat = e.reshape(model.n_layers, -1)
     assert codes.shape == flat.shape
     for layer in range(model.n_layers):
         order = np.argsort(flat[layer])
         assert (np.diff(codes[layer][order]) >= 0).all()
-    assert (ckc.quarter_octaves(np.array([[[1.0, 1.0, 4.0, 2.0]]])) == [[-4, -4, 4, 0]]).all()
+    assert (quarter_octaves(np.array([[[1.0, 1.0, 4.0, 2.0]]])) == [[-4, -4, 4, 0]]).all()
