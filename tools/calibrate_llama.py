@@ -24,7 +24,8 @@ no evaluation (default northanger_abbey_ch1-2; the quality benches hold out ever
     is too coarse to bisect on (one token is 1/n), so trials that bracket each level's target
     feed two fits: per level log KL against log scale, and pooled over the levels log(1 - top-1)
     and log(ppl ratio - 1) against log KL. Each level takes the scale whose fitted KL meets the
-    tighter target; a trial at that scale that misses the floor itself steps it down.
+    tighter target; a trial at that scale that misses the floor by more than its noise (two standard
+    deviations of a top-1 rate over the windows' tokens) steps it down.
 The model's profile key is the model id the store files its KV under (the GGUF's, as the sidecar
 and kvstore.llama use), unless --model-id says otherwise.
 """
@@ -285,10 +286,13 @@ def main(argv=None) -> int:
         kl_target = min(kl_for(fit["top1"], 1 - want_top1), kl_for(fit["ppl"], want_ppl - 1))
         scale = scale_for_kl(samples[level], kl_target)
         log(f"[calibrate] L{level}: KL target {kl_target:.2e} -> scale {scale:.4f}")
+        # The guard allows the trial's own noise: two standard deviations of a top-1 rate over n tokens.
+        t_floor, p_floor = FLOORS[level]
+        guard = (t_floor - 2 * np.sqrt(t_floor * (1 - t_floor) / (a.windows * a.continuation)), p_floor)
         for _ in range(4):
             s = trial(level, scale)
-            if keeps_floor(s, FLOORS[level]) or scale <= SCALE_RANGE[0]:
-                break  # the fit's pick, unless its trial misses the floor itself
+            if keeps_floor(s, guard) or scale <= SCALE_RANGE[0]:
+                break  # the fit's pick, unless its trial misses the floor by more than its noise
             scale = max(scale * 2 ** -0.25, SCALE_RANGE[0])
         scales.append(float(np.round(scale, 4)))
         reached[level] = s
