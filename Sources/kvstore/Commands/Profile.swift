@@ -17,7 +17,7 @@ struct Profile: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Store a profile file for its model (replacing any it had).")
-        @Argument(help: "Profile file (JSON, written by tools/calibrate.py or kvstore calibrate).") var file: String
+        @Argument(help: "Profile file (JSON, written by tools/calibrate_llama.py or kvstore calibrate).") var file: String
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var output: OutputOptions
         func run() throws {
@@ -64,11 +64,12 @@ struct Profile: ParsableCommand {
 }
 
 /// `kvstore calibrate`: what can be measured from KV alone. It writes the default profile a store
-/// would derive for the context's model; tools/calibrate.py adds what needs the model's forward
-/// pass (per-group sensitivity, key-channel query energy) and writes a calibrated profile.
+/// would derive for the context's model; tools/calibrate_llama.py adds what needs the model run in
+/// llama.cpp (per-group sensitivity, key-channel query energy, level scales) and writes a calibrated
+/// profile (schemas/codec-profile.md, "Calibration").
 struct Calibrate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write the KV-derived codec profile of a context's model (tools/calibrate.py measures a calibrated one).")
+        abstract: "Write the KV-derived codec profile of a context's model (tools/calibrate_llama.py measures a calibrated one).")
     @Argument(help: "Context file (safetensors with `kv`).") var context: String
     @Option(name: .shortAndLong, help: "Output profile file.") var output: String
     @Option(help: "Model id (default: the file's __metadata__.model).") var model: String?
