@@ -40,7 +40,7 @@ void clossy_dequant_half_avx2(const int32_t *q, ptrdiff_t T, ptrdiff_t C, const 
 int clossy_half_to_float_avx2(const uint16_t *in, float *out, ptrdiff_t n);
 
 /// q[c * T + t] = (int)round_even(clamp(((x[t * C + c] - means[c]) * row_inv[t]) * inv_col[c], ±2^22))
-/// (channel-major) and hist[c * 128 + min(|q|, 127)] += 1 (hist zeroed by the caller).
+/// (channel-major) and hist[c * 128 + min(|q|, 127)] += 1 (hist zeroed first, here).
 void clossy_quantise_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *means, const float *row_inv,
                           const float *inv_col, int32_t *q, uint32_t *hist);
 

@@ -164,12 +164,12 @@ enum LossyEncodeKernel {
         let T = w.T, C = w.C, hist = w.hist, means = w.means, qOut = w.q
         let invCol = w.acc // free scratch here
         for c in 0..<C { invCol[c] = 1 / w.colScale[c] }
-        hist.initialize(repeating: 0, count: C * histBins)
         if simd {
             for t in 0..<T { w.rowInv[t] = 1 / (step * w.rowScale[t]) }
-            clossy_quantise_avx2(x, T, C, means, w.rowInv, invCol, w.qCM, hist)
+            clossy_quantise_avx2(x, T, C, means, w.rowInv, invCol, w.qCM, hist) // zeroes hist itself
             return
         }
+        hist.initialize(repeating: 0, count: C * histBins)
         let magic: Float = 12_582_912 // 1.5 · 2^23: adding and subtracting it rounds to nearest even
         for t in 0..<T {
             let inv = 1 / (step * w.rowScale[t])
