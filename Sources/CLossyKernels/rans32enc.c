@@ -440,6 +440,27 @@ TGT ptrdiff_t clossy_escapes_avx2(const int32_t *q, ptrdiff_t T, int32_t radius,
     return n;
 }
 
+static inline uint8_t *put_varint(uint8_t *o, int32_t v) {
+    uint32_t u = ((uint32_t)v << 1) ^ (uint32_t)(v >> 31); // zigzag
+    while (u >= 0x80) { *o++ = (uint8_t)(u & 0x7F) | 0x80; u >>= 7; }
+    *o++ = (uint8_t)u;
+    return o;
+}
+
+TGT ptrdiff_t clossy_escape_varints_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, uint8_t *out) {
+    const __m256i hi = _mm256_set1_epi32(radius), lo = _mm256_set1_epi32(-radius);
+    uint8_t *o = out;
+    ptrdiff_t t = 0;
+    for (; t + 8 <= T; t += 8) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(q + t));
+        __m256i out_of = _mm256_or_si256(_mm256_cmpgt_epi32(v, hi), _mm256_cmpgt_epi32(lo, v));
+        for (unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(out_of)); m; m &= m - 1)
+            o = put_varint(o, q[t + __builtin_ctz(m)]);
+    }
+    for (; t < T; t++) if (q[t] > radius || q[t] < -radius) o = put_varint(o, q[t]);
+    return o - out;
+}
+
 // AVX-512 (16 lanes, two vectors for the 32 states). A symbol's entry is found with in-register
 // permutes (vpermt2d over 32 entries) in its class's table, or in the 64 entries around q = 0 for
 // wider tables, instead of gathers, which dominate the AVX2 kernel; the renormalisation words of
@@ -581,6 +602,11 @@ ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff_t p
     return pos;
 }
 ptrdiff_t clossy_escapes_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, int32_t *out) {
+    (void)q; (void)T; (void)radius; (void)out;
+    __builtin_trap(); // callers check clossy_has_avx2() first
+    return 0;
+}
+ptrdiff_t clossy_escape_varints_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, uint8_t *out) {
     (void)q; (void)T; (void)radius; (void)out;
     __builtin_trap(); // callers check clossy_has_avx2() first
     return 0;
