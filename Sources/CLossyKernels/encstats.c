@@ -77,7 +77,7 @@ TGT void clossy_column_sums_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const
 }
 
 /// Two channels at a time in lockstep, so six independent add chains hide the add latency. The
-/// costs run over every bin of the 8-bin blocks where either channel has counts: an empty bin
+/// costs run over every bin where either channel has counts: a bin empty in one of them
 /// adds 0 · cost = +0 to a sum that is >= +0, so each channel's sum is exactly its sum over its
 /// non-empty bins in order (LossyEncodeKernel.bestClass).
 #define BC_LANES 2
@@ -145,9 +145,13 @@ TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t b
         for (uint32_t bl = blocks; bl; bl &= bl - 1) {
             ptrdiff_t a0 = 8 * __builtin_ctz(bl);
             float kf0[8], kf1[8];
-            _mm256_storeu_ps(kf0, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(h[0] + a0))));
-            _mm256_storeu_ps(kf1, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(h[1] + a0))));
-            for (int i = 0; i < 8; i++) {
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)(h[0] + a0)), v1 = _mm256_loadu_si256((const __m256i *)(h[1] + a0));
+            _mm256_storeu_ps(kf0, _mm256_cvtepi32_ps(v0));
+            _mm256_storeu_ps(kf1, _mm256_cvtepi32_ps(v1));
+            // Only the bins where either channel has counts (a bin empty in both adds +0 to both).
+            unsigned nz = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_or_si256(v0, v1), zero))) ^ 0xFFu;
+            for (; nz; nz &= nz - 1) {
+                int i = __builtin_ctz(nz);
                 const __m256 k0 = _mm256_broadcast_ss(kf0 + i), k1 = _mm256_broadcast_ss(kf1 + i);
                 const float *row0 = cost_t + (a0 + i) * stride + k_lo[0], *row1 = cost_t + (a0 + i) * stride + k_lo[1];
                 BC_ADD(a00, 0, 0); BC_ADD(a10, 1, 0); BC_ADD(a01, 0, 1); BC_ADD(a11, 1, 1);

@@ -5,6 +5,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include <string.h>
 
 #define TGT __attribute__((target("avx2,f16c")))
 #define HIST_BINS 128
@@ -82,36 +83,43 @@ static inline TGT void quant_block8(const float *x, ptrdiff_t T, ptrdiff_t C, pt
 
 TGT void clossy_quantise_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *means, const float *row_inv,
                               const float *inv_col, int32_t *q, uint32_t *hist) {
-    ptrdiff_t t0 = 0;
-    for (; t0 + 8 <= T; t0 += 8) {
-        ptrdiff_t c0 = 0;
-        uint32_t idx[128];
-        // Two channel blocks, their bins counted interleaved: a channel's counter is bumped every
-        // 16th increment, not every 8th (consecutive tokens often hit the same bin, and each bump
-        // waits for the one before on the same counter).
-        for (; c0 + 16 <= C; c0 += 16) {
+    ptrdiff_t T8 = T & ~(ptrdiff_t)7, c0 = 0;
+    uint32_t idx[128];
+    // Channel blocks outermost: a block's histograms (16 x 512 bytes) stay in L1 while all its
+    // tokens are counted; token-major order touched every channel's 512 bytes per 8 tokens, and
+    // the C x 128 counters do not fit in L1. The counts are the same in any order.
+    // The histograms are zeroed here, a block at a time, just before they are counted.
+    for (; c0 + 16 <= C; c0 += 16) {
+        memset(hist + c0 * HIST_BINS, 0, 16 * HIST_BINS * sizeof(uint32_t));
+        for (ptrdiff_t t0 = 0; t0 < T8; t0 += 8) {
+            // Two channel blocks, their bins counted interleaved: a channel's counter is bumped every
+            // 16th increment, not every 8th (consecutive tokens often hit the same bin, and each bump
+            // waits for the one before on the same counter).
             quant_block8(x, T, C, t0, c0, means, row_inv, inv_col, q, idx, 16);
             quant_block8(x, T, C, t0, c0 + 8, means, row_inv, inv_col, q, idx + 8, 16);
             // Histogram bins through memory: scalar loads are cheaper than lane extracts.
             __asm__ volatile("" ::: "memory");
             for (int l = 0; l < 128; l++) hist[idx[l]] += 1;
         }
-        for (; c0 + 8 <= C; c0 += 8) {
+    }
+    memset(hist + c0 * HIST_BINS, 0, (size_t)(C - c0) * HIST_BINS * sizeof(uint32_t));
+    for (; c0 + 8 <= C; c0 += 8) {
+        for (ptrdiff_t t0 = 0; t0 < T8; t0 += 8) {
             quant_block8(x, T, C, t0, c0, means, row_inv, inv_col, q, idx, 8);
             __asm__ volatile("" ::: "memory");
             for (int l = 0; l < 64; l++) hist[idx[l]] += 1;
         }
-        for (; c0 < C; c0++)
-            for (ptrdiff_t t = t0; t < t0 + 8; t++) {
-                int32_t qi = quant1(x[t * C + c0], means[c0], row_inv[t], inv_col[c0]);
-                q[c0 * T + t] = qi;
-                count(hist, c0, qi);
-            }
     }
-    for (; t0 < T; t0++)
+    for (; c0 < C; c0++)
+        for (ptrdiff_t t = 0; t < T8; t++) {
+            int32_t qi = quant1(x[t * C + c0], means[c0], row_inv[t], inv_col[c0]);
+            q[c0 * T + t] = qi;
+            count(hist, c0, qi);
+        }
+    for (ptrdiff_t t = T8; t < T; t++)
         for (ptrdiff_t c = 0; c < C; c++) {
-            int32_t qi = quant1(x[t0 * C + c], means[c], row_inv[t0], inv_col[c]);
-            q[c * T + t0] = qi;
+            int32_t qi = quant1(x[t * C + c], means[c], row_inv[t], inv_col[c]);
+            q[c * T + t] = qi;
             count(hist, c, qi);
         }
 }

@@ -40,7 +40,7 @@ void clossy_dequant_half_avx2(const int32_t *q, ptrdiff_t T, ptrdiff_t C, const 
 int clossy_half_to_float_avx2(const uint16_t *in, float *out, ptrdiff_t n);
 
 /// q[c * T + t] = (int)round_even(clamp(((x[t * C + c] - means[c]) * row_inv[t]) * inv_col[c], ±2^22))
-/// (channel-major) and hist[c * 128 + min(|q|, 127)] += 1 (hist zeroed by the caller).
+/// (channel-major) and hist[c * 128 + min(|q|, 127)] += 1 (hist zeroed first, here).
 void clossy_quantise_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const float *means, const float *row_inv,
                           const float *inv_col, int32_t *q, uint32_t *hist);
 
@@ -70,6 +70,9 @@ ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff_t p
                                     const uint64_t *sym, const int32_t *radius, uint8_t *esc);
 /// Writes the q[t] with |q[t]| > radius to out in token order (out: room for T); returns how many.
 ptrdiff_t clossy_escapes_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, int32_t *out);
+/// The same escapes as zigzag LEB128 varints (QuantizedRANSCodec.appendVarint) into out (room for
+/// 4 bytes per token: |q| <= 2^22); returns the bytes written.
+ptrdiff_t clossy_escape_varints_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, uint8_t *out);
 /// The same with AVX-512 (tables of up to 128 symbols looked up in registers): the same bytes.
 ptrdiff_t clossy_rans32_encode_avx512(uint32_t *states, uint16_t *buf, ptrdiff_t pos, const int32_t *q,
                                       ptrdiff_t T, ptrdiff_t C, const ptrdiff_t *order, const ptrdiff_t *classes,

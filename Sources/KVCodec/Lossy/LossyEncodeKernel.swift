@@ -164,12 +164,12 @@ enum LossyEncodeKernel {
         let T = w.T, C = w.C, hist = w.hist, means = w.means, qOut = w.q
         let invCol = w.acc // free scratch here
         for c in 0..<C { invCol[c] = 1 / w.colScale[c] }
-        hist.initialize(repeating: 0, count: C * histBins)
         if simd {
             for t in 0..<T { w.rowInv[t] = 1 / (step * w.rowScale[t]) }
-            clossy_quantise_avx2(x, T, C, means, w.rowInv, invCol, w.qCM, hist)
+            clossy_quantise_avx2(x, T, C, means, w.rowInv, invCol, w.qCM, hist) // zeroes hist itself
             return
         }
+        hist.initialize(repeating: 0, count: C * histBins)
         let magic: Float = 12_582_912 // 1.5 · 2^23: adding and subtracting it rounds to nearest even
         for t in 0..<T {
             let inv = 1 / (step * w.rowScale[t])
@@ -279,16 +279,19 @@ enum LossyEncodeKernel {
                 }
             }
         }
-        // Escapes in decoding order: channels as decoded, tokens in order.
-        var esc: [UInt8] = []
-        let found = UnsafeMutablePointer<Int32>.allocate(capacity: T)
-        defer { found.deallocate() }
-        for k in 0..<C where w.escFlags[k] != 0 {
-            let c = order[k]
-            let n = clossy_escapes_avx2(w.qCM + c &* T, T, radius[w.classes[c]], found)
-            for i in 0..<n { QuantizedRANSCodec.appendVarint(QuantizedRANSCodec.zigzag(found[i]), to: &esc) }
+        // Escapes in decoding order: channels as decoded, tokens in order, written as varints by
+        // the kernel (at most 4 bytes each: |q| <= 2^22) straight into the array.
+        var flagged = 0
+        for k in 0..<C where w.escFlags[k] != 0 { flagged &+= 1 }
+        guard flagged > 0 else { return [] }
+        return [UInt8](unsafeUninitializedCapacity: flagged * T * 4) { buf, count in
+            var n = 0
+            for k in 0..<C where w.escFlags[k] != 0 {
+                let c = order[k]
+                n += clossy_escape_varints_avx2(w.qCM + c &* T, T, radius[w.classes[c]], buf.baseAddress! + n)
+            }
+            count = n
         }
-        return esc
     }
 }
 
