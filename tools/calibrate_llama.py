@@ -47,11 +47,11 @@ sys.path.insert(0, str(ROOT / "tools"))
 import kvstore  # noqa: E402
 from bench_llama_quality import CHUNK_TOKENS, compare, float_gguf, model_gguf  # noqa: E402
 from kvstore.llama_engine import Engine, QueryEnergy  # noqa: E402
+from level_fit import SCALE_RANGE, error_fits, keeps_floor, kl_for, scale_for_kl  # noqa: E402
 from profile_io import profile_json, quarter_octaves  # noqa: E402
 
 # The promises (schemas/codec-design.md): top-1 agreement at least, perplexity ratio at most.
 FLOORS = {1: (0.99, 1.005), 2: (0.97, 1.01), 3: (0.93, 1.03), 4: (0.85, 1.08)}
-SCALE_RANGE = (1 / 64, 4.0)
 WEIGHT_RANGE = (1 / 32, 8.0)
 
 
@@ -133,46 +133,12 @@ def base_profile(kv: np.ndarray, tokens: list[int], model_id: str) -> dict:
         return json.loads(out.read_text())
 
 
-def keeps_floor(s: dict, target: tuple[float, float]) -> bool:
-    return s["top1"] >= target[0] and s["ppl_ratio"] <= target[1]
-
-
 def load_weights(path: str, layers: int) -> list:
     """group_step_weights of an earlier calibration of the same model (re-tuning only the scales)."""
     w = json.loads(Path(path).read_text())["group_step_weights"]
     if len(w) != layers:
         sys.exit(f"error: {path} has step weights for {len(w)} layers, the model {layers}")
     return w
-
-
-def error_fits(samples: dict) -> dict:
-    """log(error) = a + b log(KL), least squares over every trial with a positive error: top-1
-    disagreement and perplexity excess. Pooled over the levels: both depend on the KV's error, which
-    KL measures smoothly, not on which level made it."""
-    out = {}
-    for key, err in (("top1", lambda s: 1 - s["top1"]), ("ppl", lambda s: s["ppl_ratio"] - 1)):
-        pts = [(np.log(s["kl"]), np.log(err(s))) for runs in samples.values() for _, s in runs if err(s) > 0 and s["kl"] > 0]
-        if len(pts) < 3:
-            out[key] = (0.0, 1.0)  # too few errors to fit: error = KL, a safe guess for small KL
-            continue
-        x, y = np.array(pts).T
-        b, a = np.polyfit(x, y, 1)
-        out[key] = (float(a), float(max(b, 0.2)))
-    return out
-
-
-def kl_for(fit: tuple[float, float], err: float) -> float:
-    a, b = fit
-    return float(np.exp((np.log(err) - a) / b))
-
-
-def scale_for_kl(runs: list, kl_target: float) -> float:
-    """The scale whose KL is kl_target on this level's log-log line (KL ~ scale^2 while steps are fine)."""
-    x = np.log([sc for sc, _ in runs])
-    y = np.log([max(s["kl"], 1e-12) for _, s in runs])
-    b, a = np.polyfit(x, y, 1) if len(set(x)) > 1 else (2.0, y[0] - 2 * x[0])
-    b = max(b, 0.5)
-    return float(np.clip(np.exp((np.log(kl_target) - a) / b), *SCALE_RANGE))
 
 
 def main(argv=None) -> int:
