@@ -356,8 +356,19 @@ TGT ptrdiff_t clossy_rans32_avx2(uint32_t *states, const uint16_t *words, ptrdif
         const uint32_t *tab = entries + class_offset[c];
         int32_t *q = scratch + c * T;
         __m256i escacc = _mm256_setzero_si256();
+        // The next channel's table, if it is another class: its 16 KB are fetched into L1 while
+        // this channel decodes, a share per step (slots are near uniform, so a channel touches
+        // most of its table's lines; from L2/L3 each gather would wait on them).
+        const char *pf = NULL, *pfEnd = NULL;
+        ptrdiff_t per = 0;
+        if (k + 1 < C && class_offset[order[k + 1]] != class_offset[c] && T >= 32) {
+            pf = (const char *)(entries + class_offset[order[k + 1]]);
+            pfEnd = pf + 4096 * 4;
+            per = (4096 * 4 / 64 + T / 32 - 1) / (T / 32);
+        }
         ptrdiff_t t = 0;
         for (; t + 32 <= T; t += 32) {
+            for (ptrdiff_t i = 0; i < per && pf < pfEnd; i++, pf += 64) _mm_prefetch(pf, _MM_HINT_T0);
             // The four vectors' word positions come from one 32-bit mask, so they do not wait on
             // each other: p_i = pos + popcount(mask bits of lanes before vector i).
             __m256i e0 = _mm256_i32gather_epi32((const int *)tab, _mm256_and_si256(x0, m12), 4);
