@@ -43,14 +43,7 @@ public func kvs_chunk_encode_profile(_ kv: UnsafeRawPointer?, _ nbytes: Int, _ d
         let out = try require(out, "out")
         let level = try levelArgument(level)
         let tensor = try tensorArgument(kv, nbytes, dtype, layers, kvHeads, headDim, tokens)
-        let given = try profileArgument(profileJSON, profileLength)
-        let profile: CodecProfile
-        if let given {
-            try given.check(matches: tensor.shape)
-            profile = given
-        } else {
-            profile = CodecProfile.uncalibrated(model: "unknown", kv: tensor, metadata: [:])
-        }
+        let profile = try CodecProfile.forEncoding(tensor, given: try profileArgument(profileJSON, profileLength))
         hand(BytesBox(try ChunkContainer.encode(tensor, level: level, model: profile)), to: out)
         return 0
     }

@@ -184,11 +184,17 @@ public struct CodecProfile: Sendable, Equatable, Codable {
     /// given, checked against the KV's shape, else the default derived from the KV for `model`
     /// (default: the context's metadata "model", else "unknown").
     public static func forEncoding(_ ctx: KVContext, given: CodecProfile?, model: String? = nil) throws -> CodecProfile {
+        try forEncoding(ctx.kv, given: given, model: model ?? ctx.metadata["model"] ?? "unknown", metadata: ctx.metadata)
+    }
+
+    /// The same for KV without a context around it (the C ABI's chunk encoder).
+    public static func forEncoding(_ kv: KVTensor, given: CodecProfile?, model: String = "unknown",
+                                   metadata: [String: String] = [:]) throws -> CodecProfile {
         if let given {
-            try given.check(matches: ctx.kv.shape)
+            try given.check(matches: kv.shape)
             return given
         }
-        return uncalibrated(model: model ?? ctx.metadata["model"] ?? "unknown", kv: ctx.kv, metadata: ctx.metadata)
+        return uncalibrated(model: model, kv: kv, metadata: metadata)
     }
 
     // MARK: models never calibrated
