@@ -427,19 +427,6 @@ TGT ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff
 }
 
 
-TGT ptrdiff_t clossy_escapes_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, int32_t *out) {
-    const __m256i hi = _mm256_set1_epi32(radius), lo = _mm256_set1_epi32(-radius);
-    ptrdiff_t n = 0, t = 0;
-    for (; t + 8 <= T; t += 8) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(q + t));
-        __m256i out_of = _mm256_or_si256(_mm256_cmpgt_epi32(v, hi), _mm256_cmpgt_epi32(lo, v));
-        for (unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(out_of)); m; m &= m - 1)
-            out[n++] = q[t + __builtin_ctz(m)];
-    }
-    for (; t < T; t++) if (q[t] > radius || q[t] < -radius) out[n++] = q[t];
-    return n;
-}
-
 static inline uint8_t *put_varint(uint8_t *o, int32_t v) {
     uint32_t u = ((uint32_t)v << 1) ^ (uint32_t)(v >> 31); // zigzag
     while (u >= 0x80) { *o++ = (uint8_t)(u & 0x7F) | 0x80; u >>= 7; }
@@ -600,11 +587,6 @@ ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff_t p
     (void)sym; (void)radius; (void)esc;
     __builtin_trap(); // callers check clossy_has_avx2() first
     return pos;
-}
-ptrdiff_t clossy_escapes_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, int32_t *out) {
-    (void)q; (void)T; (void)radius; (void)out;
-    __builtin_trap(); // callers check clossy_has_avx2() first
-    return 0;
 }
 ptrdiff_t clossy_escape_varints_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, uint8_t *out) {
     (void)q; (void)T; (void)radius; (void)out;

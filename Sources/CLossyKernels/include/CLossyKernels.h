@@ -68,10 +68,9 @@ void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, 
 ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff_t pos, const int32_t *q,
                                     ptrdiff_t T, ptrdiff_t C, const ptrdiff_t *order, const ptrdiff_t *classes,
                                     const uint64_t *sym, const int32_t *radius, uint8_t *esc);
-/// Writes the q[t] with |q[t]| > radius to out in token order (out: room for T); returns how many.
-ptrdiff_t clossy_escapes_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, int32_t *out);
-/// The same escapes as zigzag LEB128 varints (QuantizedRANSCodec.appendVarint) into out (room for
-/// 4 bytes per token: |q| <= 2^22); returns the bytes written.
+/// The q[t] with |q[t]| > radius, in token order, as zigzag LEB128 varints
+/// (QuantizedRANSCodec.appendVarint) into out (room for 4 bytes per token: |q| <= 2^22); returns
+/// the bytes written.
 ptrdiff_t clossy_escape_varints_avx2(const int32_t *q, ptrdiff_t T, int32_t radius, uint8_t *out);
 /// The same with AVX-512 (tables of up to 128 symbols looked up in registers): the same bytes.
 ptrdiff_t clossy_rans32_encode_avx512(uint32_t *states, uint16_t *buf, ptrdiff_t pos, const int32_t *q,
