@@ -158,7 +158,8 @@ def main(argv=None) -> int:
     ap.add_argument("--start-scale", type=float, default=0.5)
     ap.add_argument("--key-energy", choices=("queries", "keys"), default="queries",
                     help="key channels stepped by the energy of the queries that read them (measured in the "
-                         "engine's graph) or of the keys themselves (the uncalibrated default's guess)")
+                         "engine's graph) or of the keys themselves (the uncalibrated default's guess; "
+                         "always with --uniform)")
     ap.add_argument("--weights-from", help="take the step weights of this profile (an earlier calibration of the "
                                            "model) and tune only the level scales")
     ap.add_argument("--model-id", help="profile key (default: the quantized GGUF's kvstore model id)")
@@ -177,7 +178,7 @@ def main(argv=None) -> int:
     engine = Engine(run, a.tokens + a.continuation + 64, a.threads, flash_attn=0,
                     kv_type="f32" if a.oracle == "float" else "f16", queries=queries)
     ids = engine.tokenize(Path(a.text).read_text(), bos=True)
-    queries.on = True  # the contexts' prefill: the queries that read their keys
+    queries.on = True  # the windows' prefill (contexts and the continuations' reference logits)
     win = Windows(engine, model, ids, a.windows, a.tokens, a.continuation)
     queries.on = False
     log(f"[calibrate] {model_id} ({a.oracle} oracle): {a.windows} windows of {a.tokens}+{a.continuation} tokens "
@@ -185,7 +186,7 @@ def main(argv=None) -> int:
 
     prof = base_profile(win.items[0]["exact"], win.items[0]["ctx"], model_id)
     prof["rope"] = rope_entry(gguf, model)
-    if a.key_energy == "queries":
+    if a.key_energy == "queries" and not a.uniform:  # --uniform measures the default, whose guess is from the keys
         prof["key_pair_energy"] = [[int(v) for v in row] for row in quarter_octaves(queries.pair_energy(model.kv_heads))]
     L = model.layers
 
@@ -266,7 +267,7 @@ def main(argv=None) -> int:
     prof["calibrated"] = not a.uniform
     prof["model"] = model_id
     prof["source"] = (f"tools/calibrate_llama.py, {a.oracle} oracle, {a.windows} windows of {a.tokens}+{a.continuation} "
-                      f"tokens of {Path(a.text).name}: key-pair energy of the {a.key_energy}; step weights "
+                      f"tokens of {Path(a.text).name}: key-pair energy of the {'keys' if a.uniform else a.key_energy}; step weights "
                       + (f"from {Path(a.weights_from).name}" if a.weights_from else
                          "sqrt(median KL / KL) of one group at its level-2 encoding, clipped to 1/32...8")
                       + f"; level scales from KL fits, aiming at each floor's error times {1 - a.margin:g}")
