@@ -15,7 +15,9 @@ echo "== extracting the real KV of 1024 tokens of $text with SmolLM2-135M"
 python3 tools/extract_kv.py "$text" "$work/context.safetensors" --tokens 1024
 
 echo "== kvstore put (default store: ${KVSTORE_HOME:-~/.local/share/kvstore})"
-"$KV" put "$work/context.safetensors" --name emma-ch1 --profile profiles/SmolLM2-135M-Instruct.json
+# The GGUF's profile (calibrated through llama.cpp) is filed for the numpy KV of the same weights.
+"$KV" profile add profiles/SmolLM2-135M-Instruct-Q4_1.json --model SmolLM2-135M-Instruct
+"$KV" put "$work/context.safetensors" --name emma-ch1
 
 echo "== kvstore get with a longer prompt: the same text, 1300 tokens"
 python3 - "$text" "$work/query.json" <<'PY'

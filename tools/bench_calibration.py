@@ -53,7 +53,7 @@ def main(argv=None):
         rows = [r for f in a.rows for r in json.load(open(f))]
         print_table(rows, sorted({r["text"] for r in rows}), a)
         return
-    variants = [v.split("=", 1) for v in (a.variant or [f"calibrated={ROOT}/profiles/SmolLM2-135M-Instruct.json",
+    variants = [v.split("=", 1) for v in (a.variant or [f"calibrated={ROOT}/profiles/SmolLM2-135M-Instruct-Q4_1.json",
                                                          "uncalibrated=default"])]
     os.makedirs(a.data, exist_ok=True)
     m = kvmodel.load_model()

@@ -39,7 +39,7 @@ import kvstore  # noqa: E402
 from kvstore.llama_engine import Engine, dequantize_gguf  # noqa: E402
 from cachegen_baseline import POINTS as CACHEGEN_POINTS, Encoded, encode as cachegen  # noqa: E402
 
-# Held out: the SmolLM2 profile was calibrated on northanger_abbey_ch1-2 (profiles/SmolLM2-135M-Instruct.json).
+# Held out: the profiles are calibrated on northanger_abbey_ch1-2 (and python_reference_execmodel).
 TEXTS = ["emma_ch1.txt", "persuasion_ch1.txt", "mansfield_park_ch1-2.txt", "apache_license_2.0.txt",
          "libpng_manual_intro.txt", "modern_bread_essay.txt"]
 CHUNK_TOKENS = 256

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Key-channel sensitivity of SmolLM2 for the lossy codec (`key_pair_energy` of a codec profile, tools/calibrate.py).
+"""Key-channel sensitivity of SmolLM2 in the numpy forward pass (the `key_pair_energy` rows of a codec profile):
+the reference `kvstore.llama_engine.QueryEnergy` (tools/calibrate_llama.py) is tested against.
 
 A quantisation error e in key channel i moves every attention logit by q_i * e, so the logit
 distortion of a key channel is proportional to E[q_i^2] over the queries that read its KV head.

@@ -4,12 +4,13 @@
 
     PYTHONPATH=$LLAMA_HOME/llama_cpp_python-0.3.36:python LLAMA_CPP_LIB_PATH=$LLAMA_HOME/build/bin \\
     tools/calibrate_llama.py --model gemma3|smollm2|GGUF -o profiles/MODEL.json [--oracle float|engine]
-                             [--text FILE] [--windows 3] [--tokens 1024] [--continuation 256]
+                             [--text FILE ...] [--windows 3] [--tokens 1024] [--continuation 256]
                              [--weights-from PROFILE] [--margin 0.25]
 
 The oracle is llama.cpp on the model dequantized to F32 with an F32 KV cache (default; its logits
-move only with the KV), or the engine as users run it. On calibration windows of a text used for
-no evaluation (default northanger_abbey_ch1-2; the quality benches hold out every other text):
+move only with the KV), or the engine as users run it. On calibration windows of texts used for
+no evaluation (default northanger_abbey_ch1-2; the quality benches hold out every text but these and
+python_reference_execmodel, a second domain to calibrate on; repeated --text windows take turns):
 
  1. the base: `kvstore calibrate` of the exact KV (shape, RoPE), with the key channels' weights
     from the energy of the queries that read them (llama.cpp's graph, tensors Qcur-<layer> after
@@ -17,7 +18,7 @@ no evaluation (default northanger_abbey_ch1-2; the quality benches hold out ever
     from the keys);
  2. group step weights (per layer, K and V): the exact KV with only that group replaced by its
     level-2 encoding (the real codec, base profile), KL of the continuation against the exact KV;
-    weight = sqrt(median KL / KL), clipped to 1/32...8 (step^2 ~ distortion, as tools/calibrate.py;
+    weight = sqrt(median KL / KL), clipped to 1/32...8 (step^2 ~ distortion;
     a wide range: Gemma 3's full-attention layers' keys are 100-300x as sensitive as the median);
  3. level step scales, aiming at each floor's error times (1 - margin), margin 0.25: top-1 >=
     1 - 0.75 (1 - floor), ppl ratio <= 1 + 0.75 (ppl floor - 1). Top-1 over a few hundred tokens
@@ -58,13 +59,17 @@ WEIGHT_RANGE = (1 / 32, 8.0)
 class Windows:
     """Calibration windows: the exact KV of each context and the logits of its continuation."""
 
-    def __init__(self, engine: Engine, model, ids: list[int], windows: int, tokens: int, continuation: int):
+    def __init__(self, engine: Engine, model, texts: dict[str, list[int]], windows: int, tokens: int,
+                 continuation: int):
         self.engine, self.model, self.items = engine, model, []
-        span = tokens + continuation
-        if len(ids) < windows * span:
-            sys.exit(f"error: the text has {len(ids)} tokens; {windows} windows need {windows * span}")
+        span, names = tokens + continuation, list(texts)
+        for name in names:  # the windows take turns over the texts, so each text gives its share
+            need = len(range(names.index(name), windows, len(names))) * span
+            if len(texts[name]) < need:
+                sys.exit(f"error: {name} has {len(texts[name])} tokens; its windows need {need}")
         for w in range(windows):
-            part = ids[w * span:(w + 1) * span]
+            ids, k = texts[names[w % len(names)]], w // len(names)
+            part = ids[k * span:(k + 1) * span]
             ctx, cont = part[:tokens], part[tokens:]
             exact, layout, _ = engine.prefill_kv(ctx, model)
             self.items.append({"ctx": ctx, "cont": cont, "exact": exact, "layout": layout})
@@ -146,7 +151,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="smollm2", help="smollm2, gemma3 or a GGUF path")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--oracle", choices=("float", "engine"), default="float")
-    ap.add_argument("--text", default=str(ROOT / "tools/texts/northanger_abbey_ch1-2.txt"))
+    ap.add_argument("--text", action="append",
+                    help="calibration text (repeat for several; the windows take turns over them; "
+                         "default northanger_abbey_ch1-2.txt)")
     ap.add_argument("--windows", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=1024)
     ap.add_argument("--continuation", type=int, default=256)
@@ -177,12 +184,13 @@ def main(argv=None) -> int:
     queries = QueryEnergy()
     engine = Engine(run, a.tokens + a.continuation + 64, a.threads, flash_attn=0,
                     kv_type="f32" if a.oracle == "float" else "f16", queries=queries)
-    ids = engine.tokenize(Path(a.text).read_text(), bos=True)
+    texts = {Path(t).name: engine.tokenize(Path(t).read_text(), bos=True)
+             for t in a.text or [ROOT / "tools/texts/northanger_abbey_ch1-2.txt"]}
     queries.on = True  # the windows' prefill (contexts and the continuations' reference logits)
-    win = Windows(engine, model, ids, a.windows, a.tokens, a.continuation)
+    win = Windows(engine, model, texts, a.windows, a.tokens, a.continuation)
     queries.on = False
     log(f"[calibrate] {model_id} ({a.oracle} oracle): {a.windows} windows of {a.tokens}+{a.continuation} tokens "
-        f"of {Path(a.text).name} ({time.time() - t0:.0f} s)")
+        f"of {', '.join(texts)} ({time.time() - t0:.0f} s)")
 
     prof = base_profile(win.items[0]["exact"], win.items[0]["ctx"], model_id)
     prof["rope"] = rope_entry(gguf, model)
@@ -267,7 +275,7 @@ def main(argv=None) -> int:
     prof["calibrated"] = not a.uniform
     prof["model"] = model_id
     prof["source"] = (f"tools/calibrate_llama.py, {a.oracle} oracle, {a.windows} windows of {a.tokens}+{a.continuation} "
-                      f"tokens of {Path(a.text).name}: key-pair energy of the {'keys' if a.uniform else a.key_energy}; step weights "
+                      f"tokens of {', '.join(texts)}: key-pair energy of the {'keys' if a.uniform else a.key_energy}; step weights "
                       + (f"from {Path(a.weights_from).name}" if a.weights_from else
                          "sqrt(median KL / KL) of one group at its level-2 encoding, clipped to 1/32...8")
                       + f"; level scales from KL fits, aiming at each floor's error times {1 - a.margin:g}")

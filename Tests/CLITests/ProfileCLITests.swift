@@ -9,7 +9,7 @@ import TestSupport
     let dir = TestSupport.scratchDirectory("cli-profile")
     var store: String { dir + "/store" }
     let fixture = TestSupport.fixture("smollm2_ctx96_f16.safetensors")
-    let profile = TestSupport.profile("SmolLM2-135M-Instruct")
+    let profile = TestSupport.numpyProfile
 
     @Test func storesProfilesPerModelAndReportsUncalibratedModels() throws {
         defer { TestSupport.removeTree(dir) }
@@ -35,6 +35,15 @@ import TestSupport
         #expect(wrong.status != 0 && wrong.stderr.contains("is the profile of other, not SmolLM2-135M-Instruct"), "\(wrong.stderr)")
         #expect(try TestSupport.run(["profile", "rm", "SmolLM2-135M-Instruct", "--store", store]).status == 0)
         #expect(try TestSupport.run(["profile", "rm", "SmolLM2-135M-Instruct", "--store", store]).status != 0)
+
+        // The GGUF's profile (calibrated through llama.cpp) filed for the same weights' numpy KV.
+        let shipped = TestSupport.profile("SmolLM2-135M-Instruct-Q4_1")
+        let alias = try TestSupport.run(["profile", "add", shipped, "--model", "SmolLM2-135M-Instruct", "--store", store])
+        #expect(alias.status == 0 && alias.stdout.contains("calibrated profile of SmolLM2-135M-Instruct (30x2x3x64)"), "\(alias.stdout)\(alias.stderr)")
+        #expect(try TestSupport.run(["stat", "--store", store]).stdout.contains("uncalibrated: none"))
+        let filed = try TestSupport.run(["profile", "show", "SmolLM2-135M-Instruct", "--store", store]).stdout
+        #expect(filed.contains("\"level_step_scales\""), "\(filed)")
+        #expect(try TestSupport.run(["profile", "add", shipped, "--model", "", "--store", store]).status != 0)
     }
 
     @Test func encodeUsesTheProfileFileAndCalibrateWritesTheDefault() throws {

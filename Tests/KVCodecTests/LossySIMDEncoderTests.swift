@@ -111,7 +111,7 @@ import CLossyKernels
 
     /// XXH64 of payloads written by the encoder before the SIMD kernels (commit 6f1cb2c): both paths
     /// must keep writing exactly these bytes. SmolLM2's KV is encoded with its profile file
-    /// (profiles/SmolLM2-135M-Instruct.json, the tables that were Swift constants then); the odd
+    /// (Tests/Fixtures/smollm2_numpy_profile.json, the tables that were Swift constants then); the odd
     /// shapes with the flat profile (what a shape without a table got then).
     static let pinned: [String: UInt64] = [
         "real T1 L1": 0xd33731f281762fae,

@@ -24,7 +24,7 @@ import TestSupport
     @Test func putsEncodeWithTheModelsProfileOrTheKVDerivedDefault() throws {
         defer { TestSupport.removeTree(dir) }
         let ctx = try TestSupport.realContext()
-        let smol = try CodecProfile.load(TestSupport.profile(Self.model))
+        let smol = try CodecProfile.load(TestSupport.numpyProfile)
         let calibrated = try ChunkContainer.encode(ctx.kv, level: 2, model: smol)
         let fallback = try ChunkContainer.encode(ctx.kv, level: 2, model: CodecProfile.uncalibrated(model: Self.model, kv: ctx.kv, metadata: ctx.metadata))
         #expect(calibrated != fallback)
@@ -42,7 +42,7 @@ import TestSupport
         try store.put(ctx, namespace: store.namespace(for: ctx, model: Self.model), levels: [0])
         #expect(try store.stats().uncalibratedModels == [Self.model])
         #expect(try store.contexts().allSatisfy(\.uncalibrated))
-        try store.addProfile(CodecProfile.load(TestSupport.profile(Self.model)))
+        try store.addProfile(CodecProfile.load(TestSupport.numpyProfile))
         #expect(try store.stats().uncalibratedModels.isEmpty)
         #expect(try store.contexts().allSatisfy { !$0.uncalibrated })
         #expect(try store.profiles().map(\.model) == [Self.model])

@@ -18,8 +18,12 @@ public enum TestSupport {
         URL(fileURLWithPath: fixtures).deletingLastPathComponent().deletingLastPathComponent().path
     }
 
-    /// A shipped codec profile file, e.g. `profile("SmolLM2-135M-Instruct")`.
+    /// A shipped codec profile file, e.g. `profile("SmolLM2-135M-Instruct-Q4_1")`.
     public static func profile(_ model: String) -> String { repositoryRoot + "/profiles/" + model + ".json" }
+
+    /// The calibrated profile of the fixtures' model (SmolLM2-135M-Instruct, numpy KV), frozen: it
+    /// was made by the retired numpy calibrator and holds the tables that were Swift constants.
+    public static var numpyProfile: String { fixture("smollm2_numpy_profile.json") }
 
     /// The real SmolLM2 context of 96 tokens (F16) used throughout the tests.
     public static func realContext() throws -> KVContext {

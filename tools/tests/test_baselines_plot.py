@@ -99,7 +99,7 @@ def texts_of(svg: Path) -> list[str]:
 def test_plot_draws_one_svg_per_model_with_every_label(tmp_path):
     files = []
     for i, (model, profile) in enumerate([("llama.cpp/SmolLM2@sha256:ab", None),
-                                          ("llama.cpp/SmolLM2@sha256:ab", "profiles/SmolLM2-135M-Instruct.json"),
+                                          ("llama.cpp/SmolLM2@sha256:ab", "profiles/SmolLM2-135M-Instruct-Q4_1.json"),
                                           ("llama.cpp/gemma-3-270m@sha256:cd", None)]):
         f = tmp_path / f"run{i}.json"
         f.write_text(json.dumps(bench_json(model, profile, 1 + i)))
@@ -108,10 +108,10 @@ def test_plot_draws_one_svg_per_model_with_every_label(tmp_path):
     smol, gemma = tmp_path / "kl-SmolLM2.svg", tmp_path / "kl-gemma-3-270m.svg"
     labels = texts_of(smol)
     for want in ("L1", "L2", "L3", "L4", "int8/token", "q8_0", "q4_0", "cachegen", "±1-ulp floor",
-                 "kvstore (default profile)", "kvstore (SmolLM2-135M-Instruct profile)"):
+                 "kvstore (default profile)", "kvstore (SmolLM2-135M-Instruct-Q4_1 profile)"):
         assert want in labels, want
     assert "L0" not in labels  # lossless: no KL to draw on a log axis
-    assert "kvstore (SmolLM2-135M-Instruct profile)" not in texts_of(gemma) and "cachegen" in texts_of(gemma)
+    assert "kvstore (SmolLM2-135M-Instruct-Q4_1 profile)" not in texts_of(gemma) and "cachegen" in texts_of(gemma)
     # Two kvstore lines (one per profile) on SmolLM2's plot, the floor a dashed line.
     root = ET.parse(smol).getroot()
     assert len(root.findall("{http://www.w3.org/2000/svg}polyline")) == 2

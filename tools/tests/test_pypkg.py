@@ -98,7 +98,7 @@ def test_python_encoded_files_decode_the_same_in_python_and_kvstore_decode(tmp_p
             assert same_bits(cli["kv"], source.kv)
 
 
-PROFILE = ROOT / "profiles" / "SmolLM2-135M-Instruct.json"
+PROFILE = ROOT / "Tests" / "Fixtures" / "smollm2_numpy_profile.json"  # the fixtures' model
 
 
 def test_encode_file_with_a_profile_is_byte_identical_to_kvstore_encode(tmp_path):

@@ -3,7 +3,7 @@ import KVTensor
 
 /// What the lossy encoder knows about one model: per-(layer, K/V) step weights, per-key-channel
 /// weights and the keys' RoPE. Data, not code: read from a profile file (schemas/codec-profile.md,
-/// written by tools/calibrate.py or `kvstore calibrate`), kept by the store per model identity, or
+/// written by tools/calibrate_llama.py or `kvstore calibrate`), kept by the store per model identity, or
 /// derived from the KV itself when a model was never calibrated (`uncalibrated(model:kv:metadata:)`).
 /// The decoder never needs it: every step and channel code it implies is stored in the chunk.
 public struct CodecProfile: Sendable, Equatable, Codable {

@@ -18,10 +18,16 @@ struct Profile: ParsableCommand {
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Store a profile file for its model (replacing any it had).")
         @Argument(help: "Profile file (JSON, written by tools/calibrate_llama.py or kvstore calibrate).") var file: String
+        @Option(help: "File it for this model id instead of the file's own: the same weights under another engine's id (e.g. the numpy oracle's KV of a GGUF calibrated through llama.cpp).")
+        var model: String?
         @OptionGroup var storeOptions: StoreOptions
         @OptionGroup var output: OutputOptions
         func run() throws {
-            let p = try CodecProfile.load(file)
+            var p = try CodecProfile.load(file)
+            if let model {
+                guard !model.isEmpty else { throw ValidationError("--model needs a model id") }
+                p.model = model
+            }
             try storeOptions.open(create: true).addProfile(p)
             output.emit(Summary(p)) { "stored the \(p.calibrated ? "calibrated" : "uncalibrated") profile of \(p.model) (\(p.kvShape))" }
         }
