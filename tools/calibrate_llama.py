@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import kvstore  # noqa: E402
 from bench_llama_quality import CHUNK_TOKENS, compare, float_gguf, model_gguf  # noqa: E402
 from kvstore.llama_engine import Engine, QueryEnergy  # noqa: E402
-from level_fit import SCALE_RANGE, error_fits, keeps_floor, kl_for, scale_for_kl  # noqa: E402
+from level_fit import SCALE_RANGE, error_fits, keeps_floor, kl_for, scale_for_kl, window_starts  # noqa: E402
 from profile_io import profile_json, quarter_octaves  # noqa: E402
 
 # The promises (schemas/codec-design.md): top-1 agreement at least, perplexity ratio at most.
@@ -62,14 +62,13 @@ class Windows:
     def __init__(self, engine: Engine, model, texts: dict[str, list[int]], windows: int, tokens: int,
                  continuation: int):
         self.engine, self.model, self.items = engine, model, []
-        span, names = tokens + continuation, list(texts)
-        for name in names:  # the windows take turns over the texts, so each text gives its share
-            need = len(range(names.index(name), windows, len(names))) * span
-            if len(texts[name]) < need:
-                sys.exit(f"error: {name} has {len(texts[name])} tokens; its windows need {need}")
-        for w in range(windows):
-            ids, k = texts[names[w % len(names)]], w // len(names)
-            part = ids[k * span:(k + 1) * span]
+        span = tokens + continuation
+        try:
+            starts = window_starts({name: len(ids) for name, ids in texts.items()}, windows, span)
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+        for name, start in starts:
+            part = texts[name][start:start + span]
             ctx, cont = part[:tokens], part[tokens:]
             exact, layout, _ = engine.prefill_kv(ctx, model)
             self.items.append({"ctx": ctx, "cont": cont, "exact": exact, "layout": layout})

@@ -1,11 +1,25 @@
-"""The level-scale fits of tools/calibrate_llama.py, as pure functions: a level's step scale from
-trials (scale -> top-1, ppl ratio, KL), aiming at an error target (schemas/codec-profile.md,
-"Calibration")."""
+"""The pure functions of tools/calibrate_llama.py: where its windows lie in the calibration texts, and
+the level-scale fits: a level's step scale from trials (scale -> top-1, ppl ratio, KL), aiming at an
+error target (schemas/codec-profile.md, "Calibration")."""
 from __future__ import annotations
 
 import numpy as np
 
 SCALE_RANGE = (1 / 64, 4.0)
+
+
+def window_starts(lengths: dict[str, int], windows: int, span: int) -> list[tuple[str, int]]:
+    """(text, first token) of each window: the windows take turns over the texts, so each text gives
+    its share, consecutive spans from its start. Raises ValueError naming a text too short for them."""
+    names = list(lengths)
+    if not names or windows < 1:
+        raise ValueError("calibration needs a text and a window")
+    starts = [(names[w % len(names)], (w // len(names)) * span) for w in range(windows)]
+    for name in names:
+        need = sum(span for n, _ in starts if n == name)
+        if lengths[name] < need:
+            raise ValueError(f"{name} has {lengths[name]} tokens; its windows need {need}")
+    return starts
 
 
 def keeps_floor(s: dict, target: tuple[float, float]) -> bool:

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from level_fit import SCALE_RANGE, error_fits, keeps_floor, kl_for, scale_for_kl  # noqa: E402
+import pytest  # noqa: E402
+from level_fit import SCALE_RANGE, error_fits, keeps_floor, kl_for, scale_for_kl, window_starts  # noqa: E402
 
 LEVEL_C = {1: 2e-4, 2: 1e-3, 3: 4e-3, 4: 1.5e-2}
 
@@ -71,3 +72,13 @@ def test_edges():
     one = [(1.0, {"kl": 1e-3})]
     assert np.isclose(scale_for_kl(one, 4e-3), 2.0)
     assert scale_for_kl(one, 1.0) == SCALE_RANGE[1] and scale_for_kl(one, 1e-12) == SCALE_RANGE[0]
+
+
+def test_windows_take_turns_over_the_texts():
+    assert window_starts({"a": 5000}, 3, 1280) == [("a", 0), ("a", 1280), ("a", 2560)]
+    assert window_starts({"a": 3000, "b": 2560}, 4, 1280) == [("a", 0), ("b", 0), ("a", 1280), ("b", 1280)]
+    assert window_starts({"a": 3000, "b": 100}, 1, 1280) == [("a", 0)]  # b gives no window, needs none
+    with pytest.raises(ValueError, match="b has 2000 tokens; its windows need 2560"):
+        window_starts({"a": 3000, "b": 2000}, 4, 1280)
+    with pytest.raises(ValueError):
+        window_starts({}, 3, 1280)
