@@ -165,7 +165,13 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     }
                     var order = [Int](repeating: 0, count: C)
                     Self.channelOrder(keys: UnsafeBufferPointer(start: work.classes, count: C), into: &order)
-                    escapesPerGroup[g] = LossyEncodeKernel.code(order: order, &work, encoder: &encoder, isa: isa)
+                    // The next group's fp16 input is fetched from memory while this one codes.
+                    escapesPerGroup[g] = groupwise && g > 0
+                        ? tensor.bytes.withUnsafeBytes { raw in
+                            LossyEncodeKernel.code(order: order, &work, encoder: &encoder, isa: isa,
+                                                   ahead: UnsafeRawBufferPointer(rebasing: raw[((g - 1) * 2 * T * C)..<(g * 2 * T * C)]))
+                        }
+                        : LossyEncodeKernel.code(order: order, &work, encoder: &encoder, isa: isa)
                 }
             }
           }
