@@ -304,28 +304,36 @@ static inline __attribute__((always_inline)) TGT __m256i lookup8(const Table8 *t
 
 /// Pushes 8 symbols (one per lane; `live` lanes only) onto 8 states. Words of the lanes that
 /// renormalise go just below `*pos`, in lane order (the decoder reads them in lane order).
-/// A symbol's info word comes from `tab` (entries wbase ..< wbase + 8 · regs; wbase 0 unless
-/// `windowed`), or, for a vector with a symbol outside it or when regs is 0, from one 32-bit
+/// A symbol's info word comes from `tab` (entries 0 ..< 8 · regs, or with `windowed` the 32 around
+/// q = 0), or, for a vector with a symbol outside it or when regs is 0, from one 32-bit
 /// gather of the packed symbols' low halves. The reciprocal half is not needed: q = xs / freq is
 /// found in float and corrected to the exact floor (see below). `small`: every freq of the class
 /// is at most 2048 (a constant after inlining).
 static inline __attribute__((always_inline)) TGT __m256i enc8(__m256i x, __m256i qv, __m256i live, __m256i rad, __m256i escsym,
-                               const Table8 *tab, int regs, int windowed, __m256i wbase,
+                               const Table8 *tab, int regs, int windowed,
                                const uint64_t *csym, uint16_t *buf, ptrdiff_t *pos, __m256i *escacc, int small) {
     const __m256i m12 = _mm256_set1_epi32(0xFFF), one = _mm256_set1_epi32(1), z = _mm256_setzero_si256();
     // Symbol index: q + radius, or the escape symbol 2·radius + 1 when |q| > radius (unsigned min).
     // Dead lanes load q = 0 (index radius: no escape, inside any window).
-    __m256i idx = _mm256_min_epu32(_mm256_add_epi32(qv, rad), escsym);
-    *escacc = _mm256_max_epu32(*escacc, idx); // reaches escsym iff some symbol escapes
-    __m256i info, local = idx;
-    int gather = !regs;
+    __m256i info;
     if (windowed) {
-        // Outside the window: unsigned local >= 32 (regs is 4 here).
-        local = _mm256_sub_epi32(idx, wbase);
-        gather = !_mm256_testz_si256(local, _mm256_set1_epi32(~31));
+        // The window holds q = -15 ... 16 (radius >= 16 here: none of them escapes) at q + 15; a
+        // vector with a q outside it (unsigned q + 15 >= 32) gathers. Only such a vector can
+        // hold an escape, so only it needs the index and the escape check.
+        __m256i local = _mm256_add_epi32(qv, _mm256_set1_epi32(15));
+        if (_mm256_testz_si256(local, _mm256_set1_epi32(~31))) {
+            info = lookup8(tab, local, 4);
+        } else {
+            __m256i idx = _mm256_min_epu32(_mm256_add_epi32(qv, rad), escsym);
+            *escacc = _mm256_max_epu32(*escacc, idx);
+            info = _mm256_i32gather_epi32((const int *)csym, idx, 8);
+        }
+    } else {
+        __m256i idx = _mm256_min_epu32(_mm256_add_epi32(qv, rad), escsym);
+        *escacc = _mm256_max_epu32(*escacc, idx); // reaches escsym iff some symbol escapes
+        if (regs) info = lookup8(tab, idx, regs);
+        else info = _mm256_i32gather_epi32((const int *)csym, idx, 8); // low halves: little-endian
     }
-    if (!gather) info = lookup8(tab, local, regs);
-    else info = _mm256_i32gather_epi32((const int *)csym, idx, 8); // low halves: little-endian
     __m256i freq = _mm256_and_si256(info, m12);
     __m256i cum = _mm256_and_si256(_mm256_srli_epi32(info, 12), m12);
     // x >= freq << 20  <=>  x >> 20 > freq - 1
@@ -361,12 +369,12 @@ static inline __attribute__((always_inline)) TGT __m256i enc8(__m256i x, __m256i
 
 /// One channel's T tokens on the four state vectors (named, so they stay in registers).
 static inline __attribute__((always_inline)) TGT void channel8(__m256i x[4], const int32_t *qc, ptrdiff_t T, __m256i rad, __m256i escsym,
-                                const Table8 *tab, int regs, int windowed, __m256i wbase, const uint64_t *csym,
+                                const Table8 *tab, int regs, int windowed, const uint64_t *csym,
                                 uint16_t *buf, ptrdiff_t *pos, __m256i *escacc, int small) {
     const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), all = _mm256_set1_epi32(-1);
     __m256i x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3], ea = *escacc;
     ptrdiff_t p = *pos, t0 = ((T - 1) / 32) * 32;
-#define ENC(xi, qv, live) xi = enc8(xi, qv, live, rad, escsym, tab, regs, windowed, wbase, csym, buf, &p, &ea, small)
+#define ENC(xi, qv, live) xi = enc8(xi, qv, live, rad, escsym, tab, regs, windowed, csym, buf, &p, &ea, small)
     if (T - t0 < 32) {
         // The last, partial step: lanes at or past T keep their state and write no word.
         __m256i rem = _mm256_set1_epi32((int)(T - t0));
@@ -445,21 +453,20 @@ TGT ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff
         int n = 2 * r + 2; // table entries, escape included
         if (n <= 8) {
             load_table8(&tab, csym, 1);
-            channel8(x, qc, T, rad, escsym, &tab, 1, 0, z, csym, buf, &pos, &escacc, 0);
+            channel8(x, qc, T, rad, escsym, &tab, 1, 0, csym, buf, &pos, &escacc, 0);
         } else if (n <= 16) {
             load_table8(&tab, csym, 2);
-            channel8(x, qc, T, rad, escsym, &tab, 2, 0, z, csym, buf, &pos, &escacc, 0);
+            channel8(x, qc, T, rad, escsym, &tab, 2, 0, csym, buf, &pos, &escacc, 0);
         } else if (n <= 32) {
             load_table8(&tab, csym, 4);
-            if (small_class(csym, n, &small_sym, &small)) channel8(x, qc, T, rad, escsym, &tab, 4, 0, z, csym, buf, &pos, &escacc, 1);
-            else channel8(x, qc, T, rad, escsym, &tab, 4, 0, z, csym, buf, &pos, &escacc, 0);
+            if (small_class(csym, n, &small_sym, &small)) channel8(x, qc, T, rad, escsym, &tab, 4, 0, csym, buf, &pos, &escacc, 1);
+            else channel8(x, qc, T, rad, escsym, &tab, 4, 0, csym, buf, &pos, &escacc, 0);
         } else {
             // Wider models: the 32 entries for q in -15...16 in registers; a vector with a symbol
             // beyond them gathers.
             load_table8(&tab, csym + (r - 15), 4);
-            const __m256i wbase = _mm256_set1_epi32(r - 15);
-            if (small_class(csym, n, &small_sym, &small)) channel8(x, qc, T, rad, escsym, &tab, 4, 1, wbase, csym, buf, &pos, &escacc, 1);
-            else channel8(x, qc, T, rad, escsym, &tab, 4, 1, wbase, csym, buf, &pos, &escacc, 0);
+            if (small_class(csym, n, &small_sym, &small)) channel8(x, qc, T, rad, escsym, &tab, 4, 1, csym, buf, &pos, &escacc, 1);
+            else channel8(x, qc, T, rad, escsym, &tab, 4, 1, csym, buf, &pos, &escacc, 0);
         }
         esc[k] = _mm256_movemask_epi8(_mm256_cmpeq_epi32(escacc, escsym)) != 0;
     }
