@@ -76,16 +76,61 @@ TGT void clossy_column_sums_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, const
     }
 }
 
+#define BC_LANES 2
+#define SQ(a) ((a) * (a))
+#define SQ8(a) SQ(a), SQ(a + 1), SQ(a + 2), SQ(a + 3), SQ(a + 4), SQ(a + 5), SQ(a + 6), SQ(a + 7)
+#define SQ64(a) SQ8(a), SQ8(a + 8), SQ8(a + 16), SQ8(a + 24), SQ8(a + 32), SQ8(a + 40), SQ8(a + 48), SQ8(a + 56)
+/// a² for the histogram bins (up to 256).
+static const uint32_t squares[256] = {SQ64(0), SQ64(64), SQ64(128), SQ64(192)};
+#undef SQ64
+#undef SQ8
+#undef SQ
+/// Two channels' costs of each candidate (shape s, scales k_lo[j] ... k_lo[j] + 7) into acc[j][s]:
+/// Σ over bins in order of count · cost, over the non-empty 8-bin `blocks` of either channel.
+/// A bin empty in a channel adds 0 · cost = +0 to its sum, which is >= +0: nothing changes, so a
+/// block with most bins counted adds all 8 (no per-bin branch); a sparser one only its counted bins.
+static inline __attribute__((always_inline)) TGT void pair_costs(const uint32_t *h0, const uint32_t *h1, uint32_t blocks,
+                                                                 const float *cost_t, ptrdiff_t stride, ptrdiff_t scales,
+                                                                 const ptrdiff_t *k_lo, ptrdiff_t ns, __m256 acc[BC_LANES][4]) {
+    const __m256i zero = _mm256_setzero_si256();
+    // Named accumulators (not an array indexed by the runtime shape count) stay in registers.
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+#define BC_ADD(acc, j, s) \
+    if (ns > s) acc = _mm256_add_ps(acc, _mm256_mul_ps(k##j, _mm256_loadu_ps(row##j + s * scales)))
+#define BC_BIN(i) do { \
+        const __m256 k0 = _mm256_broadcast_ss(kf0 + (i)), k1 = _mm256_broadcast_ss(kf1 + (i)); \
+        const float *row0 = cost_t + (a0 + (i)) * stride + k_lo[0], *row1 = cost_t + (a0 + (i)) * stride + k_lo[1]; \
+        BC_ADD(a00, 0, 0); BC_ADD(a10, 1, 0); BC_ADD(a01, 0, 1); BC_ADD(a11, 1, 1); \
+        BC_ADD(a02, 0, 2); BC_ADD(a12, 1, 2); BC_ADD(a03, 0, 3); BC_ADD(a13, 1, 3); \
+    } while (0)
+    for (uint32_t bl = blocks; bl; bl &= bl - 1) {
+        ptrdiff_t a0 = 8 * __builtin_ctz(bl);
+        float kf0[8], kf1[8];
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(h0 + a0)), v1 = _mm256_loadu_si256((const __m256i *)(h1 + a0));
+        _mm256_storeu_ps(kf0, _mm256_cvtepi32_ps(v0));
+        _mm256_storeu_ps(kf1, _mm256_cvtepi32_ps(v1));
+        unsigned nz = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_or_si256(v0, v1), zero))) ^ 0xFFu;
+        if (__builtin_popcount(nz) >= 5) {
+            BC_BIN(0); BC_BIN(1); BC_BIN(2); BC_BIN(3); BC_BIN(4); BC_BIN(5); BC_BIN(6); BC_BIN(7);
+        } else {
+            for (; nz; nz &= nz - 1) BC_BIN(__builtin_ctz(nz));
+        }
+    }
+#undef BC_BIN
+#undef BC_ADD
+    acc[0][0] = a00; acc[0][1] = a01; acc[0][2] = a02; acc[0][3] = a03;
+    acc[1][0] = a10; acc[1][1] = a11; acc[1][2] = a12; acc[1][3] = a13;
+}
+
 /// Two channels at a time in lockstep, so six independent add chains hide the add latency. The
 /// costs run over every bin where either channel has counts: a bin empty in one of them
 /// adds 0 · cost = +0 to a sum that is >= +0, so each channel's sum is exactly its sum over its
 /// non-empty bins in order (LossyEncodeKernel.bestClass).
-#define BC_LANES 2
 TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins, const float *cost_t, ptrdiff_t stride,
                                   ptrdiff_t shapes, ptrdiff_t scales, const float *scale_bounds,
                                   const int32_t *scale_values, ptrdiff_t scale_count, ptrdiff_t *classes) {
     ptrdiff_t ns = shapes < 4 ? shapes : 4;
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), zero = _mm256_setzero_si256();
+    const __m256i zero = _mm256_setzero_si256();
     static const uint32_t none[256];
     for (ptrdiff_t c0 = 0; c0 < C; c0 += BC_LANES) {
         const uint32_t *h[BC_LANES];
@@ -98,24 +143,23 @@ TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t b
             if (c0 + j >= C) continue;
             // n = Σ h[a] and s2 = Σ h[a]·qa² (qa = a, 200 for the last bin). Their float sums in
             // order add integers; below 2^24 every partial sum is exact, so integer sums give the
-            // same floats. Counts up to 419 keep each term and the 32-bit lane sums from overflowing.
-            __m256i vn = zero, vs = zero, vmax = zero;
+            // same floats. With n <= 2^16 (a chunk's tokens) and qa² <= 255², no 32-bit lane sum
+            // overflows; the last bin is summed with (bins − 1)² and corrected to 200² in 64 bits.
+            __m256i vn = zero, vs = zero;
             for (ptrdiff_t a0 = 0; a0 < bins; a0 += 8) {
                 __m256i v = _mm256_loadu_si256((const __m256i *)(h[j] + a0));
-                unsigned any = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, zero))) ^ 0xFFu;
-                blocks |= (uint32_t)(any != 0) << (a0 / 8);
-                __m256i qa = _mm256_add_epi32(lanes, _mm256_set1_epi32((int)a0));
-                if (a0 + 8 == bins) qa = _mm256_blend_epi32(qa, _mm256_set1_epi32(200), 0x80);
+                blocks |= (uint32_t)!_mm256_testz_si256(v, v) << (a0 / 8);
                 vn = _mm256_add_epi32(vn, v);
-                vs = _mm256_add_epi32(vs, _mm256_mullo_epi32(v, _mm256_mullo_epi32(qa, qa)));
-                vmax = _mm256_max_epu32(vmax, v);
+                vs = _mm256_add_epi32(vs, _mm256_mullo_epi32(v, _mm256_loadu_si256((const __m256i *)(squares + a0))));
             }
-            uint32_t ln[8], ls[8], lm[8];
-            _mm256_storeu_si256((__m256i *)ln, vn); _mm256_storeu_si256((__m256i *)ls, vs); _mm256_storeu_si256((__m256i *)lm, vmax);
-            uint64_t sn = 0, ss = 0; uint32_t mx = 0;
-            for (int l = 0; l < 8; l++) { sn += ln[l]; ss += ls[l]; mx = lm[l] > mx ? lm[l] : mx; }
+            uint32_t ln[8], ls[8];
+            _mm256_storeu_si256((__m256i *)ln, vn); _mm256_storeu_si256((__m256i *)ls, vs);
+            uint64_t sn = 0, ss = 0;
+            for (int l = 0; l < 8; l++) { sn += ln[l]; ss += ls[l]; }
+            uint64_t last = h[j][bins - 1];
+            ss = ss - last * squares[bins - 1] + last * 40000;
             float n = 0, s2 = 0;
-            if (mx <= 419 && sn < (1u << 24) && ss < (1u << 24)) {
+            if (sn <= 65536 && sn < (1u << 24) && ss < (1u << 24)) {
                 n = (float)sn; s2 = (float)ss;
             } else {
                 for (ptrdiff_t a = 0; a < bins; a++) {
@@ -138,28 +182,10 @@ TGT void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t b
             k_hi[j] = k0 + 2 > 0 ? k0 + 2 : 0;
             if (k_hi[j] > scales - 1) k_hi[j] = scales - 1;
         }
-        // Named accumulators (not an array indexed by the runtime shape count) stay in registers.
-        __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-#define BC_ADD(acc, j, s) \
-        if (ns > s) acc = _mm256_add_ps(acc, _mm256_mul_ps(k##j, _mm256_loadu_ps(row##j + s * scales)))
-        for (uint32_t bl = blocks; bl; bl &= bl - 1) {
-            ptrdiff_t a0 = 8 * __builtin_ctz(bl);
-            float kf0[8], kf1[8];
-            __m256i v0 = _mm256_loadu_si256((const __m256i *)(h[0] + a0)), v1 = _mm256_loadu_si256((const __m256i *)(h[1] + a0));
-            _mm256_storeu_ps(kf0, _mm256_cvtepi32_ps(v0));
-            _mm256_storeu_ps(kf1, _mm256_cvtepi32_ps(v1));
-            // Only the bins where either channel has counts (a bin empty in both adds +0 to both).
-            unsigned nz = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_or_si256(v0, v1), zero))) ^ 0xFFu;
-            for (; nz; nz &= nz - 1) {
-                int i = __builtin_ctz(nz);
-                const __m256 k0 = _mm256_broadcast_ss(kf0 + i), k1 = _mm256_broadcast_ss(kf1 + i);
-                const float *row0 = cost_t + (a0 + i) * stride + k_lo[0], *row1 = cost_t + (a0 + i) * stride + k_lo[1];
-                BC_ADD(a00, 0, 0); BC_ADD(a10, 1, 0); BC_ADD(a01, 0, 1); BC_ADD(a11, 1, 1);
-                BC_ADD(a02, 0, 2); BC_ADD(a12, 1, 2); BC_ADD(a03, 0, 3); BC_ADD(a13, 1, 3);
-            }
-        }
-#undef BC_ADD
-        const __m256 acc[BC_LANES][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}};
+        __m256 acc[BC_LANES][4];
+        // The shape count as a constant (3 in the shipped models): the accumulators stay in registers.
+        if (ns == 3) pair_costs(h[0], h[1], blocks, cost_t, stride, scales, k_lo, 3, acc);
+        else pair_costs(h[0], h[1], blocks, cost_t, stride, scales, k_lo, ns, acc);
         for (ptrdiff_t j = 0; j < BC_LANES && c0 + j < C; j++) {
             float out[32];
             for (ptrdiff_t s = 0; s < ns; s++) _mm256_storeu_ps(out + 8 * s, acc[j][s]);

@@ -4,6 +4,7 @@
 //   kvcodec-harness bench IN.safetensors [CHUNK_TOKENS] [LEVELS e.g. 0,1,2,3,4]
 //   kvcodec-harness sideinfo IN.safetensors LEVEL     (side-info bytes per section)
 //   kvcodec-harness encode-loop IN.safetensors LEVEL  (encode only, for profiling)
+//   kvcodec-harness encode-count IN.safetensors LEVEL N  (encode N times, for instruction counts)
 // Every command takes `--profile FILE` (the model's codec profile); without it, lossy levels use the
 // profile derived from the KV (`CodecProfile.uncalibrated`), as `kvstore encode` does.
 import KVCodec
@@ -112,6 +113,23 @@ do {
             n += 1
         }
         print("level \(level): \(n) encodes, \(Int(Double(n * ctx.kv.bytes.count) / (CodecBenchmark.now() - t0) / 1e6)) MB/s")
+    case "encode-count":
+        // Profiling aid: encodes every chunk N times, a fixed amount of work for instruction counts
+        // (kvcodec-harness encode-count IN LEVEL N, e.g. under valgrind --tool=callgrind).
+        guard args.count >= 5, let level = UInt8(args[3]), let count = Int(args[4]) else { fail("encode-count IN LEVEL N") }
+        let ctx = try Safetensors.readContext(args[2])
+        let chunks = stride(from: 0, to: ctx.kv.tokens, by: 256).map { ctx.kv.slice(tokens: $0..<min(ctx.kv.tokens, $0 + 256)) }
+        let model = try profile(for: ctx)
+        var bytes = 0
+        var hash: UInt64 = 0 // XXH64 chained over the chunks: equal output, equal hash
+        for _ in 0..<count {
+            for chunk in chunks {
+                let e = try ChunkContainer.encode(chunk, level: level, model: model)
+                bytes += e.count
+                hash = XXHash64.hash(e, seed: hash)
+            }
+        }
+        print("level \(level): \(count) encodes, \(bytes) bytes, hash \(String(hash, radix: 16))")
     case "sideinfo":
         // Side-info budget per section (kvcodec-harness sideinfo IN LEVEL): each section of the
         // layout in schemas/codec-bitstream.md zstd-compressed alone, summed over 256-token chunks.

@@ -64,10 +64,12 @@ void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, 
 /// words below the lowest word written); returns the new pos. q is channel-major; symbol table
 /// per class (index class * 256 + q + radius, escape at 2 * radius + 1): sym = freq | cum << 12 |
 /// shift << 24 | (low 32 bits of the reciprocal, RANSEncSymbol) << 32. esc[k] = 1 when channel
-/// order[k] holds an escape.
+/// order[k] holds an escape. `ahead` (NULL: none) is prefetched into L2 over the C channels: the
+/// caller's next input, so its cold read overlaps this compute-bound work.
 ptrdiff_t clossy_rans32_encode_avx2(uint32_t *states, uint16_t *buf, ptrdiff_t pos, const int32_t *q,
                                     ptrdiff_t T, ptrdiff_t C, const ptrdiff_t *order, const ptrdiff_t *classes,
-                                    const uint64_t *sym, const int32_t *radius, uint8_t *esc);
+                                    const uint64_t *sym, const int32_t *radius, uint8_t *esc,
+                                    const void *ahead, ptrdiff_t ahead_bytes);
 /// The q[t] with |q[t]| > radius, in token order, as zigzag LEB128 varints
 /// (QuantizedRANSCodec.appendVarint) into out (room for 4 bytes per token: |q| <= 2^22); returns
 /// the bytes written.
@@ -75,6 +77,7 @@ ptrdiff_t clossy_escape_varints_avx2(const int32_t *q, ptrdiff_t T, int32_t radi
 /// The same with AVX-512 (tables of up to 128 symbols looked up in registers): the same bytes.
 ptrdiff_t clossy_rans32_encode_avx512(uint32_t *states, uint16_t *buf, ptrdiff_t pos, const int32_t *q,
                                       ptrdiff_t T, ptrdiff_t C, const ptrdiff_t *order, const ptrdiff_t *classes,
-                                      const uint64_t *sym, const int32_t *radius, uint8_t *esc);
+                                      const uint64_t *sym, const int32_t *radius, uint8_t *esc,
+                                      const void *ahead, ptrdiff_t ahead_bytes);
 
 #endif

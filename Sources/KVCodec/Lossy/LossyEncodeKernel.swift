@@ -232,9 +232,11 @@ enum LossyEncodeKernel {
     }
 
     /// rANS-codes the group (channels in `order`, tokens in order; pushed in reverse) and returns
-    /// its escape stream in decoding order.
-    static func code(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder, isa: EncoderISA = .portable) -> [UInt8] {
-        if isa.simd { return codeSIMD(order: order, &w, encoder: &encoder, avx512: isa == .avx512) }
+    /// its escape stream in decoding order. The SIMD kernels prefetch `ahead` (the next group's input)
+    /// meanwhile.
+    static func code(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder, isa: EncoderISA = .portable,
+                     ahead: UnsafeRawBufferPointer? = nil) -> [UInt8] {
+        if isa.simd { return codeSIMD(order: order, &w, encoder: &encoder, avx512: isa == .avx512, ahead: ahead) }
         let T = w.T, C = w.C, q = w.q
         var escaped: [Int32] = [] // in reverse decoding order
         let radius = ParametricModels.tables.radius
@@ -265,7 +267,8 @@ enum LossyEncodeKernel {
     }
 
     /// `code` for 32 states with the AVX2 or AVX-512 kernel, from the channel-major `qCM`: the same bytes.
-    static func codeSIMD(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder, avx512: Bool) -> [UInt8] {
+    static func codeSIMD(order: [Int], _ w: inout Workspace, encoder: inout RANSEncoder, avx512: Bool,
+                         ahead: UnsafeRawBufferPointer? = nil) -> [UInt8] {
         precondition(encoder.ways == 32)
         let T = w.T, C = w.C
         guard T > 0, C > 0 else { return [] }
@@ -275,7 +278,8 @@ enum LossyEncodeKernel {
                 order.withUnsafeBufferPointer { ord in
                     let kernel = avx512 ? clossy_rans32_encode_avx512 : clossy_rans32_encode_avx2
                     encoder.pos = kernel(encoder.states, encoder.buffer, encoder.pos, w.qCM, T, C,
-                                         ord.baseAddress!, w.classes, sym.baseAddress!, rad.baseAddress!, w.escFlags)
+                                         ord.baseAddress!, w.classes, sym.baseAddress!, rad.baseAddress!, w.escFlags,
+                                         ahead?.baseAddress, ahead?.count ?? 0)
                 }
             }
         }

@@ -86,6 +86,8 @@ public struct QuantizedRANSCodec: ChunkCodec {
         let rotate = model.undoesRoPEInChunk && T > 1
         let rope = rotate ? InChunkRoPE.laneTables(tokens: T) : ([], [])
         var unrotated = [Float](repeating: 0, count: rotate ? T * C : 0)
+        // The static read once (each access of a static in the per-token and per-channel loops is a swift_once call).
+        let multipliers = Self.tokenMultipliers
 
         values.withUnsafeBufferPointer { vals in
          groupFloats.withUnsafeMutableBufferPointer { gf in
@@ -131,13 +133,13 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     }
                     for t in 0..<T {
                         sideBase.storeBytes(of: tokenCodes[t], toByteOffset: Self.tokenOffset(G: G, C: C) + g * T + t, as: Int8.self)
-                        work.rowScale[t] = Self.tokenMultipliers[Int(tokenCodes[t]) - Self.minTokenCode]
+                        work.rowScale[t] = multipliers[Int(tokenCodes[t]) - Self.minTokenCode]
                     }
                     let channelCodes = isValue ? nil : model.keyChannelCodes(layer: g / 2, gamma: profile.keyChannelGamma)
                     for c in 0..<C {
                         let code = channelCodes?[c] ?? 0
                         sideBase.storeBytes(of: code, toByteOffset: Self.channelOffset(G: G, C: C, T: T) + g * C + c, as: Int8.self)
-                        work.colScale[c] = Self.tokenMultipliers[Int(code) - Self.minTokenCode]
+                        work.colScale[c] = multipliers[Int(code) - Self.minTokenCode]
                     }
                     // Means of the keys as coded; their spread is only needed if not taken as stored.
                     let rmsHere = LossyEncodeKernel.channelStats(x.baseAddress!, &work, rms: rmsAsStored == nil, simd: simd)
@@ -165,7 +167,13 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     }
                     var order = [Int](repeating: 0, count: C)
                     Self.channelOrder(keys: UnsafeBufferPointer(start: work.classes, count: C), into: &order)
-                    escapesPerGroup[g] = LossyEncodeKernel.code(order: order, &work, encoder: &encoder, isa: isa)
+                    // The next group's fp16 input is fetched from memory while this one codes.
+                    escapesPerGroup[g] = groupwise && g > 0
+                        ? tensor.bytes.withUnsafeBytes { raw in
+                            LossyEncodeKernel.code(order: order, &work, encoder: &encoder, isa: isa,
+                                                   ahead: UnsafeRawBufferPointer(rebasing: raw[((g - 1) * 2 * T * C)..<(g * 2 * T * C)]))
+                        }
+                        : LossyEncodeKernel.code(order: order, &work, encoder: &encoder, isa: isa)
                 }
             }
           }
