@@ -62,14 +62,22 @@ public final class LlamaServerProcess: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         try process.run()
-        let deadline = Date().addingTimeInterval(300)
-        while Date() < deadline {
+        // A hang guard, not a speed limit: loading takes seconds, but a CI machine this shares with
+        // other jobs has been seen to need minutes (one run gave up at 300 s with nothing logged).
+        let start = Date()
+        var checks = 0
+        while Date().timeIntervalSince(start) < 900 {
             guard process.isRunning else { throw Failure(description: "llama-server exited: \(tail())") }
+            checks += 1
             if await health() { return }
             try await Task.sleep(for: .milliseconds(200))
         }
+        let logged = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? nil
+        let waited = Int(Date().timeIntervalSince(start))
+        let said = tail()  // before stop(), which removes the log
         stop()
-        throw Failure(description: "llama-server did not become healthy: \(tail())")
+        throw Failure(description: "llama-server (pid \(process.processIdentifier), port \(port)) did not answer /health in \(waited) s "
+                      + "(\(checks) checks, \(logged.map { "\($0) bytes logged" } ?? "no log")): \(said)")
     }
 
     func health() async -> Bool {
