@@ -72,7 +72,7 @@ public final class LlamaServerProcess: @unchecked Sendable {
             if await health() { return }
             try await Task.sleep(for: .milliseconds(200))
         }
-        let logged = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? nil
+        let logged = (try? FileManager.default.attributesOfItem(atPath: logPath))?[.size] as? Int
         let waited = Int(Date().timeIntervalSince(start))
         let said = tail()  // before stop(), which removes the log
         stop()
