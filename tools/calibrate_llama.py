@@ -84,16 +84,20 @@ class Windows:
         """KL of the first n continuation tokens against the exact KV's."""
         return compare(item["ref"][:n], self.logits(item, kv, n), item["cont"][:n])["kl"]
 
-    def decoded(self, item: dict, level: int, profile: bytes) -> np.ndarray:
-        blob = kvstore.encode_file(item["exact"], item["ctx"], level=level, model=self.model.identity,
+    def decoded(self, item: dict, level: int, profile: bytes, transform=None) -> np.ndarray:
+        """The window's KV through the codec; `transform` (forward / inverse, tools/transform_potential.py)
+        wraps the codec when given."""
+        kv = transform.forward(item["exact"]) if transform else item["exact"]
+        blob = kvstore.encode_file(kv, item["ctx"], level=level, model=self.model.identity,
                                    chunk_tokens=CHUNK_TOKENS, profile=profile)
-        return kvstore.decode_file(blob).kv, item["exact"].size * 2 / len(blob)
+        out = kvstore.decode_file(blob).kv
+        return (transform.inverse(out) if transform else out), item["exact"].size * 2 / len(blob)
 
-    def score(self, level: int, profile: bytes) -> dict:
+    def score(self, level: int, profile: bytes, transform=None) -> dict:
         """Mean top-1 / KL / ppl ratio and size vs fp16 over the windows."""
         rows, sizes = [], []
         for item in self.items:
-            kv, size = self.decoded(item, level, profile)
+            kv, size = self.decoded(item, level, profile, transform)
             rows.append(compare(item["ref"], self.logits(item, kv), item["cont"]))
             sizes.append(size)
         out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

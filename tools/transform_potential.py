@@ -115,34 +115,21 @@ def main(argv=None) -> int:
     basis = kvstore.read_safetensors(a.basis).kv.astype(np.float64) if a.basis_kind == "klt" else None
     tf = Transform(prof, model, basis)
     flat = dict(prof, rope=None, key_pair_energy=[[0] * len(row) for row in prof["key_pair_energy"]])
-    for item in win.items:
-        item["tx"] = tf.forward(item["exact"])
 
     def score(level: int, factor: float, transformed: bool) -> dict:
         p = dict(flat if transformed else prof)
         p["level_step_scales"] = [float(s) * (factor if i == level - 1 else 1) for i, s in enumerate(p["level_step_scales"])]
-        blob_profile = profile_json(p).encode()
-        rows, coded, raw = [], 0, 0
-        for item in win.items:
-            blob = kvstore.encode_file(item["tx"] if transformed else item["exact"], item["ctx"], level=level,
-                                       model=model.identity, chunk_tokens=256, profile=blob_profile)
-            kv = kvstore.decode_file(blob).kv
-            kv = tf.inverse(kv) if transformed else kv
-            rows.append(compare(item["ref"], win.logits(item, kv), item["cont"]))
-            coded, raw = coded + len(blob), raw + item["exact"].size * 2
-        out = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-        out["size"] = raw / coded
-        return out
+        return win.score(level, profile_json(p).encode(), tf if transformed else None)
 
     for level in map(int, a.levels.split(",")):
         t0 = time.time()
         base = score(level, 1.0, False)
         trials = [score(level, f, True) for f in FACTORS]
-        (s0, k0), (s1, k1) = [(np.log(t["size"]), np.log(t["kl"])) for t in trials]
+        (s0, k0), (s1, k1) = [(np.log(t["compression"]), np.log(t["kl"])) for t in trials]
         at_kl = np.exp(s0 + (np.log(base["kl"]) - k0) * (s1 - s0) / (k1 - k0))
-        fmt = lambda t: f"{t['size']:.2f}x top-1 {t['top1']:.4f} ppl {t['ppl_ratio']:.4f} KL {t['kl']:.2e}"  # noqa: E731
+        fmt = lambda t: f"{t['compression']:.2f}x top-1 {t['top1']:.4f} ppl {t['ppl_ratio']:.4f} KL {t['kl']:.2e}"  # noqa: E731
         print(f"L{level} shipped {fmt(base)} | transform {' ; '.join(fmt(t) for t in trials)} | "
-              f"at the shipped KL {at_kl:.2f}x ({at_kl / base['size'] - 1:+.0%}) ({time.time() - t0:.0f} s)", flush=True)
+              f"at the shipped KL {at_kl:.2f}x ({at_kl / base['compression'] - 1:+.0%}) ({time.time() - t0:.0f} s)", flush=True)
     return 0
 
 
