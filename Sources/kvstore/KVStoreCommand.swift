@@ -1,4 +1,9 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 @main
 struct KVStoreCommand: AsyncParsableCommand {
@@ -12,4 +17,12 @@ struct KVStoreCommand: AsyncParsableCommand {
         subcommands: [Put.self, Get.self, List.self, Stat.self, Remove.self, Encode.self, Decode.self, Bench.self, Segments.self,
                       GC.self, Pin.self, Unpin.self, Fsck.self, Serve.self, Profile.self, Calibrate.self, SidecarCommand.self]
     )
+
+    /// Past a file-size limit (`ulimit -f`) a write raises SIGXFSZ, whose default kills the process.
+    /// Today the commands write on Dispatch's worker threads, which block it, so the write fails with
+    /// EFBIG and is reported like a full disk; ignoring it keeps that true from any thread.
+    static func main() async {
+        signal(SIGXFSZ, SIG_IGN)
+        await main(nil)
+    }
 }

@@ -279,6 +279,35 @@ final class Tally: @unchecked Sendable {
         #expect(repair.status == 0, "\(repair.stdout)")
     }
 
+    /// A put past the process's file-size limit (`ulimit -f`) is a clear error, not a kill by
+    /// SIGXFSZ, and the store keeps what it had.
+    @Test func fileSizeLimitDuringPutIsAClearErrorAndTheStoreStaysConsistent() throws {
+        defer { TestSupport.removeTree(dir) }
+        let small = TestSupport.fixture("smollm2_ctx40_bf16.safetensors")
+        let first = try TestSupport.run(["put", small, "--store", store, "--chunk-tokens", "16"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let big = try write(variants(1))[0]
+        // 64 blocks of 512 bytes: below the store's LMDB file and the new context's blobs.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "ulimit -f 64 && exec \"$0\" \"$@\"", TestSupport.binary, "put", big, "--store", store]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit, "killed by signal \(p.terminationStatus)")
+        #expect(p.terminationStatus == 1, "\(message)")
+        let lines = message.split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].contains("no space left") && lines[0].contains("File too large"), "\(message)")
+        let check = try TestSupport.run(["fsck", "--store", store, "--json"])
+        #expect(check.status == 0 && check.stdout.contains("\"problems\":[]"), "\(check.stdout) \(check.stderr)")
+        let got = try TestSupport.run(["get", "--tokens", small, "-o", dir + "/back.safetensors", "--dtype", "BF16", "--store", store])
+        #expect(got.status == 0, "\(got.stderr)")
+        #expect(try Safetensors.readContext(dir + "/back.safetensors").kv == Safetensors.readContext(small).kv)
+    }
+
     @Test func gcPinAndFsckCommandsReportAndRejectBadInput() throws {
         defer { TestSupport.removeTree(dir) }
         let fixture = TestSupport.fixture("smollm2_ctx96_f16.safetensors")
