@@ -16,14 +16,15 @@ public final class KVService: Sendable {
     public let metrics = ServerMetrics()
     /// Memory that uploads in progress may hold together (`ServerConfiguration.maxUploadInflightBytes`).
     let uploadBudget: UploadBudget
-    /// Last measured bandwidth per tenant (bytes/s): the next stream's prior.
-    private let priors = Mutex<[String: Double]>([:])
+    /// Last measured bandwidth per tenant: the next stream's prior.
+    private let priors: TenantPriors
 
     public init(store: ChunkStore, config: ServerConfiguration, tier: (any ChunkTier)? = nil) {
         self.store = store
         self.tier = tier ?? store
         self.config = config
         self.uploadBudget = UploadBudget(limit: config.maxUploadInflightBytes)
+        self.priors = TenantPriors(lifetimeSeconds: config.priorLifetimeSeconds)
     }
 
     public func addRoutes(to router: Router<ServeContext>) {
@@ -176,7 +177,7 @@ public final class KVService: Sendable {
             chunkTokens: store.chunkTokens, sloMs: sloMs, pinnedLevel: pinned,
             encoding: encoding == "stored" ? nil : encoding, prepareMs: prepareMs)
         let tenant = context.tenant.name
-        let prior = hint ?? priors.withLock { $0[tenant] } ?? config.priorBitsPerSecond / 8
+        let prior = hint ?? priors.prior(for: tenant) ?? config.priorBitsPerSecond / 8
         let sender = StreamSender(store: tier, match: match, controller: controller, header: header, started: started, payloads: payloads,
                                   prior: prior, config: config, metrics: metrics,
                                   probe: DeliveryProbe(channel: context.channel),
@@ -185,7 +186,7 @@ public final class KVService: Sendable {
         return Response(status: .ok, headers: [.contentType: StreamSender.contentType],
                         body: ResponseBody { writer in
                             let estimate = try await sender.send(to: &writer)
-                            self.priors.withLock { $0[tenant] = estimate }
+                            self.priors.record(estimate, for: tenant)
                             try await writer.finish(nil)
                         })
     }

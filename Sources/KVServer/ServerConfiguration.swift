@@ -22,6 +22,8 @@ public struct ServerConfiguration: Sendable {
     /// Bandwidth assumed before a stream has measured anything, unless the request gives a hint
     /// or an earlier stream of the same tenant left an estimate.
     public var priorBitsPerSecond = 100e6
+    /// How long a tenant's measured bandwidth serves as its next stream's prior (`TenantPriors`).
+    public var priorLifetimeSeconds = 60.0
     /// Fraction of `slo_ms` kept in reserve: the controller plans to finish by (1 − this) × slo, to
     /// cover what the server cannot see (connection setup, the request's own transfer, TCP/IP
     /// header overhead on the link).

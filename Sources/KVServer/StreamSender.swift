@@ -24,8 +24,9 @@ struct StreamSender: Sendable {
     /// The tier's read-through fill (cache mode): handed the level-0 chunks sent, finished at the end.
     let fill: (any StreamFill)?
 
-    /// Writes every frame; returns the final bandwidth estimate (bytes/s).
-    func send(to writer: inout any ResponseBodyWriter) async throws -> Double {
+    /// Writes every frame; returns the final bandwidth estimate (bytes/s), or nil when the stream
+    /// measured nothing (then the estimate is only the prior it started from).
+    func send(to writer: inout any ResponseBodyWriter) async throws -> Double? {
         metrics.streamStarted()
         defer { metrics.streamEnded(); fill?.finish() }
         // Without a probe: bytes accepted but maybe undelivered are at most the doubled SO_SNDBUF
@@ -94,7 +95,7 @@ struct StreamSender: Sendable {
                 do { payload = try payloads?[i] ?? store.streamBytes(chunk, level: l) } catch {
                     let msg = json(["error": "chunk \(i): \(error)"])
                     try await write(frame(Frame(kind: .error, index: i, payloadLength: msg.count), msg), writer: &writer)
-                    return estimator.bytesPerSecond
+                    return estimator.measured
                 }
             }
             if case .level(let l) = choice, let payload {
@@ -117,6 +118,6 @@ struct StreamSender: Sendable {
                                     recomputeChunks: recompute, estimatedBitsPerSecond: estimator.bitsPerSecond)
         let tail = json(summary)
         try await write(frame(Frame(kind: .end, payloadLength: tail.count), tail), writer: &writer)
-        return estimator.bytesPerSecond
+        return estimator.measured
     }
 }

@@ -57,4 +57,7 @@ public struct BandwidthEstimator: Sendable, Equatable {
     }
 
     public var bitsPerSecond: Double { bytesPerSecond * 8 }
+
+    /// The estimate once a sample has been measured; nil while it is still the prior.
+    public var measured: Double? { samples > 0 ? bytesPerSecond : nil }
 }

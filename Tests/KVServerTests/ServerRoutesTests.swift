@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import KVCodec
-import KVServer
+@testable import KVServer
 import KVStore
 import KVTensor
 import KVTransport
@@ -76,6 +76,28 @@ struct ServerRoutesTests {
         }
     }
 
+    /// A stream that sends nothing measures nothing, so its prior (here a hint of 1 kbit/s) must not
+    /// become the tenant's: the next stream would start from it, recompute everything again, and
+    /// the tenant would never be measured again.
+    @Test func aStreamThatMeasuredNothingLeavesNoPriorBehind() async throws {
+        let f = try ServerFixture()
+        defer { f.cleanup() }
+        let ctx = try ServerFixture.context()
+        _ = try f.service.store.put(ctx, namespace: f.service.store.namespace(for: ctx, model: "SmolLM2-135M-Instruct"))
+        let query = ServerFixture.tokensJSON(ctx.tokens)
+        try await f.app.test(.router) { client in
+            var kinds: [[Frame.Kind]] = []
+            for q in ["slo_ms=100&bandwidth_hint_mbps=0.001", "slo_ms=5000"] {
+                try await client.execute(uri: "/v1/stream?" + q, method: .post, headers: [.contentType: "application/json"],
+                                         body: query) { r in
+                    #expect(r.status == .ok)
+                    kinds.append(try ServerFixture.frames(r.body).map(\.frame.kind))
+                }
+            }
+            #expect(kinds == [[.header, .recompute, .recompute, .recompute, .end], [.header, .chunk, .chunk, .chunk, .end]])
+        }
+    }
+
     @Test func baselineEncodingsCarryTheSameKV() async throws {
         let f = try ServerFixture()
         defer { f.cleanup() }
@@ -121,5 +143,30 @@ struct ServerEvictionTests {
             }
         }
         #expect(try f.service.store.usedBytes() <= 800_000)
+    }
+}
+
+struct TenantPriorsTests {
+    @Test func measuredBandwidthServesItsLifetimeAndNothingMeasuredKeepsNothing() {
+        let priors = TenantPriors(lifetimeSeconds: 60)
+        let t0 = ContinuousClock.now
+        priors.record(nil, for: "a", at: t0)
+        #expect(priors.prior(for: "a", now: t0) == nil)
+        priors.record(1e6, for: "a", at: t0)
+        priors.record(nil, for: "a", at: t0 + .seconds(30))  // a stream that measured nothing changes nothing
+        #expect(priors.prior(for: "a", now: t0 + .seconds(59)) == 1e6)
+        #expect(priors.prior(for: "b", now: t0) == nil)
+        #expect(priors.prior(for: "a", now: t0 + .seconds(61)) == nil)
+        #expect(priors.prior(for: "a", now: t0) == nil)  // expired entries are dropped
+        let never = TenantPriors(lifetimeSeconds: 0)
+        never.record(1e6, for: "a", at: t0)
+        #expect(never.prior(for: "a", now: t0 + .milliseconds(1)) == nil)
+    }
+
+    @Test func theEstimatorSaysWhenItHasMeasured() {
+        var e = BandwidthEstimator(prior: 1e6)
+        #expect(e.measured == nil)
+        for _ in 0..<4 { e.record(bytes: 10_000, seconds: 0.005) }
+        #expect(e.measured == 2e6)
     }
 }

@@ -32,6 +32,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Bandwidth assumed before a stream has measured any, Mbit/s.")
     var priorMbps = 100.0
 
+    @Option(help: "Seconds a tenant's measured bandwidth serves as its next stream's prior (0: never).")
+    var priorLifetime = 60.0
+
     @Option(help: "Fraction of each deadline kept in reserve for what the server cannot measure.")
     var deadlineSafety = 0.1
 
@@ -58,6 +61,8 @@ struct Serve: AsyncParsableCommand {
         guard maxUploadInflightBytes >= maxUploadBytes else { throw ValidationError("--max-upload-inflight-bytes must be at least --max-upload-bytes") }
         config.sendBufferBytes = sendBuffer
         config.priorBitsPerSecond = priorMbps * 1e6
+        guard priorLifetime >= 0, priorLifetime.isFinite else { throw ValidationError("--prior-lifetime must be 0 or more seconds") }
+        config.priorLifetimeSeconds = priorLifetime
         config.maxStoreBytes = maxBytes
         guard (0..<1).contains(deadlineSafety) else { throw ValidationError("--deadline-safety must be in 0..<1") }
         config.deadlineSafety = deadlineSafety
