@@ -15,7 +15,7 @@ final class TenantPriors: Sendable {
     private let measured = Mutex<[String: Measured]>([:])
 
     init(lifetimeSeconds: Double) {
-        lifetime = .milliseconds(Int64(max(0, lifetimeSeconds) * 1000))
+        lifetime = .milliseconds(Int64(min(max(0, lifetimeSeconds), 1e12) * 1000))  // 1e12 s: for ever, without overflow
     }
 
     /// The tenant's measured bandwidth (bytes/s) if it is recent enough, else nil.
