@@ -8,6 +8,7 @@ public final class ServerMetrics: Sendable {
         var bytesSent = 0
         var bytesReceived = 0
         var levels: [String: Int] = [:]  // "0".."4", "recompute"
+        var priors: [String: Int] = [:]  // "hint", "tenant", "default"
         var deadlineMet = 0
         var deadlineMissed = 0
         var lookupBuckets: [Int]
@@ -31,6 +32,7 @@ public final class ServerMetrics: Sendable {
     func addSent(_ n: Int) { state.withLock { $0.bytesSent += n } }
     func addReceived(_ n: Int) { state.withLock { $0.bytesReceived += n } }
     func countLevel(_ label: String) { state.withLock { $0.levels[label, default: 0] += 1 } }
+    func countPrior(_ source: String) { state.withLock { $0.priors[source, default: 0] += 1 } }
     func countDeadline(met: Bool) { state.withLock { if met { $0.deadlineMet += 1 } else { $0.deadlineMissed += 1 } } }
     func streamStarted() { state.withLock { $0.streamsActive += 1 } }
     func streamEnded() { state.withLock { $0.streamsActive -= 1 } }
@@ -58,6 +60,9 @@ public final class ServerMetrics: Sendable {
         out += "kvstore_bytes_received_total \(s.bytesReceived)\n"
         family("kvstore_chunk_levels_total", "counter", "Streamed chunks by chosen level (recompute = text fallback).")
         for (level, n) in s.levels.sorted(by: { $0.key < $1.key }) { out += "kvstore_chunk_levels_total{level=\"\(level)\"} \(n)\n" }
+        family("kvstore_stream_priors_total", "counter",
+               "Streams by where their first bandwidth figure came from: the request's hint, the tenant's last measurement, or --prior-mbps.")
+        for source in ["default", "hint", "tenant"] { out += "kvstore_stream_priors_total{source=\"\(source)\"} \(s.priors[source] ?? 0)\n" }
         family("kvstore_stream_deadline_total", "counter", "Finished streams by whether the sender met slo_ms.")
         out += "kvstore_stream_deadline_total{result=\"met\"} \(s.deadlineMet)\n"
         out += "kvstore_stream_deadline_total{result=\"missed\"} \(s.deadlineMissed)\n"

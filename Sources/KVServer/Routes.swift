@@ -177,7 +177,9 @@ public final class KVService: Sendable {
             chunkTokens: store.chunkTokens, sloMs: sloMs, pinnedLevel: pinned,
             encoding: encoding == "stored" ? nil : encoding, prepareMs: prepareMs)
         let tenant = context.tenant.name
-        let prior = hint ?? priors.prior(for: tenant) ?? config.priorBitsPerSecond / 8
+        let measured = hint == nil ? priors.prior(for: tenant) : nil
+        let prior = hint ?? measured ?? config.priorBitsPerSecond / 8
+        metrics.countPrior(hint != nil ? "hint" : measured != nil ? "tenant" : "default")
         let sender = StreamSender(store: tier, match: match, controller: controller, header: header, started: started, payloads: payloads,
                                   prior: prior, config: config, metrics: metrics,
                                   probe: DeliveryProbe(channel: context.channel),

@@ -95,6 +95,11 @@ struct ServerRoutesTests {
                 }
             }
             #expect(kinds == [[.header, .recompute, .recompute, .recompute, .end], [.header, .chunk, .chunk, .chunk, .end]])
+            try await client.execute(uri: "/metrics", method: .get) { r in
+                let text = String(buffer: r.body)
+                #expect(text.contains("kvstore_stream_priors_total{source=\"hint\"} 1"))
+                #expect(text.contains("kvstore_stream_priors_total{source=\"default\"} 1"), "\(text)")
+            }
         }
     }
 
