@@ -235,8 +235,8 @@ public final class Sidecar: Sendable {
         do {
             try await step("store", &trace) {
                 let saved = try file.textTokens()
-                guard saved.count >= whole, Array(saved[0..<whole]) == Array(prompt[0..<whole]) else {
-                    throw SidecarError.engine("the saved slot holds other tokens than the prompt")
+                if let problem = Self.savedPrefixProblem(saved: saved, prompt: prompt, whole: whole) {
+                    throw SidecarError.engine(problem)
                 }
                 let context = try file.state.context(tokens: saved, count: whole, model: model)
                 try await source.store(context)
@@ -244,6 +244,20 @@ public final class Sidecar: Sendable {
             trace.storedTokens = whole
             metrics.addTokens(stored: whole)
         } catch { fallback("store", error, &trace) }
+    }
+}
+
+extension Sidecar {
+    /// Why a saved slot cannot give the prompt's first `whole` tokens, or nil when it can. A slot
+    /// that holds fewer tokens (the engine stopped early, e.g. a cancelled request) and one that
+    /// holds others (the slot was reused) call for different fixes, so they are told apart.
+    public static func savedPrefixProblem(saved: [Int32], prompt: [Int32], whole: Int) -> String? {
+        precondition(whole <= prompt.count)
+        guard saved.count >= whole else {
+            return "the saved slot holds \(saved.count) tokens, fewer than the prompt's \(whole) in whole chunks (did the engine stop early?)"
+        }
+        guard let i = (0..<whole).first(where: { saved[$0] != prompt[$0] }) else { return nil }
+        return "the saved slot differs from the prompt at token \(i) of \(whole) (\(saved[i]), the prompt \(prompt[i]))"
     }
 }
 

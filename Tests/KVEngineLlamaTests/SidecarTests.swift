@@ -159,3 +159,15 @@ import Testing
         #expect(sidecar.metrics.fallbacks.isEmpty)
     }
 }
+
+struct SavedSlotTests {
+    @Test func aSavedSlotIsCheckedAgainstThePromptsWholeChunks() {
+        let prompt: [Int32] = [1, 2, 3, 4, 5, 6, 7]
+        #expect(Sidecar.savedPrefixProblem(saved: prompt + [9, 9], prompt: prompt, whole: 6) == nil)
+        #expect(Sidecar.savedPrefixProblem(saved: [1, 2, 3, 4, 5, 6], prompt: prompt, whole: 6) == nil)
+        #expect(Sidecar.savedPrefixProblem(saved: [1, 2, 3], prompt: prompt, whole: 6)
+                == "the saved slot holds 3 tokens, fewer than the prompt's 6 in whole chunks (did the engine stop early?)")
+        #expect(Sidecar.savedPrefixProblem(saved: [1, 2, 8, 4, 5, 6, 7], prompt: prompt, whole: 6)
+                == "the saved slot differs from the prompt at token 2 of 6 (8, the prompt 3)")
+    }
+}
