@@ -57,19 +57,21 @@ struct RedisConnectionTests {
         #expect { _ = try d.send([[Array("PING".utf8)]]) } throws: { "\($0)".contains("protocol error") }
         #expect(!d.isOpen)
 
-        // Nothing listening: a clear error, no hang.
-        let port = silent.port
-        silent.close()
-        #expect(throws: ClusterError.self) { _ = try RedisConnection("127.0.0.1:\(port)", credentials: nil, timeout: .seconds(2)) }
+        // Nothing listening: a clear error, no hang. The port stays bound (not listening) for the
+        // check: a freed port could be taken by another test's server, or by this very connect as
+        // its own source port (a TCP self-connect), and then the connect succeeds.
+        let deaf = try Listener(listening: false)
+        #expect(throws: ClusterError.self) { _ = try RedisConnection("127.0.0.1:\(deaf.port)", credentials: nil, timeout: .seconds(2)) }
     }
 }
 
-/// A loopback listener; with `reply`, one thread accepts one connection and writes it.
+/// A loopback listener; with `reply`, one thread accepts one connection and writes it. Not
+/// `listening`, the port is only bound: a connect to it is refused.
 private final class Listener: @unchecked Sendable {
     let fd: Int32
     let port: Int
 
-    init(reply: [UInt8]? = nil) throws {
+    init(reply: [UInt8]? = nil, listening: Bool = true) throws {
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         fd = s
         var addr = sockaddr_in()
@@ -78,7 +80,7 @@ private final class Listener: @unchecked Sendable {
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         let ok = withUnsafeMutablePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(s, $0, len) == 0 && listen(s, 4) == 0 && getsockname(s, $0, &len) == 0
+                bind(s, $0, len) == 0 && (!listening || listen(s, 4) == 0) && getsockname(s, $0, &len) == 0
             }
         }
         guard s >= 0, ok else { throw RedisClusterFixture.StartError(description: "listener: \(String(cString: strerror(errno)))") }
