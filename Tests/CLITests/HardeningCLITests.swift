@@ -140,4 +140,15 @@ import TestSupport
         let bad = try TestSupport.run(["sidecar", "--slot-save-path", dir, "--remote", "http://127.0.0.1:1", "--prefill-ms-per-token", "0"])
         #expect(bad.status != 0 && bad.stderr.contains("--prefill-ms-per-token 0.0 is not in (0, 60000]"), "\(bad.stderr)")
     }
+
+    /// A bandwidth prior's lifetime must be a number of seconds: refused before anything listens
+    /// or any store is made.
+    @Test func serveRefusesANegativeOrInfinitePriorLifetime() throws {
+        defer { TestSupport.removeTree(dir) }
+        for value in ["-1", "inf", "nan"] {
+            let r = try TestSupport.run(["serve", "--listen", "127.0.0.1:0", "--prior-lifetime=\(value)", "--store", store])
+            #expect(r.status == 64 && r.stderr.contains("--prior-lifetime must be 0 or more seconds"), "\(value): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: store), "\(value)")
+        }
+    }
 }
