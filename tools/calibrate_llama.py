@@ -111,18 +111,22 @@ ADJACENT_ROPE = {"llama", "mistral", "granite", "deci", "baichuan", "internlm2"}
 
 
 def rope_entry(gguf: str, model) -> dict | None:
-    """The keys' RoPE for the profile, from the GGUF: None when layers differ (sliding-window models
-    use another base on their local layers) or when the GGUF does not say."""
+    """The keys' RoPE for the profile, from the GGUF (None when it does not say). Sliding-window
+    layers use their own base (`rope.freq_base_swa`, llama.cpp's default 10000 when the GGUF has
+    none): the profile then states a theta per layer."""
     import gguf as ggufpy
-    if model.sliding_layers:
-        return None
     fields = ggufpy.GGUFReader(gguf).fields
     base = fields.get(f"{model.architecture}.rope.freq_base")
     if base is None:
         return None
     dim = fields.get(f"{model.architecture}.rope.dimension_count")
-    return {"theta": float(base.contents()), "pairs": "adjacent" if model.architecture in ADJACENT_ROPE else "half",
-            "dim": int(dim.contents()) if dim is not None else model.head_dim}
+    entry = {"theta": float(base.contents()), "pairs": "adjacent" if model.architecture in ADJACENT_ROPE else "half",
+             "dim": int(dim.contents()) if dim is not None else model.head_dim}
+    if any(model.sliding_layers):
+        swa = fields.get(f"{model.architecture}.rope.freq_base_swa")
+        local = float(swa.contents()) if swa is not None else 10000.0
+        entry["layer_theta"] = [local if s else entry["theta"] for s in model.sliding_layers]
+    return entry
 
 
 def base_profile(kv: np.ndarray, tokens: list[int], model_id: str) -> dict:

@@ -12,10 +12,10 @@ static inline TGT float value_at(const int32_t *q, ptrdiff_t T, const float *mea
 
 /// One element the slow way (block edges): same operations, F16C scalar conversion.
 static inline TGT void one(const int32_t *q, ptrdiff_t T, ptrdiff_t C, const float *means, const float *steps,
-                           const float *cs, const float *rc, const float *rs, uint16_t *out, ptrdiff_t t, ptrdiff_t c) {
+                           const float *cs, const float *rc, const float *rs, ptrdiff_t hd, uint16_t *out, ptrdiff_t t, ptrdiff_t c) {
     float v = value_at(q, T, means, steps, cs, t, c);
     if (rc) {
-        ptrdiff_t lane = c % 64;
+        ptrdiff_t lane = c % hd;
         float w = value_at(q, T, means, steps, cs, t, c ^ 1);
         v = v * rc[lane * T + t] + w * rs[lane * T + t];
     }
@@ -23,7 +23,7 @@ static inline TGT void one(const int32_t *q, ptrdiff_t T, ptrdiff_t C, const flo
 }
 
 TGT void clossy_dequant_half_avx2(const int32_t *q, ptrdiff_t T, ptrdiff_t C, const float *means, const float *steps,
-                                  const float *cs, const float *rc, const float *rs, uint16_t *out) {
+                                  const float *cs, const float *rc, const float *rs, ptrdiff_t hd, uint16_t *out) {
     ptrdiff_t t0 = 0;
     for (; t0 + 8 <= T; t0 += 8) {
         const __m256 st = _mm256_loadu_ps(steps + t0);
@@ -39,7 +39,7 @@ TGT void clossy_dequant_half_avx2(const int32_t *q, ptrdiff_t T, ptrdiff_t C, co
                                      _mm256_mul_ps(_mm256_mul_ps(qf, _mm256_set1_ps(cs[c])), st));
             }
             if (rc) {
-                ptrdiff_t lane = c0 % 64; // c0 is a multiple of 8: the block stays in one head
+                ptrdiff_t lane = c0 % hd; // c0 and hd are multiples of 8: the block stays in one head
                 for (int j = 0; j < 8; j += 2) {
                     const float *ca = rc + (lane + j) * T + t0, *sa = rs + (lane + j) * T + t0;
                     __m256 a = v[j], b = v[j + 1];
@@ -70,16 +70,16 @@ TGT void clossy_dequant_half_avx2(const int32_t *q, ptrdiff_t T, ptrdiff_t C, co
             _mm_storeu_si128((__m128i *)(o + 7 * C), _mm_unpackhi_epi64(d3, d7));
         }
         for (; c0 < C; c0++)
-            for (ptrdiff_t t = t0; t < t0 + 8; t++) one(q, T, C, means, steps, cs, rc, rs, out, t, c0);
+            for (ptrdiff_t t = t0; t < t0 + 8; t++) one(q, T, C, means, steps, cs, rc, rs, hd, out, t, c0);
     }
     for (; t0 < T; t0++)
-        for (ptrdiff_t c = 0; c < C; c++) one(q, T, C, means, steps, cs, rc, rs, out, t0, c);
+        for (ptrdiff_t c = 0; c < C; c++) one(q, T, C, means, steps, cs, rc, rs, hd, out, t0, c);
 }
 
 #else
 void clossy_dequant_half_avx2(const int32_t *q, ptrdiff_t T, ptrdiff_t C, const float *means, const float *steps,
-                              const float *cs, const float *rc, const float *rs, uint16_t *out) {
-    (void)q; (void)T; (void)C; (void)means; (void)steps; (void)cs; (void)rc; (void)rs; (void)out;
+                              const float *cs, const float *rc, const float *rs, ptrdiff_t hd, uint16_t *out) {
+    (void)q; (void)T; (void)C; (void)means; (void)steps; (void)cs; (void)rc; (void)rs; (void)hd; (void)out;
     __builtin_trap(); // callers check clossy_has_avx2() first
 }
 #endif

@@ -243,11 +243,11 @@ TGT void clossy_row_sumsq_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, float *
     }
 }
 
-TGT void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, const float *cos_l, const float *sin_l) {
+TGT void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, ptrdiff_t hd, const float *cos_l, const float *sin_l) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (ptrdiff_t t = 0; t < T; t++) {
         for (ptrdiff_t c0 = 0; c0 < C; c0 += 8) {
-            ptrdiff_t d = t * 64 + c0 % 64;
+            ptrdiff_t d = t * hd + c0 % hd;
             // (a, b) -> (a·cos + b·sin, b·cos + a·(−sin)) with sin = −sin_l[even] = sin_l[odd].
             __m256 v = _mm256_loadu_ps(x + t * C + c0);
             __m256 sw = _mm256_permute_ps(v, 0xB1);
@@ -273,8 +273,8 @@ void clossy_row_sumsq_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, float *out)
     (void)x; (void)T; (void)C; (void)out;
     __builtin_trap();
 }
-void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, const float *cos_l, const float *sin_l) {
-    (void)x; (void)out; (void)T; (void)C; (void)cos_l; (void)sin_l;
+void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, ptrdiff_t hd, const float *cos_l, const float *sin_l) {
+    (void)x; (void)out; (void)T; (void)C; (void)hd; (void)cos_l; (void)sin_l;
     __builtin_trap();
 }
 #endif

@@ -11,7 +11,7 @@ import TestSupport
         let p = try Profiles.smolLM2()
         #expect(p.model == "SmolLM2-135M-Instruct" && p.calibrated)
         #expect(p.kvShape == KVShape(layers: 30, kvHeads: 3, headDim: 64))
-        #expect(p.undoesRoPEInChunk)
+        #expect(p.inChunkRoPE == .flagOne(layers: p.shape.layers))
         #expect(try CodecProfile.parse(p.encoded()) == p)
         // Encoding with the file changes the bytes against the flat profile (it is really used).
         let kv = try TestSupport.realContext().kv.slice(tokens: 0..<32)
@@ -143,18 +143,17 @@ import TestSupport
         #expect(CodecProfile.uncalibrated(model: "m", kv: try KVTensor(shape: shape, tokens: 4, dtype: .f32, floats: bad)).key_pair_energy == nil)
     }
 
-    /// The default takes RoPE from the context's metadata when it is what the payload flag undoes,
-    /// and ignores metadata it cannot use.
+    /// The default takes RoPE from the context's metadata, and ignores metadata it cannot use.
     @Test func uncalibratedDefaultReadsRoPEFromMetadata() throws {
         let ctx = try TestSupport.realContext()
         let p = CodecProfile.uncalibrated(model: "m", kv: ctx.kv, metadata: ctx.metadata)
-        #expect(p.undoesRoPEInChunk)
+        #expect(p.inChunkRoPE == .flagOne(layers: p.shape.layers))
         #expect(p.group_step_weights.allSatisfy { $0 == [CodecProfile.uncalibratedStepWeight, CodecProfile.uncalibratedStepWeight] })
         var meta = ctx.metadata
         meta["rope_pairs"] = "sideways"
         #expect(CodecProfile.uncalibrated(model: "m", kv: ctx.kv, metadata: meta).rope == nil)
-        meta["rope_pairs"] = "half"
-        #expect(CodecProfile.uncalibrated(model: "m", kv: ctx.kv, metadata: meta).undoesRoPEInChunk == false)
+        meta["rope_pairs"] = "split"
+        #expect(CodecProfile.uncalibrated(model: "m", kv: ctx.kv, metadata: meta).inChunkRoPE?.pairs == .half)
         #expect(try ChunkContainer.encode(ctx.kv, level: 2, model: p)[ChunkHeader.size + 1] == QuantizedRANSCodec.flagRoPE)
     }
 

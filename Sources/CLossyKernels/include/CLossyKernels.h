@@ -27,12 +27,12 @@ ptrdiff_t clossy_rans32_scalar(uint32_t *states, const uint16_t *words, ptrdiff_
                                ptrdiff_t T, ptrdiff_t C, int32_t *scratch, uint8_t *esc);
 
 /// out[t * C + c] = half(mean[c] + ((float)q[c * T + t] * col_scale[c]) * steps[t]); with rope
-/// tables (transposed: rope_cos_t[lane * T + t], lane = c mod 64; rope_sin_t likewise, −sin on
+/// tables (transposed: rope_cos_t[lane * T + t], lane = c mod hd, hd a multiple of 8; rope_sin_t likewise, −sin on
 /// even lanes), each pair (a, b) is then rotated: a' = a * cos + b * sin_even, b' = b * cos + a * sin_odd.
 /// Round to nearest even, same bits as the scalar float->half. Needs AVX2 + F16C.
 void clossy_dequant_half_avx2(const int32_t *q, ptrdiff_t T, ptrdiff_t C, const float *means, const float *steps,
                               const float *col_scale, const float *rope_cos_t, const float *rope_sin_t,
-                              uint16_t *out);
+                              ptrdiff_t hd, uint16_t *out);
 
 // Encoder (format version 5). Each needs AVX2 + F16C; the portable encoder is the Swift code.
 
@@ -56,8 +56,8 @@ void clossy_best_classes_avx2(const uint32_t *hist, ptrdiff_t C, ptrdiff_t bins,
 float clossy_kth_smallest(float *v, ptrdiff_t n, ptrdiff_t k);
 /// out[t] = sum over c in order of x[t * C + c]^2.
 void clossy_row_sumsq_avx2(const float *x, ptrdiff_t T, ptrdiff_t C, float *out);
-/// InChunkRoPE.unrotate (C a multiple of 64; lane tables [t * 64 + lane]).
-void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, const float *cos_l, const float *sin_l);
+/// InChunkRoPE.unrotate (hd a multiple of 8, C a multiple of hd; lane tables [t * hd + lane]).
+void clossy_unrotate_avx2(const float *x, float *out, ptrdiff_t T, ptrdiff_t C, ptrdiff_t hd, const float *cos_l, const float *sin_l);
 
 /// Pushes one group's symbols (channels order[C-1] ... order[0], tokens T-1 ... 0, token t on state
 /// t mod 32) onto the 32 `states`, words written downwards from buf[pos] (buf must have >= 8 spare

@@ -26,11 +26,23 @@ public struct CodecProfile: Sendable, Equatable, Codable {
     }
 
     /// The keys' rotary embedding as the model applies it: θ, pair layout ("adjacent" = (2i, 2i+1),
-    /// "half" = (i, i + dim/2)) and the rotated dims per head.
+    /// "half" = (i, i + dim/2)), the rotated dims per head, and θ per layer where layers differ
+    /// (Gemma 3's local and global layers).
     public struct RoPE: Sendable, Equatable, Codable {
         public var theta: Double
         public var pairs: String
         public var dim: Int
+        public var layer_theta: [Double]?
+
+        public init(theta: Double, pairs: String, dim: Int, layerTheta: [Double]? = nil) {
+            self.theta = theta
+            self.pairs = pairs
+            self.dim = dim
+            layer_theta = layerTheta
+        }
+
+        /// θ of layer l.
+        public func theta(layer l: Int) -> Double { layer_theta?[l] ?? theta }
     }
 
     public var format: String
@@ -126,6 +138,11 @@ public struct CodecProfile: Sendable, Equatable, Codable {
             guard r.theta.isFinite, r.theta > 1 else { throw bad("rope theta \(r.theta)") }
             guard r.pairs == "adjacent" || r.pairs == "half" else { throw bad("rope pairs \"\(r.pairs)\", expected adjacent or half") }
             guard r.dim > 0, r.dim <= shape.head_dim, r.dim % 2 == 0 else { throw bad("rope dim \(r.dim) for head_dim \(shape.head_dim)") }
+            if let lt = r.layer_theta {
+                guard lt.count == shape.layers else { throw bad("rope layer_theta has \(lt.count) entries for \(shape.layers) layers") }
+                for t in lt where !(t.isFinite && t > 1) { throw bad("rope layer theta \(t)") }
+                guard Set(lt).count <= 255 else { throw bad("rope layer_theta holds more than 255 distinct bases") }
+            }
         }
     }
 
@@ -173,11 +190,20 @@ public struct CodecProfile: Sendable, Equatable, Codable {
     /// Step codes are clamped to ±4 half-octaves (step ×¼…×4): wider ranges gained nothing.
     public static let maxChannelCode = 4
 
-    /// True when the keys' RoPE is the one the bitstream's RoPE flag undoes in-chunk (`InChunkRoPE`).
-    var undoesRoPEInChunk: Bool {
-        guard let r = rope else { return false }
-        return r.theta == InChunkRoPE.theta && r.pairs == "adjacent" && r.dim == InChunkRoPE.headDim
-            && shape.head_dim == InChunkRoPE.headDim
+    /// The in-chunk un-rotation of the keys this profile's RoPE allows, or nil (no RoPE stated, or a
+    /// head_dim the kernels cannot rotate).
+    var inChunkRoPE: InChunkRoPE? {
+        guard let r = rope, let pairs: InChunkRoPE.Pairs = r.pairs == "adjacent" ? .adjacent : r.pairs == "half" ? .half : nil
+        else { return nil }
+        var thetas: [Double] = []
+        let index = (0..<shape.layers).map { l -> UInt8 in
+            let t = r.theta(layer: l)
+            if let i = thetas.firstIndex(of: t) { return UInt8(i) }
+            thetas.append(t)
+            return UInt8(min(thetas.count - 1, 255))
+        }
+        guard InChunkRoPE.problem(headDim: shape.head_dim, rotaryDim: r.dim, thetas: thetas) == nil else { return nil }
+        return InChunkRoPE(headDim: shape.head_dim, rotaryDim: r.dim, pairs: pairs, thetas: thetas, layerTheta: index)
     }
 
     /// The profile a context is encoded with (`kvstore encode`, the C ABI's file encoder): the one
@@ -222,7 +248,8 @@ public struct CodecProfile: Sendable, Equatable, Codable {
         let shape = kv.shape
         var rope: RoPE? = nil
         if let t = metadata["rope_theta"].flatMap(Double.init), let p = metadata["rope_pairs"] {
-            rope = RoPE(theta: t, pairs: p, dim: metadata["rope_dim"].flatMap(Int.init) ?? shape.headDim)
+            // The segment tools' "split" (GPT-NeoX) is the profile's "half".
+            rope = RoPE(theta: t, pairs: p == "split" ? "half" : p, dim: metadata["rope_dim"].flatMap(Int.init) ?? shape.headDim)
         }
         var profile = CodecProfile(model: model, calibrated: false,
                                    source: "uncalibrated: derived by kvstore from the KV (shape, metadata, key energy)",

@@ -47,10 +47,11 @@ enum LossyDecodeKernel {
         var colScale: UnsafePointer<Float>
         /// T * C indices of scratch.
         var scratch: UnsafeMutablePointer<Int32>
-        /// Keys rotated back by in-chunk position (`InChunkRoPE`): T rows of 64 lane factors each;
-        /// nil for values and chunks without the transform.
+        /// Keys rotated back by in-chunk position (`InChunkRoPE`): T rows of `ropeHeadDim` lane factors
+        /// each; nil for values and chunks without the transform.
         var ropeCos: UnsafePointer<Float>?
         var ropeSin: UnsafePointer<Float>?
+        var ropeHeadDim: Int
     }
 
     @inline(never)
@@ -129,9 +130,9 @@ enum LossyDecodeKernel {
                 }
             }
             if let rc = g.ropeCos, let rs = g.ropeSin {
-                dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: float, ropeCos: rc, ropeSin: rs)
+                dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: float, ropeCos: rc, ropeSin: rs, ropeHeadDim: g.ropeHeadDim)
             } else {
-                dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: float, ropeCos: nil, ropeSin: nil)
+                dequantiseGroup(qs, T: T, C: C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: float, ropeCos: nil, ropeSin: nil, ropeHeadDim: 0)
             }
         }
         state.x0 = x0; state.x1 = x1; state.x2 = x2; state.x3 = x3
@@ -150,18 +151,18 @@ enum LossyDecodeKernel {
     @inline(never)
     static func dequantise(_ q: UnsafeMutablePointer<Int32>, _ g: Group, half: UnsafeMutablePointer<UInt16>) {
         if let rc = g.ropeCos, let rs = g.ropeSin {
-            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: nil, ropeCos: rc, ropeSin: rs)
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: nil, ropeCos: rc, ropeSin: rs, ropeHeadDim: g.ropeHeadDim)
         } else {
-            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: nil, ropeCos: nil, ropeSin: nil)
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: half, float: nil, ropeCos: nil, ropeSin: nil, ropeHeadDim: 0)
         }
     }
 
     @inline(never)
     static func dequantise(_ q: UnsafeMutablePointer<Int32>, _ g: Group, float: UnsafeMutablePointer<Float>) {
         if let rc = g.ropeCos, let rs = g.ropeSin {
-            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: nil, float: float, ropeCos: rc, ropeSin: rs)
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: nil, float: float, ropeCos: rc, ropeSin: rs, ropeHeadDim: g.ropeHeadDim)
         } else {
-            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: nil, float: float, ropeCos: nil, ropeSin: nil)
+            dequantiseGroup(q, T: g.T, C: g.C, means: g.means, steps: g.rowStep, colScale: g.colScale, half: nil, float: float, ropeCos: nil, ropeSin: nil, ropeHeadDim: 0)
         }
     }
 
@@ -171,8 +172,7 @@ enum LossyDecodeKernel {
     @inline(__always)
     static func dequantiseGroup(_ q: UnsafeMutablePointer<Int32>, T: Int, C: Int, means: UnsafePointer<Float>,
                                 steps: UnsafePointer<Float>, colScale: UnsafePointer<Float>, half: UnsafeMutablePointer<UInt16>?, float: UnsafeMutablePointer<Float>?,
-                                ropeCos: UnsafePointer<Float>?, ropeSin: UnsafePointer<Float>?) {
-        let hd = InChunkRoPE.headDim
+                                ropeCos: UnsafePointer<Float>?, ropeSin: UnsafePointer<Float>?, ropeHeadDim hd: Int) {
         @inline(__always) func store(_ v: SIMD4<Float>, _ t: Int, _ c: Int) {
             var v = v
             if let ropeCos, let ropeSin {
@@ -233,7 +233,7 @@ enum LossyDecodeKernel {
         }
         while t < T {
             if ropeCos != nil {
-                // Rotation needs whole pairs: C is a multiple of headDim (64) here.
+                // Rotation needs whole pairs: C is a multiple of the head dim (itself a multiple of 8) here.
                 var c = 0
                 while c &+ 4 <= C {
                     let v = SIMD4<Float>(value(t, c), value(t, c &+ 1), value(t, c &+ 2), value(t, c &+ 3))

@@ -43,7 +43,7 @@ enum LossyDecodeKernel32 {
         if simd, let half {
             let rope = g.ropeCos != nil
             clossy_dequant_half_avx2(g.scratch, T, C, g.means, g.rowStep, g.colScale,
-                                     rope ? ropeCosT : nil, rope ? ropeSinT : nil, half)
+                                     rope ? ropeCosT : nil, rope ? ropeSinT : nil, g.ropeHeadDim, half)
         } else if let half {
             LossyDecodeKernel.dequantise(g.scratch, g, half: half)
         } else if let float {
@@ -52,8 +52,7 @@ enum LossyDecodeKernel32 {
     }
 
     /// [t][lane] lane tables (`InChunkRoPE.laneTables`) as [lane][t].
-    static func transposed(_ table: [Float], tokens T: Int) -> [Float] {
-        let hd = InChunkRoPE.headDim
+    static func transposed(_ table: [Float], tokens T: Int, headDim hd: Int) -> [Float] {
         var out = [Float](repeating: 0, count: table.count)
         for t in 0..<T { for lane in 0..<hd { out[lane * T + t] = table[t * hd + lane] } }
         return out

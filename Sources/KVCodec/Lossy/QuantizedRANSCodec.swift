@@ -15,8 +15,10 @@ public struct QuantizedRANSCodec: ChunkCodec {
     /// without the channel step codes (every channel at its group's step). Older stores still decode.
     static let oldestDecodedVersion: UInt8 = 3
     static let prefixSize = 20
-    /// Payload flag: keys were rotated back by in-chunk position (`InChunkRoPE`).
+    /// Payload flags: keys were rotated back by in-chunk position (`InChunkRoPE`), by the fixed
+    /// rotation of flag 1, or by the one a descriptor after the prefix states (flag 2).
     static let flagRoPE: UInt8 = 1
+    static let flagRoPEDescriptor: UInt8 = 2
     static let minTokenCode = -20, maxTokenCode = 12
     static let maxEscape = 1 << 24
 
@@ -82,16 +84,20 @@ public struct QuantizedRANSCodec: ChunkCodec {
         var salient = [Bool](repeating: false, count: T)
         var work = LossyEncodeKernel.Workspace(T: T, C: C)
         defer { work.deallocate() }
-        // Keys are rotated back by in-chunk position when the model's RoPE is the one the payload flag names.
-        let rotate = model.undoesRoPEInChunk && T > 1
-        let rope = rotate ? InChunkRoPE.laneTables(tokens: T) : ([], [])
+        // Keys are rotated back by in-chunk position when the profile states the model's RoPE.
+        let rope = T > 1 ? model.inChunkRoPE : nil
+        let rotate = rope != nil
+        let ropeTables = rope?.tables(tokens: T) ?? []
         var unrotated = [Float](repeating: 0, count: rotate ? T * C : 0)
+        // "half" pairs are interleaved into coded order first (InChunkRoPE).
+        var interleaved = [Float](repeating: 0, count: rope?.pairs == .half ? T * C : 0)
         // The static read once (each access of a static in the per-token and per-channel loops is a swift_once call).
         let multipliers = Self.tokenMultipliers
 
         values.withUnsafeBufferPointer { vals in
          groupFloats.withUnsafeMutableBufferPointer { gf in
           unrotated.withUnsafeMutableBufferPointer { unrot in
+           interleaved.withUnsafeMutableBufferPointer { inter in
             side.withUnsafeMutableBytes { sideRaw in
                 let sideBase = sideRaw.baseAddress!
                 // Groups are coded last to first: rANS is last-in, first-out.
@@ -112,16 +118,21 @@ public struct QuantizedRANSCodec: ChunkCodec {
                     // The step follows the spread of the keys as stored (what the sensitivity weights
                     // were calibrated on); un-rotating then makes the same step cost fewer bits.
                     var rmsAsStored: Float? = nil
-                    if rotate && !isValue {
+                    if let rope, !isValue {
                         rmsAsStored = LossyEncodeKernel.channelStats(x.baseAddress!, &work, simd: simd)
+                        if rope.pairs == .half {
+                            rope.toCoded(x.baseAddress!, into: inter.baseAddress!, T: T, C: C)
+                            x = UnsafeBufferPointer(inter)
+                        }
+                        let table = ropeTables[Int(rope.layerTheta[g / 2])]
                         if simd {
-                            rope.0.withUnsafeBufferPointer { rc in
-                                rope.1.withUnsafeBufferPointer { rs in
-                                    clossy_unrotate_avx2(x.baseAddress!, unrot.baseAddress!, T, C, rc.baseAddress!, rs.baseAddress!)
+                            table.cos.withUnsafeBufferPointer { rc in
+                                table.sin.withUnsafeBufferPointer { rs in
+                                    clossy_unrotate_avx2(x.baseAddress!, unrot.baseAddress!, T, C, rope.headDim, rc.baseAddress!, rs.baseAddress!)
                                 }
                             }
                         } else {
-                            InChunkRoPE.unrotate(x.baseAddress!, into: unrot.baseAddress!, T: T, C: C, cos: rope.0, sin: rope.1)
+                            rope.unrotate(x.baseAddress!, into: unrot.baseAddress!, T: T, C: C, cos: table.cos, sin: table.sin)
                         }
                         x = UnsafeBufferPointer(unrot)
                     }
@@ -135,7 +146,11 @@ public struct QuantizedRANSCodec: ChunkCodec {
                         sideBase.storeBytes(of: tokenCodes[t], toByteOffset: Self.tokenOffset(G: G, C: C) + g * T + t, as: Int8.self)
                         work.rowScale[t] = multipliers[Int(tokenCodes[t]) - Self.minTokenCode]
                     }
-                    let channelCodes = isValue ? nil : model.keyChannelCodes(layer: g / 2, gamma: profile.keyChannelGamma)
+                    var channelCodes = isValue ? nil : model.keyChannelCodes(layer: g / 2, gamma: profile.keyChannelGamma)
+                    if let rope, rope.pairs == .half, let codes = channelCodes {
+                        let src = rope.source
+                        channelCodes = (0..<C).map { c in codes[c - c % rope.headDim + src[c % rope.headDim]] }
+                    }
                     for c in 0..<C {
                         let code = channelCodes?[c] ?? 0
                         sideBase.storeBytes(of: code, toByteOffset: Self.channelOffset(G: G, C: C, T: T) + g * C + c, as: Int8.self)
@@ -176,6 +191,7 @@ public struct QuantizedRANSCodec: ChunkCodec {
                         : LossyEncodeKernel.code(order: order, &work, encoder: &encoder, isa: isa)
                 }
             }
+           }
           }
          }
         }
@@ -184,14 +200,17 @@ public struct QuantizedRANSCodec: ChunkCodec {
 
         let sideZ = try Zstd.compress(side, level: 3)
         let escapes = escapesPerGroup.flatMap { $0 }
-        var w = ByteWriter(capacity: Self.prefixSize + sideZ.count + escapes.count + encoder.byteCount)
+        var w = ByteWriter(capacity: Self.prefixSize + 64 + shape.layers + sideZ.count + escapes.count + encoder.byteCount)
         w.append(writeVersion)
-        w.append(rotate ? Self.flagRoPE : UInt8(0))
+        // Flag 1 is the short form of its one rotation (and keeps such chunks' bytes as they were).
+        let shortForm = rope == .flagOne(layers: shape.layers)
+        w.append(!rotate ? UInt8(0) : shortForm ? Self.flagRoPE : Self.flagRoPEDescriptor)
         w.append(UInt16(0))
         w.append(UInt32(sideCount))
         w.append(UInt32(sideZ.count))
         w.append(UInt32(escapes.count))
         w.append(UInt32(encoder.byteCount))
+        if !shortForm { rope?.write(into: &w) }
         w.append(sideZ)
         w.append(escapes)
         encoder.finish(into: &w)
@@ -309,14 +328,21 @@ public struct QuantizedRANSCodec: ChunkCodec {
         }
         let hasChannelCodes = version >= 4
         let flags: UInt8 = r.read()
-        guard flags & ~Self.flagRoPE == 0 else { throw CodecError.unsupported("lossy flags \(flags)") }
-        let rotate = flags & Self.flagRoPE != 0
-        guard !rotate || shape.headDim == InChunkRoPE.headDim else {
-            throw CodecError.corrupt("RoPE flag on head_dim \(shape.headDim), the transform needs \(InChunkRoPE.headDim)")
+        guard flags == 0 || flags == Self.flagRoPE || flags == Self.flagRoPEDescriptor else {
+            throw CodecError.unsupported("lossy flags \(flags)")
         }
         let _: UInt16 = r.read()
         let sideRaw = Int(r.read() as UInt32), sideZ = Int(r.read() as UInt32)
         let escLen = Int(r.read() as UInt32), ransLen = Int(r.read() as UInt32)
+        var rope: InChunkRoPE? = nil
+        if flags == Self.flagRoPE {
+            rope = .flagOne(layers: shape.layers)
+            guard shape.headDim == rope!.headDim else {
+                throw CodecError.corrupt("RoPE flag 1 on head_dim \(shape.headDim), its rotation needs \(rope!.headDim)")
+            }
+        } else if flags == Self.flagRoPEDescriptor {
+            rope = try InChunkRoPE.read(&r, headDim: shape.headDim, layers: shape.layers)
+        }
         let sideCount = Self.sideInfoCount(G: G, C: C, T: T, version: version)
         guard sideRaw == sideCount else { throw CodecError.corrupt("side info of \(sideRaw) bytes, the shape needs \(sideCount)") }
         guard sideZ + escLen + ransLen == r.remaining else {
@@ -378,9 +404,13 @@ public struct QuantizedRANSCodec: ChunkCodec {
             var offsets = [Int](repeating: 0, count: C)
             var rowSteps = [Float](repeating: 0, count: T + 4)
             var order = [Int](repeating: 0, count: C)
-            let rope = rotate ? InChunkRoPE.laneTables(tokens: T) : ([], [])
-            let ropeT = rotate && version >= 5 && simd
-                ? (LossyDecodeKernel32.transposed(rope.0, tokens: T), LossyDecodeKernel32.transposed(rope.1, tokens: T)) : ([], [])
+            let ropeTables = rope?.tables(tokens: T) ?? []
+            let ropeT = version >= 5 && simd
+                ? ropeTables.map { (LossyDecodeKernel32.transposed($0.cos, tokens: T, headDim: rope!.headDim),
+                                    LossyDecodeKernel32.transposed($0.sin, tokens: T, headDim: rope!.headDim)) } : []
+            let hd = rope?.headDim ?? 0
+            let rowScratch = UnsafeMutableRawPointer.allocate(byteCount: 4 * max(1, hd), alignment: 4)
+            defer { rowScratch.deallocate() }
             let scratch = UnsafeMutablePointer<Int32>.allocate(capacity: T * C + 4)
             defer { scratch.deallocate() }
             try LossyDecodeKernel.entries.withUnsafeBufferPointer { entries in
@@ -408,33 +438,43 @@ public struct QuantizedRANSCodec: ChunkCodec {
                                             rs[t] = steps[g] * Self.tokenMultipliers[code - Self.minTokenCode]
                                         }
                                         Self.channelOrder(keys: UnsafeBufferPointer(off), shift: Int(RANS.precisionBits), into: &order)
+                                        // The layer's tables when this group is keys coded with the rotation.
+                                        let table = rope != nil && g % 2 == 0 ? Int(rope!.layerTheta[g / 2]) : nil
+                                        let noTable: [Float] = []
                                         order.withUnsafeBufferPointer { ord in
-                                          rope.0.withUnsafeBufferPointer { ropeCos in
-                                           rope.1.withUnsafeBufferPointer { ropeSin in
-                                            let keyRope = rotate && g % 2 == 0
+                                          (table.map { ropeTables[$0].cos } ?? noTable).withUnsafeBufferPointer { ropeCos in
+                                           (table.map { ropeTables[$0].sin } ?? noTable).withUnsafeBufferPointer { ropeSin in
                                             var group = LossyDecodeKernel.Group(T: T, C: C, order: ord.baseAddress!, classOffset: UnsafePointer(off.baseAddress!),
                                                                                 means: UnsafePointer(mu.baseAddress!), rowStep: UnsafePointer(rs.baseAddress!),
                                                                                 colScale: UnsafePointer(cs.baseAddress!),
-                                                                                scratch: scratch, ropeCos: nil, ropeSin: nil)
-                                            if keyRope { group.ropeCos = ropeCos.baseAddress; group.ropeSin = ropeSin.baseAddress }
+                                                                                scratch: scratch, ropeCos: nil, ropeSin: nil, ropeHeadDim: hd)
+                                            if table != nil { group.ropeCos = ropeCos.baseAddress; group.ropeSin = ropeSin.baseAddress }
+                                            let halfOut = isHalf ? ob.baseAddress!.assumingMemoryBound(to: UInt16.self) + g * T * C : nil
+                                            let floatOut = isHalf ? nil : of.baseAddress! + g * T * C
                                             if version >= 5 {
-                                                ropeT.0.withUnsafeBufferPointer { rcT in
-                                                    ropeT.1.withUnsafeBufferPointer { rsT in
+                                                let transposed = table.map { ropeT.isEmpty ? nil : ropeT[$0] } ?? nil
+                                                (transposed?.0 ?? noTable).withUnsafeBufferPointer { rcT in
+                                                    (transposed?.1 ?? noTable).withUnsafeBufferPointer { rsT in
                                                         LossyDecodeKernel32.decode(
                                                             group, simd: simd, entries: entries.baseAddress!, words: words, wordCount: wordCount,
                                                             escapes: escapes, escFlags: escFlags, ropeCosT: rcT.baseAddress, ropeSinT: rsT.baseAddress,
-                                                            state: &state32,
-                                                            half: isHalf ? ob.baseAddress!.assumingMemoryBound(to: UInt16.self) + g * T * C : nil,
-                                                            float: isHalf ? nil : of.baseAddress! + g * T * C)
+                                                            state: &state32, half: halfOut, float: floatOut)
                                                     }
                                                 }
-                                            } else if isHalf {
-                                                let o = ob.baseAddress!.assumingMemoryBound(to: UInt16.self) + g * T * C
+                                            } else if let halfOut {
                                                 LossyDecodeKernel.decodeHalf(group, entries: entries.baseAddress!, words: words, wordCount: wordCount,
-                                                                             escapes: escapes, state: &state, out: o)
+                                                                             escapes: escapes, state: &state, out: halfOut)
                                             } else {
                                                 LossyDecodeKernel.decodeFloat(group, entries: entries.baseAddress!, words: words, wordCount: wordCount,
-                                                                              escapes: escapes, state: &state, out: of.baseAddress! + g * T * C)
+                                                                              escapes: escapes, state: &state, out: floatOut!)
+                                            }
+                                            // "half" pairs were coded interleaved: back to the stored channel order.
+                                            if table != nil, let rope, rope.pairs == .half {
+                                                if let halfOut {
+                                                    rope.toStored(halfOut, T: T, C: C, row: rowScratch.assumingMemoryBound(to: UInt16.self))
+                                                } else if let floatOut {
+                                                    rope.toStored(floatOut, T: T, C: C, row: rowScratch.assumingMemoryBound(to: Float.self))
+                                                }
                                             }
                                            }
                                           }
