@@ -34,16 +34,19 @@ let package = Package(
             "KVTensor", "KVCodec", "CLMDB",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        // Streaming transport: frame format, level controller, bandwidth estimator, HTTP client.
+        // The stream's frames (schemas/stream-frames.md): format, reader, assembly. No NIO, so the C ABI
+        // and the fuzzers link none.
+        .target(name: "KVFrames", dependencies: ["KVTensor", "KVCodec"]),
+        // Streaming transport: level controller, bandwidth estimator, HTTP client.
         .target(name: "KVTransport", dependencies: [
-            "KVTensor", "KVCodec",
+            "KVTensor", "KVCodec", "KVFrames",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         // `kvstore serve`: the Hummingbird app (routes, auth, metrics).
         .target(name: "KVServer", dependencies: [
-            "KVStore", "KVTransport", "KVCodec", "KVTensor",
+            "KVStore", "KVFrames", "KVTransport", "KVCodec", "KVTensor",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -52,7 +55,7 @@ let package = Package(
         ]),
         // The codec and stream reader behind @_cdecl functions (the header in include/ is documentation
         // for C callers and the Python package; Swift does not compile it).
-        .target(name: "KVStoreC", dependencies: ["KVCodec", "KVTensor", "KVTransport", "KVEngineLlama"], exclude: ["include"]),
+        .target(name: "KVStoreC", dependencies: ["KVCodec", "KVTensor", "KVFrames", "KVEngineLlama"], exclude: ["include"]),
         // RESP2 parser and encoder: pure value types, no dependencies (so the fuzz build is small).
         .target(name: "KVRESP", path: "Sources/KVCluster/RESP"),
         // The Redis Cluster tier: blocking-socket client (connections, slot map, redirects) and the tier on it.
@@ -66,24 +69,27 @@ let package = Package(
         ]),
         // `kvstore sidecar`: an OpenAI-compatible proxy in front of llama-server that restores stored prefixes into its slots.
         .target(name: "KVSidecar", dependencies: [
-            "KVEngineLlama", "KVStore", "KVTransport", "KVCodec", "KVTensor",
+            "KVEngineLlama", "KVStore", "KVFrames", "KVTransport", "KVCodec", "KVTensor",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Benchmarks behind `kvstore bench` and the codec harness (not used by the product's paths).
+        .target(name: "KVBench", dependencies: ["KVCodec", "KVTensor"]),
         .executableTarget(name: "kvstore", dependencies: [
-            "KVStore", "KVCodec", "KVTensor", "KVTransport", "KVServer", "KVCluster", "KVEngineLlama", "KVSidecar",
+            "KVBench",
+            "KVStore", "KVCodec", "KVTensor", "KVFrames", "KVTransport", "KVServer", "KVCluster", "KVEngineLlama", "KVSidecar",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Codec development harness: chunked round trips and the codec benchmark (tools/bench_codec_quality.py).
-        .executableTarget(name: "kvcodec-harness", dependencies: ["KVCodec", "KVTensor"]),
+        .executableTarget(name: "kvcodec-harness", dependencies: ["KVBench", "KVCodec", "KVTensor"]),
         // libFuzzer target for the chunk decoder (tools/fuzz_decoder.sh); a plain reproducer otherwise.
         .executableTarget(name: "DecoderFuzz", dependencies: ["KVCodec", "KVTensor"], path: "Fuzz/DecoderFuzz"),
         // libFuzzer target for what clients send: safetensors files, JSON token queries, stream frames.
-        .executableTarget(name: "ParserFuzz", dependencies: ["KVTensor", "KVTransport"], path: "Fuzz/ParserFuzz"),
+        .executableTarget(name: "ParserFuzz", dependencies: ["KVTensor", "KVFrames"], path: "Fuzz/ParserFuzz"),
         // libFuzzer target for the RESP parser (tools/fuzz_resp.sh).
         .executableTarget(name: "RESPFuzz", dependencies: ["KVRESP"], path: "Fuzz/RESPFuzz"),
 
@@ -94,11 +100,11 @@ let package = Package(
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "KVCodec", "KVTensor", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["kvstore", "KVStore", "KVTensor", "TestSupport"]),
         .testTarget(name: "KVClusterTests", dependencies: [
-            "kvstore", "KVCluster", "KVRESP", "KVStore", "KVCodec", "KVTensor", "KVTransport", "TestSupport",
+            "kvstore", "KVCluster", "KVRESP", "KVStore", "KVCodec", "KVTensor", "KVFrames", "KVTransport", "TestSupport",
         ]),
-        .testTarget(name: "KVTransportTests", dependencies: ["KVTransport", "KVCodec", "KVTensor"]),
+        .testTarget(name: "KVTransportTests", dependencies: ["KVTransport", "KVFrames", "KVCodec", "KVTensor"]),
         .testTarget(name: "KVServerTests", dependencies: [
-            "KVServer", "KVTransport", "KVStore", "KVCodec", "KVTensor", "TestSupport",
+            "KVServer", "KVFrames", "KVTransport", "KVStore", "KVCodec", "KVTensor", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),

@@ -8,7 +8,7 @@
 // Every input must either parse or throw the parser's own error type: a crash, a trap or a
 // sanitizer report is a bug.
 import KVTensor
-import KVTransport
+import KVFrames
 
 enum ParserFuzz {
     static func run(_ data: UnsafeRawBufferPointer) {

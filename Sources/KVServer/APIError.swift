@@ -3,6 +3,7 @@ import Hummingbird
 import KVCodec
 import KVStore
 import KVTensor
+import KVFrames
 import KVTransport
 import NIOCore
 import NIOHTTP1

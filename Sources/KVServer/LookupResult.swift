@@ -1,4 +1,5 @@
 import KVStore
+import KVFrames
 import KVTransport
 
 /// The JSON answer of `/v1/lookup`. A miss is always the same bytes, whether nothing was stored,

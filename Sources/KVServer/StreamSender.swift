@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import KVStore
+import KVFrames
 import KVTransport
 
 /// Sends one prefix as frames, choosing each chunk's level just before sending it.

@@ -1,4 +1,5 @@
 import Foundation
+import KVFrames
 import KVTransport
 import NIOCore
 import NIOHTTP1

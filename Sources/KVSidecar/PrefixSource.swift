@@ -3,6 +3,7 @@ import KVCodec
 import KVEngineLlama
 import KVStore
 import KVTensor
+import KVFrames
 import KVTransport
 
 /// Where stored prefixes come from and new chunks go: the embedded store, or a remote

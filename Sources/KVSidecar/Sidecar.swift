@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import KVEngineLlama
 import KVTensor
+import KVFrames
 import KVTransport
 import Logging
 import NIOCore

@@ -6,7 +6,7 @@ import Darwin
 import KVCodec
 import KVEngineLlama
 import KVTensor
-import KVTransport
+import KVFrames
 
 /// The C ABI's error codes (include/kvstore.h) and the per-thread last-error message.
 enum CError {

@@ -1,6 +1,6 @@
 import KVCodec
 import KVTensor
-import KVTransport
+import KVFrames
 
 // Frame streams (include/kvstore.h): FrameReader cuts the body into frames, StreamAssembly checks
 // and decodes them, exactly as `kvstore get --remote` does.

@@ -1,3 +1,4 @@
+import KVFrames
 import Foundation
 
 /// Delivered throughput, smoothed over time so one burst does not fool it.

@@ -1,3 +1,4 @@
+import KVFrames
 import Foundation
 import NIOCore
 import NIOHTTP1

@@ -1,3 +1,4 @@
+import KVFrames
 /// Size of one stored encoding of a chunk.
 public struct LevelSize: Sendable, Equatable, Codable {
     public var level: UInt8

@@ -1,5 +1,6 @@
 import Foundation
 import KVCodec
+import KVFrames
 import KVTensor
 import NIOCore
 import NIOHTTP1

@@ -7,6 +7,7 @@
 //   kvcodec-harness encode-count IN.safetensors LEVEL N  (encode N times, for instruction counts)
 // Every command takes `--profile FILE` (the model's codec profile); without it, lossy levels use the
 // profile derived from the KV (`CodecProfile.uncalibrated`), as `kvstore encode` does.
+import KVBench
 import KVCodec
 import KVTensor
 

@@ -2,6 +2,7 @@ import Foundation
 import KVCluster
 import KVStore
 import KVTensor
+import KVFrames
 import KVTransport
 import Testing
 import TestSupport

@@ -5,6 +5,7 @@ import KVCodec
 @testable import KVServer
 import KVStore
 import KVTensor
+import KVFrames
 import KVTransport
 import Testing
 

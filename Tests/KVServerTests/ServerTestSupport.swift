@@ -4,6 +4,7 @@ import HummingbirdTesting
 import KVServer
 import KVStore
 import KVTensor
+import KVFrames
 import KVTransport
 import TestSupport
 

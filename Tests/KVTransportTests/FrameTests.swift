@@ -1,4 +1,5 @@
 import Testing
+@testable import KVFrames
 @testable import KVTransport
 
 struct FrameTests {

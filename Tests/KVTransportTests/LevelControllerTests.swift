@@ -1,4 +1,5 @@
 import Testing
+@testable import KVFrames
 @testable import KVTransport
 
 /// The controller driven by bandwidth traces through `simulateStream`: 16 chunks with stored

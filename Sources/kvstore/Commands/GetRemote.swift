@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVTensor
+import KVFrames
 import KVTransport
 
 struct RemoteOptions: ParsableArguments {

@@ -5,6 +5,7 @@ import KVCodec
 import KVSidecar
 import KVStore
 import KVTensor
+import KVFrames
 import KVTransport
 import Logging
 

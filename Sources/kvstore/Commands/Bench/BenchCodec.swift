@@ -1,4 +1,5 @@
 import ArgumentParser
+import KVBench
 import KVCodec
 import KVTensor
 

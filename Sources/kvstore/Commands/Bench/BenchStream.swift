@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVTensor
+import KVFrames
 import KVTransport
 
 /// Side-by-side load benchmark against a running `kvstore serve` (tools/bench_stream.sh runs it

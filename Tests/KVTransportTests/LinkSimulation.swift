@@ -1,22 +1,24 @@
-/// A link whose bandwidth changes over time: piecewise constant segments. Used to drive the
-/// level controller deterministically in tests and in `kvstore bench controller`.
-public struct BandwidthTrace: Sendable, Equatable {
-    /// (start second, bits per second); the first segment starts at 0, the last lasts forever.
-    public var segments: [(start: Double, bitsPerSecond: Double)]
+import KVTransport
 
-    public init(_ segments: [(start: Double, bitsPerSecond: Double)]) {
+/// A link whose bandwidth changes over time: piecewise constant segments. Used to drive the
+/// level controller deterministically in tests.
+struct BandwidthTrace: Sendable, Equatable {
+    /// (start second, bits per second); the first segment starts at 0, the last lasts forever.
+    var segments: [(start: Double, bitsPerSecond: Double)]
+
+    init(_ segments: [(start: Double, bitsPerSecond: Double)]) {
         precondition(!segments.isEmpty && segments[0].start == 0, "a trace starts at 0")
         self.segments = segments
     }
 
-    public static func steady(bitsPerSecond: Double) -> BandwidthTrace { BandwidthTrace([(0, bitsPerSecond)]) }
+    static func steady(bitsPerSecond: Double) -> BandwidthTrace { BandwidthTrace([(0, bitsPerSecond)]) }
 
-    public func bitsPerSecond(at t: Double) -> Double {
+    func bitsPerSecond(at t: Double) -> Double {
         segments.last { $0.start <= t }!.bitsPerSecond
     }
 
     /// When `bytes` handed to the link at `start` have all been delivered.
-    public func finish(bytes: Int, from start: Double) -> Double {
+    func finish(bytes: Int, from start: Double) -> Double {
         var t = start
         var left = Double(bytes) * 8
         var i = segments.lastIndex { $0.start <= t }!
@@ -32,24 +34,24 @@ public struct BandwidthTrace: Sendable, Equatable {
         return t
     }
 
-    public static func == (a: BandwidthTrace, b: BandwidthTrace) -> Bool {
+    static func == (a: BandwidthTrace, b: BandwidthTrace) -> Bool {
         a.segments.map(\.start) == b.segments.map(\.start) && a.segments.map(\.bitsPerSecond) == b.segments.map(\.bitsPerSecond)
     }
 }
 
 /// One chunk's fate in a simulated stream.
-public struct SimulatedChunk: Sendable, Equatable {
-    public var choice: LevelChoice
-    public var start: Double
-    public var finish: Double
+struct SimulatedChunk: Sendable, Equatable {
+    var choice: LevelChoice
+    var start: Double
+    var finish: Double
     /// Bandwidth the estimator believed when choosing, bits per second.
-    public var estimate: Double
+    var estimate: Double
 }
 
 /// Streams chunks over a trace the way the server does: the controller chooses each chunk's level
 /// from the estimator, the chunk is written in `writeSize` pieces, and each piece's delivery time
 /// feeds the estimator. No send buffer: a piece is accepted when it is delivered.
-public func simulateStream(_ controller: LevelController, over trace: BandwidthTrace,
+func simulateStream(_ controller: LevelController, over trace: BandwidthTrace,
                            prior bitsPerSecond: Double, writeSize: Int = 64 << 10) -> [SimulatedChunk] {
     var estimator = BandwidthEstimator(prior: bitsPerSecond / 8)
     var t = 0.0

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import KVCodec
 import KVTensor
 
 /// Size and single-core speed of every level next to zstd -3 on the same raw tensor, in one run.
