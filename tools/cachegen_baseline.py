@@ -29,7 +29,7 @@ Side information counted (documented costs):
   counts none, as if the distributions were profiled offline and known to the decoder: a lower bound
   on CacheGen's size (the entropy is still the chunk's own, which no shared table beats).
 
-tools/eval_quality.py --cachegen-baseline (the numpy-oracle tables of BENCHMARKS.md) is LMCache as
+tools/eval_quality.py --cachegen-baseline (the numpy oracle) is LMCache as
 shipped, sized by one entropy over the whole context; it takes its bins and entropy from here.
 """
 from __future__ import annotations

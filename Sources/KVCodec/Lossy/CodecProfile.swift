@@ -227,13 +227,13 @@ public struct CodecProfile: Sendable, Equatable, Codable {
 
     /// Every group's step multiplier when nothing was measured: below the calibrated profiles'
     /// median of 1, so the sensitive groups a calibration would have found keep finer steps than
-    /// the level's base (measured: BENCHMARKS.md, "Codec calibration").
+    /// the level's base (measured: schemas/codec-profile.md, "The default for a model never calibrated").
     public static let uncalibratedStepWeight: Float = 0.7
     /// Per-level step scales when nothing was measured: fine enough that the most sensitive model
     /// measured keeps every level's floor with uniform step weights. That is Gemma 3 270M, whose
     /// three full-attention layers' keys are 100-500x as sensitive as its median group, which a
     /// KV-only default cannot single out (`tools/calibrate_llama.py --uniform`, float oracle;
-    /// BENCHMARKS.md, "Any model"). Less sensitive models compress less than they could until
+    /// BENCHMARKS.md, "Quality per level and model"). Less sensitive models compress less than they could until
     /// calibrated: SmolLM2's level 1 needs 0.7, not 0.04.
     public static let uncalibratedLevelScales: [Float] = [0.04, 0.08, 0.11, 0.23]
     /// Tokens the default's key statistics are taken from (the start of the context).
