@@ -23,8 +23,10 @@ public enum CodecBenchmark {
         public var tokens: Int
         public var chunkTokens: Int
         public var rawBytes: Int
+        /// Threads coding chunks at once (each codes whole chunks; 1 = one core's speed).
+        public var threads: Int
         public var table: String {
-            var s = "codec benchmark: \(tokens) tokens in chunks of \(chunkTokens), \(rawBytes) raw bytes, single core\n"
+            var s = "codec benchmark: \(tokens) tokens in chunks of \(chunkTokens), \(rawBytes) raw bytes, \(threads == 1 ? "single core" : "\(threads) threads")\n"
             s += "| codec | size vs fp16 | encode MB/s | decode MB/s |\n|---|---|---|---|\n"
             for r in rows {
                 s += "| \(r.name) | \(fmt(r.ratio, 2))x | \(fmt(r.encodeMBps, 0)) | \(fmt(r.decodeMBps, 0)) |\n"
@@ -62,9 +64,10 @@ public enum CodecBenchmark {
         return best
     }
 
-    /// `model`: the codec profile lossy levels encode with (nil: `CodecProfile.flat`).
+    /// `model`: the codec profile lossy levels encode with (nil: `CodecProfile.flat`); `threads`:
+    /// chunks coded at once, zstd's included.
     public static func run(tensor: KVTensor, chunkTokens: Int = 256, levels: [UInt8] = [0, 1, 2, 3, 4],
-                           minSeconds: Double = 1.0, model: CodecProfile? = nil) throws -> Report {
+                           minSeconds: Double = 1.0, model: CodecProfile? = nil, threads: Int = 1) throws -> Report {
         precondition(chunkTokens > 0)
         var chunks: [KVTensor] = []
         var start = 0
@@ -79,10 +82,10 @@ public enum CodecBenchmark {
 
         // zstd -3 on the raw tensor, chunk by chunk, through libzstd in this process.
         var zs: [[UInt8]] = []
-        let zEnc = try time(minSeconds: minSeconds) { zs = try chunks.map { try Zstd.compress($0.bytes, level: 3) } }
+        let zEnc = try time(minSeconds: minSeconds) { zs = try Parallel.map(chunks.count, threads: threads) { try Zstd.compress(chunks[$0].bytes, level: 3) } }
         let zDec = try time(minSeconds: minSeconds) {
-            for (i, z) in zs.enumerated() {
-                _ = try z.withUnsafeBytes { try Zstd.decompress($0, size: chunks[i].bytes.count) }
+            _ = try Parallel.map(zs.count, threads: threads) { i in
+                try zs[i].withUnsafeBytes { try Zstd.decompress($0, size: chunks[i].bytes.count) }
             }
         }
         let zBytes = Double(zs.reduce(0) { $0 + $1.count })
@@ -90,11 +93,13 @@ public enum CodecBenchmark {
 
         for level in levels {
             var enc: [[UInt8]] = []
-            let te = try time(minSeconds: minSeconds) { enc = try chunks.map { try ChunkContainer.encode($0, level: level, model: model) } }
-            let td = try time(minSeconds: minSeconds) { for e in enc { _ = try ChunkContainer.decode(e) } }
+            let te = try time(minSeconds: minSeconds) {
+                enc = try Parallel.map(chunks.count, threads: threads) { try ChunkContainer.encode(chunks[$0], level: level, model: model) }
+            }
+            let td = try time(minSeconds: minSeconds) { _ = try Parallel.map(enc.count, threads: threads) { try ChunkContainer.decode(enc[$0]) } }
             let total = Double(enc.reduce(0) { $0 + $1.count })
             rows.append(Row(name: "kvstore level \(level)", ratio: fp16Bytes / total, encodeMBps: rawBytes / te / 1e6, decodeMBps: rawBytes / td / 1e6))
         }
-        return Report(rows: rows, tokens: tensor.tokens, chunkTokens: chunkTokens, rawBytes: Int(rawBytes))
+        return Report(rows: rows, tokens: tensor.tokens, chunkTokens: chunkTokens, rawBytes: Int(rawBytes), threads: threads)
     }
 }

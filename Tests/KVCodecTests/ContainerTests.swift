@@ -64,6 +64,25 @@ import TestSupport
         #expect(throws: CodecError.self) { try ContextFile.decode(Array(file.prefix(30))) }
     }
 
+    /// Threads change the speed, never the bytes: chunks keep their order and every error is the
+    /// one of the first failing chunk.
+    @Test func contextFilesCodeTheSameOnAnyNumberOfThreads() throws {
+        let ctx = try TestSupport.realContext()
+        for level: UInt8 in [0, 2] {
+            let one = try ContextFile.encode(ctx, level: level, chunkTokens: 16)
+            for threads in [2, 3, 64] {
+                #expect(try ContextFile.encode(ctx, level: level, chunkTokens: 16, threads: threads) == one, "level \(level), \(threads) threads")
+                #expect(try ContextFile.decode(one, threads: threads) == ContextFile.decode(one), "level \(level), \(threads) threads")
+            }
+        }
+        var damaged = try ContextFile.encode(ctx, level: 0, chunkTokens: 16)
+        damaged[damaged.count - 5] ^= 1 // inside the last chunk's payload
+        #expect(throws: CodecError.corrupt("checksum mismatch")) { try ContextFile.decode(damaged, threads: 4) }
+        #expect(try Parallel.map(7, threads: 3) { $0 * $0 } == [0, 1, 4, 9, 16, 25, 36])
+        struct Boom: Error, Equatable { let i: Int }
+        #expect(throws: Boom(i: 2)) { try Parallel.map(9, threads: 4) { i -> Int in if i == 2 || i == 5 { throw Boom(i: i) }; return i } }
+    }
+
     @Test func levelListsParseOrSayWhatIsWrong() throws {
         #expect(try CodecLevel.parseList("0,2,4") == [0, 2, 4])
         #expect(try CodecLevel.parseList(" 1, 3") == [1, 3])

@@ -9,7 +9,9 @@ public enum ContextFile {
     public static let version: UInt16 = 2
     static let maxMetadataBytes = 1 << 16
 
-    public static func encode(_ context: KVContext, level: UInt8, chunkTokens: Int = 256, model: CodecProfile? = nil) throws -> [UInt8] {
+    /// Chunks are encoded on up to `threads` threads (the bytes do not depend on it).
+    public static func encode(_ context: KVContext, level: UInt8, chunkTokens: Int = 256, model: CodecProfile? = nil,
+                              threads: Int = 1) throws -> [UInt8] {
         guard chunkTokens > 0, chunkTokens <= ChunkContainer.maxTokens else {
             throw CodecError.limit("chunk size \(chunkTokens) outside 1...\(ChunkContainer.maxTokens)")
         }
@@ -29,15 +31,19 @@ public enum ContextFile {
         w.append(XXHash64.hash(w.bytes))
         let starts = Array(stride(from: 0, to: context.tokens.count, by: chunkTokens))
         w.append(UInt32(starts.count))
-        for s in starts {
-            let chunk = try ChunkContainer.encode(context.kv.slice(tokens: s..<min(s + chunkTokens, context.tokens.count)), level: level, model: model)
+        let chunks = try Parallel.map(starts.count, threads: threads) { i in
+            try ChunkContainer.encode(context.kv.slice(tokens: starts[i]..<min(starts[i] + chunkTokens, context.tokens.count)),
+                                      level: level, model: model)
+        }
+        for chunk in chunks {
             w.append(UInt64(chunk.count))
             w.append(chunk)
         }
         return w.bytes
     }
 
-    public static func decode(_ bytes: [UInt8]) throws -> KVContext {
+    /// Chunks are decoded on up to `threads` threads.
+    public static func decode(_ bytes: [UInt8], threads: Int = 1) throws -> KVContext {
         try bytes.withUnsafeBytes { raw in
             var r = ByteReader(raw)
             guard r.remaining >= 20 else { throw CodecError.truncated("\(raw.count) bytes, a .kvc header needs 20") }
@@ -70,18 +76,22 @@ public enum ContextFile {
             guard chunkCount == (tokenCount + chunkTokens - 1) / chunkTokens else {
                 throw CodecError.corrupt("\(chunkCount) chunks for \(tokenCount) tokens of \(chunkTokens)")
             }
-            var parts: [KVTensor] = []
+            // Every chunk's bounds first, then the chunks decoded in parallel.
+            var slices: [UnsafeRawBufferPointer] = []
             for i in 0..<chunkCount {
                 guard r.remaining >= 8 else { throw CodecError.truncated("chunk \(i) length missing") }
                 let length: UInt64 = r.read()
                 guard length <= UInt64(r.remaining) else { throw CodecError.truncated("chunk \(i) declares \(length) bytes, \(r.remaining) left") }
-                let part = try ChunkContainer.decode(r.slice(Int(length)))
+                slices.append(r.slice(Int(length)))
+            }
+            guard r.remaining == 0 else { throw CodecError.corrupt("\(r.remaining) trailing bytes") }
+            let parts = try Parallel.map(chunkCount, threads: threads) { i in
+                let part = try ChunkContainer.decode(slices[i])
                 guard part.tokens == min(chunkTokens, tokenCount - i * chunkTokens) else {
                     throw CodecError.corrupt("chunk \(i) holds \(part.tokens) tokens")
                 }
-                parts.append(part)
+                return part
             }
-            guard r.remaining == 0 else { throw CodecError.corrupt("\(r.remaining) trailing bytes") }
             guard !parts.isEmpty else { throw CodecError.corrupt("no chunks") }
             do { return try KVContext(kv: KVTensor.concatenate(parts), tokens: tokens, metadata: metadata) }
             catch { throw CodecError.corrupt("\(error)") }

@@ -70,3 +70,15 @@ enum TokenQuery {
 func parseLevels(_ text: String) throws -> [UInt8] {
     do { return try CodecLevel.parseList(text) } catch let e as CodecLevel.ListError { throw ValidationError(e.description) }
 }
+
+/// `--threads`: how many threads code chunks (they are independent), the cores available by default.
+struct ThreadsOption: ParsableArguments {
+    @Option(help: "Threads that encode or decode chunks (default: the cores available).")
+    var threads: Int?
+
+    var count: Int { threads ?? Parallel.defaultThreads }
+
+    func validate() throws {
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be in 1...1024") }
+    }
+}

@@ -3,7 +3,7 @@ import KVBench
 import KVCodec
 import KVTensor
 
-/// Size and single-core speed of each level against zstd -3, in the same run.
+/// Size and speed of each level against zstd -3, in the same run, at each thread count asked.
 struct BenchCodec: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "codec",
@@ -24,10 +24,20 @@ struct BenchCodec: ParsableCommand {
     @Option(help: "Codec profile file of the model (default: derived from the KV, as kvstore encode does).")
     var profile: String?
 
+    @Option(help: "Thread counts to measure, e.g. 1,2 (each thread codes whole chunks).")
+    var threads = "1"
+
     func run() throws {
         let ctx = try Safetensors.readContext(context)
         let model = try codecProfile(file: profile, for: ctx, model: nil)
-        let report = try CodecBenchmark.run(tensor: ctx.kv, chunkTokens: chunkTokens, levels: parseLevels(levels), minSeconds: seconds, model: model)
-        print(report.table)
+        let counts = threads.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !counts.isEmpty, counts.allSatisfy({ (1...1024).contains($0) }) else {
+            throw ValidationError("--threads \(threads) is not a list of thread counts in 1...1024")
+        }
+        for n in counts {
+            let report = try CodecBenchmark.run(tensor: ctx.kv, chunkTokens: chunkTokens, levels: parseLevels(levels),
+                                                minSeconds: seconds, model: model, threads: n)
+            print(report.table)
+        }
     }
 }
