@@ -106,8 +106,10 @@ public final class Sidecar: Sendable {
     public func handle(route: String, body: [UInt8]) async throws -> Forwarded {
         metrics.countRequest(route: route)
         var trace = Trace(route: route)
-        guard var request = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
-            throw SidecarError.engine("the request body is not a JSON object")
+        var request: [String: Any]
+        do { request = try Self.requestObject(body) } catch {
+            metrics.countRejected()
+            throw error
         }
 
         // Tokens of the prompt, by the engine's own tokenizer and template.
@@ -149,7 +151,8 @@ public final class Sidecar: Sendable {
         let forwardBody: [UInt8]
         do { forwardBody = Array(try JSONSerialization.data(withJSONObject: request)) } catch {
             await slots.release(slot, holding: nil)
-            throw error
+            metrics.countRejected()
+            throw SidecarError.request("the request cannot be re-encoded as JSON (\(error))")
         }
 
         let (stream, sink) = AsyncThrowingStream<ByteBuffer, Error>.makeStream()
@@ -248,6 +251,55 @@ public final class Sidecar: Sendable {
 }
 
 extension Sidecar {
+    /// The request body as a JSON object, or a `.request` error saying what it is instead. Checked
+    /// before llama-server is called: a body the sidecar cannot read is the client's error (400).
+    public static func requestObject(_ body: [UInt8]) throws -> [String: Any] {
+        guard !body.isEmpty else { throw SidecarError.request("the request body is empty; a JSON object is expected") }
+        // JSON between systems is UTF-8 (RFC 8259); the parser would also take UTF-16 or UTF-32,
+        // whose NUL bytes give them away (a NUL is never valid JSON text).
+        guard String(validating: body, as: UTF8.self) != nil, !body.contains(0) else {
+            throw SidecarError.request("the request body is not valid UTF-8; a JSON object is expected")
+        }
+        guard Self.nestingDepth(body) <= Self.maxNesting else {
+            throw SidecarError.request("the request body nests arrays or objects deeper than \(Self.maxNesting) levels")
+        }
+        let parsed: Any
+        do { parsed = try JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed]) } catch {
+            throw SidecarError.request("the request body is not valid JSON (\(body.count) bytes); a JSON object is expected")
+        }
+        guard let object = parsed as? [String: Any] else {
+            let kind = parsed is [Any] ? "an array" : parsed is NSNull ? "null" : parsed is String ? "a string" : "a number or boolean"
+            throw SidecarError.request("the request body is \(kind), not a JSON object")
+        }
+        // A number the parser took but JSON cannot carry (an overflow to infinity) could not be forwarded.
+        guard JSONSerialization.isValidJSONObject(object) else {
+            throw SidecarError.request("the request body holds a value that cannot be forwarded as JSON (a number out of range?)")
+        }
+        return object
+    }
+
+    /// Deeper than any completion request needs; checked before parsing so that a hostile body
+    /// cannot exhaust a recursive parser's stack.
+    static let maxNesting = 256
+
+    /// The deepest nesting of arrays and objects in JSON text, brackets inside strings not counted.
+    static func nestingDepth(_ body: [UInt8]) -> Int {
+        var depth = 0, deepest = 0, inString = false, escaped = false
+        for b in body {
+            if inString {
+                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch b {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"): depth += 1; deepest = max(deepest, depth)
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
+        return deepest
+    }
+
     /// Why a saved slot cannot give the prompt's first `whole` tokens, or nil when it can. A slot
     /// that holds fewer tokens (the engine stopped early, e.g. a cancelled request) and one that
     /// holds others (the slot was reused) call for different fixes, so they are told apart.

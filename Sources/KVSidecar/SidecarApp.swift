@@ -30,8 +30,11 @@ extension Sidecar {
         do {
             forwarded = try await handle(route: route, body: Array(buffer: body))
         } catch {
-            let message = try JSONSerialization.data(withJSONObject: ["error": ["message": "\(error)", "type": "kvstore_sidecar"]])
-            return Response(status: .badGateway, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: message)))
+            // The client's own mistake is 400 (OpenAI's error type for it); anything else went wrong upstream.
+            let bad = if case SidecarError.request = error { true } else { false }
+            let message = try JSONSerialization.data(withJSONObject: ["error": ["message": "\(error)", "type": bad ? "invalid_request_error" : "kvstore_sidecar"]])
+            return Response(status: bad ? .badRequest : .badGateway, headers: [.contentType: "application/json"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: message)))
         }
         var headers: HTTPFields = [:]
         if !forwarded.contentType.isEmpty { headers[.contentType] = forwarded.contentType }

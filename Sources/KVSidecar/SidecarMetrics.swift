@@ -9,6 +9,7 @@ public final class SidecarMetrics: Sendable {
     struct State {
         var requests: [String: Int] = [:]       // route
         var fallbacks: [String: Int] = [:]      // reason
+        var rejected = 0                        // requests answered 400 before llama-server was called
         var stepSeconds: [String: Double] = [:]
         var stepCount: [String: Int] = [:]
         var promptTokens = 0
@@ -21,6 +22,7 @@ public final class SidecarMetrics: Sendable {
     public init() {}
 
     func countRequest(route: String) { state.withLock { $0.requests[route, default: 0] += 1 } }
+    func countRejected() { state.withLock { $0.rejected += 1 } }
     func countFallback(_ reason: String) { state.withLock { $0.fallbacks[reason, default: 0] += 1 } }
     func observe(_ step: String, seconds: Double) {
         state.withLock { $0.stepSeconds[step, default: 0] += seconds; $0.stepCount[step, default: 0] += 1 }
@@ -31,6 +33,7 @@ public final class SidecarMetrics: Sendable {
 
     /// Fallbacks so far by reason (tests read it).
     public var fallbacks: [String: Int] { state.withLock { $0.fallbacks } }
+    public var rejected: Int { state.withLock { $0.rejected } }
     public var restoredTokens: Int { state.withLock { $0.restoredTokens } }
     public var storedTokens: Int { state.withLock { $0.storedTokens } }
 
@@ -39,6 +42,8 @@ public final class SidecarMetrics: Sendable {
         var out = ""
         out += "# TYPE kvstore_sidecar_requests_total counter\n"
         for (route, n) in s.requests.sorted(by: { $0.key < $1.key }) { out += "kvstore_sidecar_requests_total{route=\"\(route)\"} \(n)\n" }
+        out += "# TYPE kvstore_sidecar_rejected_total counter\n"
+        out += "kvstore_sidecar_rejected_total \(s.rejected)\n"
         out += "# TYPE kvstore_sidecar_fallbacks_total counter\n"
         for (reason, n) in s.fallbacks.sorted(by: { $0.key < $1.key }) { out += "kvstore_sidecar_fallbacks_total{reason=\"\(reason)\"} \(n)\n" }
         out += "# TYPE kvstore_sidecar_step_seconds summary\n"
