@@ -130,7 +130,12 @@ public final class Sidecar: Sendable {
                 }
             } catch { fallback("lookup", error, &trace) }
         }
-        let slot = await slots.acquire(for: prompt)
+        let slot: Int
+        do { slot = try await slots.acquire(for: prompt) } catch {
+            clientGone(&trace, "waiting for a slot")
+            logger.info("\(trace.line)")
+            throw error
+        }
         trace.slot = slot
         var releaseHolding: [Int32]? = prompt
         do {
@@ -144,6 +149,13 @@ public final class Sidecar: Sendable {
         } catch {
             fallback("restore", error, &trace)
             releaseHolding = nil
+        }
+
+        if Task.isCancelled {
+            await slots.release(slot, holding: nil)
+            clientGone(&trace, "before forwarding")
+            logger.info("\(trace.line)")
+            throw CancellationError()
         }
 
         request["id_slot"] = slot
@@ -162,11 +174,14 @@ public final class Sidecar: Sendable {
         let traceBefore = trace, holding = releaseHolding
         // The first byte follows the prefill closely when it is streamed or little is generated.
         let promptFollows = request["stream"] as? Bool == true || ((request["n_predict"] ?? request["max_tokens"]) as? Int).map { $0 <= 4 } == true
-        Task {
+        // The completion is never sent twice (llama-server may have started on it).
+        var exchange = engine.exchange
+        exchange.retryUnanswered = false
+        let forward = Task {
             var trace = traceBefore
             var firstByte: Double?
             do {
-                try await engine.exchange.send(method: .POST, path: route, contentType: "application/json", body: forwardBody,
+                try await exchange.send(method: .POST, path: route, contentType: "application/json", body: forwardBody,
                                                onHead: { status, type in head.resolve(.success((status, type))) },
                                                onBody: { piece in
                                                    if firstByte == nil { firstByte = (ContinuousClock.now - sent).seconds }
@@ -184,11 +199,32 @@ public final class Sidecar: Sendable {
             metrics.observe("first_byte", seconds: firstByte ?? total)
             if let firstByte, promptFollows { prefillCost.record(tokens: prompt.count - storedCount, seconds: firstByte) }
             metrics.observe("response", seconds: total)
-            await self.afterResponse(prompt: prompt, stored: storedCount, slot: slot, holding: holding, trace: &trace)
+            if Task.isCancelled {
+                // The client went away and the upstream connection was closed, which makes llama-server
+                // stop the task: the slot holds an unfinished prompt, nothing to save.
+                await slots.release(slot, holding: nil)
+                clientGone(&trace, "during the response")
+            } else {
+                await self.afterResponse(prompt: prompt, stored: storedCount, slot: slot, holding: holding, trace: &trace)
+            }
             logger.info("\(trace.line)")
         }
-        let (status, type) = try await head.value()
+        // A client that hangs up cancels its request: while the head is awaited (the prefill), or
+        // while the body streams (the response writer stops reading it).
+        sink.onTermination = { if case .cancelled = $0 { forward.cancel() } }
+        let (status, type) = try await withTaskCancellationHandler {
+            try await head.value()
+        } onCancel: {
+            forward.cancel()
+            head.resolve(.failure(CancellationError()))
+        }
         return Forwarded(status: status, contentType: type, restoredTokens: storedCount, body: stream)
+    }
+
+    /// Notes a request whose client went away before it was answered.
+    func clientGone(_ trace: inout Trace, _ when: String) {
+        metrics.countCancelled()
+        trace.notes.append("client went away \(when)")
     }
 
     func promptTokens(route: String, request: [String: Any]) async throws -> [Int32]? {

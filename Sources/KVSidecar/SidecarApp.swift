@@ -24,11 +24,20 @@ extension Sidecar {
     }
 
     func respond(route: String, request: Request) async throws -> Response {
-        var request = request
-        let body = try await request.collectBody(upTo: 64 << 20)
+        // A client that hangs up cancels its request (`handle` then closes the upstream connection,
+        // which makes llama-server stop the task, and frees the slot), rather than leaving a slot
+        // busy with a prefill nobody will read (issue 27 F9).
+        try await request.body.consumeWithCancellationOnInboundClose { body in
+            try await respond(route: route, body: try await body.collect(upTo: 64 << 20))
+        }
+    }
+
+    func respond(route: String, body: ByteBuffer) async throws -> Response {
         let forwarded: Forwarded
         do {
             forwarded = try await handle(route: route, body: Array(buffer: body))
+        } catch is CancellationError {
+            throw CancellationError()
         } catch {
             // The client's own mistake is 400 (OpenAI's error type for it); anything else went wrong upstream.
             let bad = if case SidecarError.request = error { true } else { false }
