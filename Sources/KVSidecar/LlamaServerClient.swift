@@ -66,6 +66,7 @@ public enum SidecarError: Error, CustomStringConvertible {
     case store(String)
     case config(String)
     case request(String)
+    case notReady(String)
 
     public var description: String {
         switch self {
@@ -73,6 +74,7 @@ public enum SidecarError: Error, CustomStringConvertible {
         case .store(let s): "store: \(s)"
         case .config(let s): s
         case .request(let s): "bad request: \(s)"
+        case .notReady(let s): "not ready, waiting for llama-server: \(s)"
         }
     }
 }

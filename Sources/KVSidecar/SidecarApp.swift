@@ -17,8 +17,12 @@ extension Sidecar {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render())))
         }
+        // Ready once llama-server answered the sidecar's probe; 503 with the reason until then.
         router.get("/healthz") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status":"ok"}"#)))
+            let body: [String: Any] = if let info = self.ready { ["status": "ok", "model": info.model.identity] }
+                else { ["status": "waiting for llama-server", "detail": self.waitingReason ?? ""] }
+            return Response(status: self.ready == nil ? .serviceUnavailable : .ok, headers: [.contentType: "application/json"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: body))))
         }
         return router
     }
@@ -39,11 +43,17 @@ extension Sidecar {
         } catch is CancellationError {
             throw CancellationError()
         } catch {
-            // The client's own mistake is 400 (OpenAI's error type for it); anything else went wrong upstream.
-            let bad = if case SidecarError.request = error { true } else { false }
-            let message = try JSONSerialization.data(withJSONObject: ["error": ["message": "\(error)", "type": bad ? "invalid_request_error" : "kvstore_sidecar"]])
-            return Response(status: bad ? .badRequest : .badGateway, headers: [.contentType: "application/json"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: message)))
+            // The client's own mistake is 400 (OpenAI's error type for it); 503 while llama-server is
+            // not there (as llama-server answers while it loads); anything else went wrong upstream.
+            let (status, type): (HTTPResponse.Status, String) = switch error {
+            case SidecarError.request: (.badRequest, "invalid_request_error")
+            case SidecarError.notReady: (.serviceUnavailable, "unavailable_error")
+            default: (.badGateway, "kvstore_sidecar")
+            }
+            let message = try JSONSerialization.data(withJSONObject: ["error": ["message": "\(error)", "type": type]])
+            var headers: HTTPFields = [.contentType: "application/json"]
+            if status == .serviceUnavailable { headers[.retryAfter] = "1" }
+            return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: message)))
         }
         var headers: HTTPFields = [:]
         if !forwarded.contentType.isEmpty { headers[.contentType] = forwarded.contentType }

@@ -10,6 +10,8 @@ public final class SidecarMetrics: Sendable {
         var requests: [String: Int] = [:]       // route
         var fallbacks: [String: Int] = [:]      // reason
         var rejected = 0                        // requests answered 400 before llama-server was called
+        var notReady = 0                        // requests answered 503 while waiting for llama-server
+        var engineReady = false
         var cancelled = 0                       // requests whose client went away before the answer ended
         var stepSeconds: [String: Double] = [:]
         var stepCount: [String: Int] = [:]
@@ -24,6 +26,8 @@ public final class SidecarMetrics: Sendable {
 
     func countRequest(route: String) { state.withLock { $0.requests[route, default: 0] += 1 } }
     func countRejected() { state.withLock { $0.rejected += 1 } }
+    func countNotReady() { state.withLock { $0.notReady += 1 } }
+    func setEngineReady(_ ready: Bool) { state.withLock { $0.engineReady = ready } }
     func countCancelled() { state.withLock { $0.cancelled += 1 } }
     func countFallback(_ reason: String) { state.withLock { $0.fallbacks[reason, default: 0] += 1 } }
     func observe(_ step: String, seconds: Double) {
@@ -47,6 +51,10 @@ public final class SidecarMetrics: Sendable {
         for (route, n) in s.requests.sorted(by: { $0.key < $1.key }) { out += "kvstore_sidecar_requests_total{route=\"\(route)\"} \(n)\n" }
         out += "# TYPE kvstore_sidecar_rejected_total counter\n"
         out += "kvstore_sidecar_rejected_total \(s.rejected)\n"
+        out += "# TYPE kvstore_sidecar_engine_ready gauge\n"
+        out += "kvstore_sidecar_engine_ready \(s.engineReady ? 1 : 0)\n"
+        out += "# TYPE kvstore_sidecar_not_ready_total counter\n"
+        out += "kvstore_sidecar_not_ready_total \(s.notReady)\n"
         out += "# TYPE kvstore_sidecar_cancelled_total counter\n"
         out += "kvstore_sidecar_cancelled_total \(s.cancelled)\n"
         out += "# TYPE kvstore_sidecar_fallbacks_total counter\n"

@@ -60,13 +60,17 @@ struct SidecarCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "kvstore.sidecar")
         logger.logLevel = .info
-        let sidecar = try await Sidecar.start(engineURL: llamaServer, slotSavePath: slotSavePath, source: source,
-                                              modelPath: model, chunkTokens: storeOptions.chunkTokens ?? 256,
-                                              prefillCost: PrefillCost(fixedSecondsPerToken: prefillMsPerToken.map { $0 / 1000 }), logger: logger)
+        // Listening starts at once: llama-server may still be loading (or not started yet, as when
+        // a service manager starts both); /healthz says 503 until it answers the sidecar's probe.
+        let sidecar = try Sidecar(engineURL: llamaServer, slotSavePath: slotSavePath, source: source,
+                                  modelPath: model, chunkTokens: storeOptions.chunkTokens ?? 256,
+                                  prefillCost: PrefillCost(fixedSecondsPerToken: prefillMsPerToken.map { $0 / 1000 }), logger: logger)
+        let supervisor = Task { await sidecar.superviseEngine() }
+        defer { supervisor.cancel() }
         let portFile = portFile, url = llamaServer
         let app = sidecar.application(host: host, port: port) { bound in
             if let portFile { try? FileIO.writeAtomically([Array("\(bound)\n".utf8)], to: portFile, tempDirectory: FileIO.directoryOf(portFile)) }
-            FileHandle.standardOutput.write(Data("kvstore sidecar for \(url) (\(sidecar.model.identity), \(sidecar.layout)) on http://\(host):\(bound)\n".utf8))
+            FileHandle.standardOutput.write(Data("kvstore sidecar for \(url) on http://\(host):\(bound) (ready once llama-server answers: GET /healthz)\n".utf8))
         }
         try await app.runService()
     }
