@@ -17,6 +17,8 @@ public final class Sidecar: Sendable {
     public let chunkTokens: Int
     public let metrics = SidecarMetrics()
     public let prefillCost: PrefillCost
+    /// Threads for decoding a prefix's chunks and building its slot file.
+    public let threads: Int
     /// The GGUF llama-server loaded, when the operator names it (else the path its /props reports).
     let modelPath: String?
     let engineState: Mutex<EngineState>
@@ -43,7 +45,10 @@ public final class Sidecar: Sendable {
     /// A sidecar that has not yet seen llama-server: `probe()` or `superviseEngine()` make it ready.
     public init(engineURL: String, slotSavePath: String, source: PrefixSource, modelPath: String? = nil,
                 chunkTokens: Int = 256, prefillCost: PrefillCost = PrefillCost(),
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount,
                 logger: Logger = Logger(label: "kvstore.sidecar")) throws {
+        guard threads > 0 else { throw SidecarError.config("threads must be positive") }
+        self.threads = threads
         engine = try LlamaServerClient(url: engineURL)
         let chunk = source.chunkTokens ?? chunkTokens
         guard chunk > 0 else { throw SidecarError.config("chunk size must be positive") }
@@ -59,9 +64,10 @@ public final class Sidecar: Sendable {
     /// A sidecar ready for requests: fails when llama-server does not answer its probe.
     public static func start(engineURL: String, slotSavePath: String, source: PrefixSource, modelPath: String? = nil,
                              chunkTokens: Int = 256, prefillCost: PrefillCost = PrefillCost(),
+                             threads: Int = ProcessInfo.processInfo.activeProcessorCount,
                              logger: Logger = Logger(label: "kvstore.sidecar")) async throws -> Sidecar {
         let sidecar = try Sidecar(engineURL: engineURL, slotSavePath: slotSavePath, source: source, modelPath: modelPath,
-                                  chunkTokens: chunkTokens, prefillCost: prefillCost, logger: logger)
+                                  chunkTokens: chunkTokens, prefillCost: prefillCost, threads: threads, logger: logger)
         _ = try await sidecar.probe()
         return sidecar
     }
@@ -226,12 +232,13 @@ public final class Sidecar: Sendable {
         metrics.addTokens(prompt: prompt.count)
 
         // The stored prefix, leaving at least one prompt token for the engine to evaluate.
-        var stored: KVContext?
+        var stored: PrefixSource.StoredPrefix?
         if prompt.count > 1 {
             do {
-                stored = try await step("lookup", &trace) {
-                    try await source.fetch(Array(prompt.dropLast()), model: model, recomputeSecondsPerToken: prefillCost.secondsPerToken).context
+                let found = try await step("lookup", &trace) {
+                    try await source.lookup(Array(prompt.dropLast()), model: model, recomputeSecondsPerToken: prefillCost.secondsPerToken)
                 }
+                if let found { stored = try await step("decode", &trace) { try await source.decode(found, threads: threads) } }
             } catch { fallback("lookup", error, &trace) }
         }
         let slot: Int
@@ -342,13 +349,14 @@ public final class Sidecar: Sendable {
         return nil   // several prompts or multimodal input: forwarded as they are
     }
 
-    /// Writes `context` as a slot file into llama-server's slot directory and restores it into `slot`.
-    func restore(_ context: KVContext, slot: Int, layout: LlamaEngineLayout, trace: inout Trace) async throws {
+    /// Writes `prefix` as a slot file into llama-server's slot directory (built straight from its
+    /// chunks, in one buffer) and restores it into `slot`.
+    func restore(_ context: PrefixSource.StoredPrefix, slot: Int, layout: LlamaEngineLayout, trace: inout Trace) async throws {
         let name = "kvstore-restore-\(slot).bin"
         let path = slotSavePath + "/" + name
         try await step("slot_write", &trace) {
-            let file = try LlamaSlotFile(context: context, layout: layout)
-            try FileIO.writeAtomically([file.encoded()], to: path, tempDirectory: slotSavePath, sync: false)
+            let bytes = try LlamaSlotFile.encoded(tokens: context.tokens, parts: context.parts, layout: layout, threads: threads)
+            try FileIO.writeAtomically([bytes], to: path, tempDirectory: slotSavePath, sync: false)
         }
         defer { try? FileManager.default.removeItem(atPath: path) }
         let reply = try await step("restore", &trace) { try await engine.slotAction("restore", slot: slot, filename: name) }

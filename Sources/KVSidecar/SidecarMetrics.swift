@@ -4,7 +4,7 @@ import Synchronization
 /// The sidecar's counters and per-step times, rendered in Prometheus text format at `/metrics`.
 public final class SidecarMetrics: Sendable {
     /// Steps of a request, in the order they run.
-    public static let steps = ["tokenize", "lookup", "slot_write", "restore", "first_byte", "response", "save", "store"]
+    public static let steps = ["tokenize", "lookup", "decode", "slot_write", "restore", "first_byte", "response", "save", "store"]
 
     struct State {
         var requests: [String: Int] = [:]       // route

@@ -38,6 +38,9 @@ struct SidecarCommand: AsyncParsableCommand {
     @Option(help: "Compression levels new chunks are stored at.")
     var levels = CodecLevel.storedByDefaultText
 
+    @Option(help: "Threads for decoding a stored prefix's chunks and writing its slot file (default: the cores available).")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
     @Option(help: "Write the bound port to this file once listening.")
     var portFile: String?
 
@@ -48,6 +51,7 @@ struct SidecarCommand: AsyncParsableCommand {
             throw ValidationError("--listen \(listen) is not HOST:PORT")
         }
         let host = String(listen[..<colon])
+        guard threads > 0 else { throw ValidationError("--threads \(threads) must be positive") }
         if let p = prefillMsPerToken, !(p > 0 && p <= 60_000) { throw ValidationError("--prefill-ms-per-token \(p) is not in (0, 60000]") }
         let levelList: [UInt8]
         do { levelList = try CodecLevel.parseList(levels) } catch { throw ValidationError("--levels: \(error)") }
@@ -64,7 +68,8 @@ struct SidecarCommand: AsyncParsableCommand {
         // a service manager starts both); /healthz says 503 until it answers the sidecar's probe.
         let sidecar = try Sidecar(engineURL: llamaServer, slotSavePath: slotSavePath, source: source,
                                   modelPath: model, chunkTokens: storeOptions.chunkTokens ?? 256,
-                                  prefillCost: PrefillCost(fixedSecondsPerToken: prefillMsPerToken.map { $0 / 1000 }), logger: logger)
+                                  prefillCost: PrefillCost(fixedSecondsPerToken: prefillMsPerToken.map { $0 / 1000 }),
+                                  threads: threads, logger: logger)
         let supervisor = Task { await sidecar.superviseEngine() }
         defer { supervisor.cancel() }
         let portFile = portFile, url = llamaServer
