@@ -162,6 +162,16 @@ def main():
                     raise SystemExit("sidecar did not start: " + (tmp / f"sidecar-{mode}.log").read_text()[-2000:])
                 time.sleep(0.1)
             side_url = f"http://127.0.0.1:{portfile.read_text().strip()}"
+            # The sidecar listens at once and is ready when it has probed llama-server.
+            while True:
+                try:
+                    if urllib.request.urlopen(side_url + "/healthz").status == 200:
+                        break
+                except urllib.error.URLError:
+                    pass
+                if sp.poll() is not None or time.time() > end:
+                    raise SystemExit("sidecar never ready: " + (tmp / f"sidecar-{mode}.log").read_text()[-2000:])
+                time.sleep(0.1)
 
             def metric(key):
                 m = urllib.request.urlopen(side_url + "/metrics").read().decode()

@@ -60,17 +60,22 @@ public struct LlamaServerClient: Sendable {
     }
 }
 
-/// Errors of the sidecar's own steps; none of them fails a request (it falls back to prefill).
+/// Errors of the sidecar's own steps; none of them fails a request (it falls back to prefill),
+/// except `.request`: a request the sidecar cannot read, answered 400 before llama-server is called.
 public enum SidecarError: Error, CustomStringConvertible {
     case engine(String)
     case store(String)
     case config(String)
+    case request(String)
+    case notReady(String)
 
     public var description: String {
         switch self {
         case .engine(let s): "llama-server: \(s)"
         case .store(let s): "store: \(s)"
         case .config(let s): s
+        case .request(let s): "bad request: \(s)"
+        case .notReady(let s): "not ready, waiting for llama-server: \(s)"
         }
     }
 }

@@ -12,32 +12,80 @@ public enum PrefixSource: Sendable {
     case embedded(ChunkStore, levels: [UInt8])
     case remote(StreamClient, sloMs: Double, levels: [UInt8])
 
-    /// What a fetch delivered: the KV of `tokens[0..<count]` (nil on a miss) and how.
-    struct Fetched {
-        var context: KVContext?
-        var detail: String
+    /// A stored prefix found by `lookup`: the KV of `tokens`, still encoded (the embedded store's
+    /// chunk containers) or already decoded (a remote stream decodes as it downloads).
+    public struct Found: Sendable {
+        public enum Parts: Sendable {
+            case encoded([[UInt8]], tokens: [Int], namespace: Namespace)
+            case decoded([KVTensor])
+        }
+        public var tokens: [Int32]
+        public var parts: Parts
+        public var detail: String
     }
 
-    /// The longest stored prefix of `tokens`, as an F16 context of `model`. A remote store is told
-    /// the engine's prefill cost, when known, for its choice between late chunks and recompute.
-    func fetch(_ tokens: [Int32], model: GGUFModel, recomputeSecondsPerToken: Double? = nil) async throws -> Fetched {
+    /// The KV of a stored prefix as the chunks' tensors in order (joined only in the slot file).
+    public struct StoredPrefix: Sendable {
+        public var tokens: [Int32]
+        public var parts: [KVTensor]
+    }
+
+    /// The longest stored prefix of `tokens` (nil on a miss). A remote store is told the engine's
+    /// prefill cost, when known, for its choice between late chunks and recompute.
+    public func lookup(_ tokens: [Int32], model: GGUFModel, recomputeSecondsPerToken: Double? = nil) async throws -> Found? {
         switch self {
         case .embedded(let store, _):
             let ns = Namespace(model: model.identity, dtype: .f16, shape: model.kvShape, chunkTokens: store.chunkTokens)
-            guard let (ctx, match) = try store.get(tokens, namespace: ns) else { return Fetched(context: nil, detail: "miss") }
-            return Fetched(context: ctx, detail: "\(match.chunks.count) chunks")
+            var match = try store.lookup(tokens, namespace: ns)
+            // The chunks' stored bytes; the prefix ends before a chunk removed since the lookup.
+            var blobs: [[UInt8]] = []
+            for (i, chunk) in match.chunks.enumerated() {
+                guard let bytes = try store.chunkBytes(chunk) else {
+                    match.chunks.removeSubrange(i...)
+                    match.tokens = chunk.range.lowerBound
+                    break
+                }
+                blobs.append(bytes)
+            }
+            guard !blobs.isEmpty else { return nil }
+            store.recordAccess(match)
+            return Found(tokens: Array(tokens[0..<match.tokens]),
+                         parts: .encoded(blobs, tokens: match.chunks.map(\.range.count), namespace: ns),
+                         detail: "\(match.chunks.count) chunks")
         case .remote(let client, let sloMs, _):
             let request = StreamRequest(tokens: tokens, model: model.identity, dtype: DType.f16.rawValue, sloMs: sloMs,
                                         recomputeMsPerToken: recomputeSecondsPerToken.map { min(60_000, $0 * 1000) })
-            guard let result = try await client.stream(request) else { return Fetched(context: nil, detail: "miss") }
-            guard let kv = try result.contiguousKV() else { return Fetched(context: nil, detail: "all chunks to recompute") }
-            guard kv.shape == model.kvShape, kv.dtype == .f16 else {
+            guard let result = try await client.stream(request) else { return nil }
+            let parts = result.chunks.prefix { $0.kv != nil }.compactMap(\.kv)
+            guard !parts.isEmpty else { return nil }   // every chunk to recompute
+            for kv in parts where kv.shape != model.kvShape || kv.dtype != .f16 {
                 throw SidecarError.store("remote KV is \(kv.shape) \(kv.dtype.rawValue), the model needs \(model.kvShape) F16")
             }
             let n = result.contiguousTokens
+            guard n == parts.reduce(0, { $0 + $1.tokens }), n <= tokens.count else {
+                throw SidecarError.store("remote chunks hold \(parts.reduce(0) { $0 + $1.tokens }) tokens for a prefix of \(n)")
+            }
             let levels = result.chunks.prefix { $0.kv != nil }.map { "\($0.choice)" }
-            return Fetched(context: try KVContext(kv: kv, tokens: Array(tokens[0..<n]), metadata: ["model": model.identity]),
-                           detail: "\(levels.count) chunks, levels \(Set(levels).sorted().joined(separator: "/")), \(result.bytes) bytes")
+            return Found(tokens: Array(tokens[0..<n]), parts: .decoded(parts),
+                         detail: "\(levels.count) chunks, levels \(Set(levels).sorted().joined(separator: "/")), \(result.bytes) bytes")
+        }
+    }
+
+    /// The found prefix's tensors: encoded chunks are decoded in parallel on up to `threads`
+    /// threads (they are independent), each checked against the namespace.
+    public func decode(_ found: Found, threads: Int) async throws -> StoredPrefix {
+        switch found.parts {
+        case .decoded(let parts):
+            return StoredPrefix(tokens: found.tokens, parts: parts)
+        case .encoded(let blobs, let counts, let ns):
+            let parts = try await Parallel.map(blobs.count, threads: threads) { i in
+                let tensor = try ChunkContainer.decode(blobs[i])
+                guard tensor.tokens == counts[i], tensor.shape == ns.shape, tensor.dtype == ns.dtype else {
+                    throw StoreError.corruptBlob("chunk \(i) decodes to \(tensor.tokens) tokens of \(tensor.shape) \(tensor.dtype.rawValue)")
+                }
+                return tensor
+            }
+            return StoredPrefix(tokens: found.tokens, parts: parts)
         }
     }
 
@@ -61,5 +109,33 @@ public enum PrefixSource: Sendable {
     var chunkTokens: Int? {
         if case .embedded(let store, _) = self { return store.chunkTokens }
         return nil
+    }
+}
+
+/// Independent pieces of work spread over threads, off the caller's (cooperative) thread.
+enum Parallel {
+    /// `body(i)` for every i in 0..<count on up to `threads` threads; the results in order, or the
+    /// first error by index.
+    static func map<T: Sendable>(_ count: Int, threads: Int, _ body: @escaping @Sendable (Int) throws -> T) async throws -> [T] {
+        guard count > 0 else { return [] }
+        let workers = max(1, min(threads, count))
+        return try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global(qos: .userInitiated).async {
+                let results = ResultSlots<T>(count)
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    for i in stride(from: w, to: count, by: workers) { results.set(i, Result { try body(i) }) }
+                }
+                continuation.resume(with: Result { try results.values() })
+            }
+        }
+    }
+
+    /// One result per index, each written by one worker.
+    final class ResultSlots<T: Sendable>: @unchecked Sendable {
+        private var slots: [Result<T, Error>?]
+        private let lock = NSLock()
+        init(_ count: Int) { slots = Array(repeating: nil, count: count) }
+        func set(_ i: Int, _ r: Result<T, Error>) { lock.withLock { slots[i] = r } }
+        func values() throws -> [T] { try lock.withLock { slots }.map { try $0!.get() } }
     }
 }

@@ -128,15 +128,22 @@ import TestSupport
     }
 
     /// The commands that store do create their store: the sidecar opens (and creates) it before it
-    /// looks for its engine, so one pointed at no engine still leaves a store behind, never "no store".
-    @Test func theSidecarCreatesItsStore() throws {
+    /// looks for its engine, so one pointed at no engine leaves a store behind, never "no store",
+    /// and keeps waiting for its engine rather than exiting.
+    @Test func theSidecarCreatesItsStore() async throws {
         defer { TestSupport.removeTree(dir) }
-        let store = dir + "/sidecar-store"
-        let r = try TestSupport.run(["sidecar", "--llama-server", "http://127.0.0.1:1", "--slot-save-path", dir,
-                                     "--listen", "127.0.0.1:0", "--store", store])
-        #expect(r.status != 0)
-        #expect(!r.stderr.contains("no store at"), "\(r.stderr)")
-        #expect(FileManager.default.fileExists(atPath: store), "\(r.stderr)")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let store = dir + "/sidecar-store", portFile = dir + "/port"
+        let p = try TestSupport.start(["sidecar", "--llama-server", "http://127.0.0.1:1", "--slot-save-path", dir,
+                                       "--listen", "127.0.0.1:0", "--store", store, "--port-file", portFile])
+        defer { p.process.terminate(); p.process.waitUntilExit() }
+        let start = Date()
+        while !FileManager.default.fileExists(atPath: portFile), p.process.isRunning, Date().timeIntervalSince(start) < 300 {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(p.process.isRunning)
+        #expect(FileManager.default.fileExists(atPath: portFile))
+        #expect(FileManager.default.fileExists(atPath: store))
         let bad = try TestSupport.run(["sidecar", "--slot-save-path", dir, "--remote", "http://127.0.0.1:1", "--prefill-ms-per-token", "0"])
         #expect(bad.status != 0 && bad.stderr.contains("--prefill-ms-per-token 0.0 is not in (0, 60000]"), "\(bad.stderr)")
     }

@@ -71,8 +71,8 @@ import Testing
         #expect(first.metrics.fallbacks.isEmpty)
 
         // The stored KV is llama.cpp's own, bit for bit.
-        let own = try LlamaSlotFile.read(server.slotDirectory + "/own.bin", shape: first.model.kvShape)
-        let ns = Namespace(model: first.model.identity, dtype: .f16, shape: first.model.kvShape, chunkTokens: 64)
+        let own = try LlamaSlotFile.read(server.slotDirectory + "/own.bin", shape: first.model!.kvShape)
+        let ns = Namespace(model: first.model!.identity, dtype: .f16, shape: first.model!.kvShape, chunkTokens: 64)
         let stored = try #require(try store.get(b.map(Int32.init), namespace: ns))
         #expect(stored.context.tokens.count == 256)
         #expect(stored.context.kv == own.state.kv.slice(tokens: 0..<256))

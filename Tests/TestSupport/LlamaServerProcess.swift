@@ -11,6 +11,8 @@ public final class LlamaServerProcess: @unchecked Sendable {
     public var url: String { "http://127.0.0.1:\(port)" }
     let process: Process
     let logPath: String
+    /// Whether `stop()` removes the slot directory (not when the caller gave it).
+    let ownsSlotDirectory: Bool
 
     /// $KVSTORE_LLAMA_BIN, else the cache directory scripts/build_llama.sh builds into.
     public static var binDirectory: String {
@@ -39,20 +41,23 @@ public final class LlamaServerProcess: @unchecked Sendable {
         public init(description: String) { self.description = description }
     }
 
-    /// Starts llama-server and waits until it answers /health.
-    public init(slots: Int = 2, context: Int = 4096, flashAttention: Bool = false, extra: [String] = []) async throws {
+    /// Starts llama-server and waits until it answers /health; on `port` and with `slotDirectory`
+    /// when given (a restart of the same server), else a free port and a fresh directory.
+    public init(slots: Int = 2, context: Int = 4096, flashAttention: Bool = false, extra: [String] = [],
+                port: Int? = nil, slotDirectory: String? = nil) async throws {
         let server = Self.binDirectory + "/llama-server"
         guard FileManager.default.isExecutableFile(atPath: server) else {
             throw Failure(description: "\(server) is missing: run scripts/setup.sh (it builds llama.cpp)")
         }
         guard FileManager.default.fileExists(atPath: Self.modelPath) else { throw Failure(description: "SmolLM2 GGUF missing at \(Self.modelPath)") }
-        slotDirectory = TestSupport.scratchDirectory("llama-slots")
-        logPath = slotDirectory + ".log"
-        port = Self.freePort()
+        ownsSlotDirectory = slotDirectory == nil
+        self.slotDirectory = slotDirectory ?? TestSupport.scratchDirectory("llama-slots")
+        logPath = self.slotDirectory + ".log"
+        self.port = port ?? Self.freePort()
         process = Process()
         process.executableURL = URL(fileURLWithPath: server)
-        process.arguments = ["-m", Self.modelPath, "--host", "127.0.0.1", "--port", String(port), "-t", "1", "-tb", "1",
-                             "-np", String(slots), "-c", String(context), "--slot-save-path", slotDirectory + "/",
+        process.arguments = ["-m", Self.modelPath, "--host", "127.0.0.1", "--port", String(self.port), "-t", "1", "-tb", "1",
+                             "-np", String(slots), "-c", String(context), "--slot-save-path", self.slotDirectory + "/",
                              "--cache-ram", "0", "--no-repack", "-fa", flashAttention ? "on" : "off", "--no-webui"] + extra
         var env = ProcessInfo.processInfo.environment
         env["LD_LIBRARY_PATH"] = Self.binDirectory
@@ -98,7 +103,7 @@ public final class LlamaServerProcess: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
-        TestSupport.removeTree(slotDirectory)
+        if ownsSlotDirectory { TestSupport.removeTree(slotDirectory) }
         try? FileManager.default.removeItem(atPath: logPath)
     }
 

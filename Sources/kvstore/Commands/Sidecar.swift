@@ -39,6 +39,9 @@ struct SidecarCommand: AsyncParsableCommand {
     @Option(help: "Compression levels new chunks are stored at.")
     var levels = CodecLevel.storedByDefaultText
 
+    @Option(help: "Threads for decoding a stored prefix's chunks and writing its slot file (default: the cores available).")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
     @Option(help: "Write the bound port to this file once listening.")
     var portFile: String?
 
@@ -49,6 +52,7 @@ struct SidecarCommand: AsyncParsableCommand {
             throw ValidationError("--listen \(listen) is not HOST:PORT")
         }
         let host = String(listen[..<colon])
+        guard threads > 0 else { throw ValidationError("--threads \(threads) must be positive") }
         if let p = prefillMsPerToken, !(p > 0 && p <= 60_000) { throw ValidationError("--prefill-ms-per-token \(p) is not in (0, 60000]") }
         let levelList: [UInt8]
         do { levelList = try CodecLevel.parseList(levels) } catch { throw ValidationError("--levels: \(error)") }
@@ -61,13 +65,18 @@ struct SidecarCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "kvstore.sidecar")
         logger.logLevel = .info
-        let sidecar = try await Sidecar.start(engineURL: llamaServer, slotSavePath: slotSavePath, source: source,
-                                              modelPath: model, chunkTokens: storeOptions.chunkTokens ?? 256,
-                                              prefillCost: PrefillCost(fixedSecondsPerToken: prefillMsPerToken.map { $0 / 1000 }), logger: logger)
+        // Listening starts at once: llama-server may still be loading (or not started yet, as when
+        // a service manager starts both); /healthz says 503 until it answers the sidecar's probe.
+        let sidecar = try Sidecar(engineURL: llamaServer, slotSavePath: slotSavePath, source: source,
+                                  modelPath: model, chunkTokens: storeOptions.chunkTokens ?? 256,
+                                  prefillCost: PrefillCost(fixedSecondsPerToken: prefillMsPerToken.map { $0 / 1000 }),
+                                  threads: threads, logger: logger)
+        let supervisor = Task { await sidecar.superviseEngine() }
+        defer { supervisor.cancel() }
         let portFile = portFile, url = llamaServer
         let app = sidecar.application(host: host, port: port) { bound in
             if let portFile { try? FileIO.writeAtomically([Array("\(bound)\n".utf8)], to: portFile, tempDirectory: FileIO.directoryOf(portFile)) }
-            FileHandle.standardOutput.write(Data("kvstore sidecar for \(url) (\(sidecar.model.identity), \(sidecar.layout)) on http://\(host):\(bound)\n".utf8))
+            FileHandle.standardOutput.write(Data("kvstore sidecar for \(url) on http://\(host):\(bound) (ready once llama-server answers: GET /healthz)\n".utf8))
         }
         try await app.runService()
     }
