@@ -146,6 +146,7 @@ def main() -> int:
     ap.add_argument("--levels", default="0,1,2,3,4")
     ap.add_argument("--json")
     ap.add_argument("--profile", help="codec profile file the levels are encoded with (default: derived from the KV)")
+    ap.add_argument("--no-baselines", action="store_true", help="only the floor and the levels (to compare profiles quickly)")
     a = ap.parse_args()
     gguf = model_gguf(a.model)
     if a.oracle == "float":
@@ -155,7 +156,8 @@ def main() -> int:
                     kv_type="f32" if a.oracle == "float" else "f16")
     levels = [int(x) for x in a.levels.split(",")]
     rng = np.random.default_rng(0)
-    rows: dict[str, list[dict]] = {"floor": [], **{f"L{l}": [] for l in levels}, **{b: [] for b in BASELINES}}
+    baselines = {} if a.no_baselines else BASELINES
+    rows: dict[str, list[dict]] = {"floor": [], **{f"L{l}": [] for l in levels}, **{b: [] for b in baselines}}
     sizes: dict[str, list[float]] = {f"L{l}": [] for l in levels}
     failures = []
     print(f"model {model.identity} ({a.oracle} oracle"
@@ -184,7 +186,7 @@ def main() -> int:
 
         ref = restored(exact)
         rows["floor"].append(compare(ref, restored(ulp_noise(exact, rng)), cont))
-        for b, (f, _) in BASELINES.items():
+        for b, (f, _) in baselines.items():
             out = f(exact)
             if isinstance(out, Encoded):  # a size measured on this KV; also without its tables' cost
                 sizes.setdefault(b, []).append(exact.size * 2 / out.nbytes)  # vs fp16, whatever the cache type
@@ -223,7 +225,7 @@ def main() -> int:
         print(f"| {level} | {s['compression']:.2f}x | {s['top1']:.4f} | {s['kl']:.2e} | {s['ppl_ratio']:.4f} | "
               f"{floor['top1']:.4f} / {floor['kl']:.2e} |")
     head_dim = exact.shape[-1]
-    for b, (_, ratio) in BASELINES.items():
+    for b, (_, ratio) in baselines.items():
         s = {k: mean([x[k] for x in rows[b]]) for k in ("top1", "kl", "ppl_ratio")}
         # int8 per token: head_dim bytes + a 2-byte scale per head vector, vs 2 * head_dim.
         s["compression"] = mean(sizes[b]) if b in sizes else ratio or 2 * head_dim / (head_dim + 2)
