@@ -112,30 +112,3 @@ public enum PrefixSource: Sendable {
     }
 }
 
-/// Independent pieces of work spread over threads, off the caller's (cooperative) thread.
-enum Parallel {
-    /// `body(i)` for every i in 0..<count on up to `threads` threads; the results in order, or the
-    /// first error by index.
-    static func map<T: Sendable>(_ count: Int, threads: Int, _ body: @escaping @Sendable (Int) throws -> T) async throws -> [T] {
-        guard count > 0 else { return [] }
-        let workers = max(1, min(threads, count))
-        return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global(qos: .userInitiated).async {
-                let results = ResultSlots<T>(count)
-                DispatchQueue.concurrentPerform(iterations: workers) { w in
-                    for i in stride(from: w, to: count, by: workers) { results.set(i, Result { try body(i) }) }
-                }
-                continuation.resume(with: Result { try results.values() })
-            }
-        }
-    }
-
-    /// One result per index, each written by one worker.
-    final class ResultSlots<T: Sendable>: @unchecked Sendable {
-        private var slots: [Result<T, Error>?]
-        private let lock = NSLock()
-        init(_ count: Int) { slots = Array(repeating: nil, count: count) }
-        func set(_ i: Int, _ r: Result<T, Error>) { lock.withLock { slots[i] = r } }
-        func values() throws -> [T] { try lock.withLock { slots }.map { try $0!.get() } }
-    }
-}
