@@ -4,6 +4,7 @@ project's own codec through libkvstore_c, bit-identical to `kvstore decode` and 
 """
 from __future__ import annotations
 
+import ctypes
 import http.client
 import json
 import struct
@@ -202,6 +203,32 @@ def test_bad_llama_states_raise_codec_errors():
         kvstore.llama.kv_to_state(kv.astype(np.float32), kvstore.llama.Layout(1, True))
     with pytest.raises(kvstore.CodecError, match="cannot open /no/such/model.gguf"):
         kvstore.llama.gguf_model("/no/such/model.gguf")
+
+
+def test_llama_layouts_are_checked_before_anything_is_sized_from_them():
+    """Issue 27 F7: a stream count of 2^31-1 took 57 s and 8 GB, and -1 (wrapped by ctypes to 2^32-1)
+    130 s and 16 GB, before failing or not; every layout field is now refused at once."""
+    kv = kvstore.read_safetensors(FIXTURE_FILES["F16"]).kv
+    for count in (0, -1, 2**31 - 1, 2**32, 4097, 1.5, True, "2", None):
+        with pytest.raises(kvstore.KVStoreError, match=r"layout stream_count .* is not an integer in 1\.\.4096"):
+            kvstore.llama.kv_to_state(kv, kvstore.llama.Layout(count, True))
+    with pytest.raises(kvstore.KVStoreError, match="layout v_transposed 2 is not a bool"):
+        kvstore.llama.kv_to_state(kv, kvstore.llama.Layout(1, 2))
+    with pytest.raises(kvstore.KVStoreError, match="layout dtype 'Q8_0' is not one of"):
+        kvstore.llama.kv_to_state(kv, kvstore.llama.Layout(1, True, "Q8_0"))
+    # The library refuses the same itself, for callers other than this package.
+    a, code = kvstore.codec._kv_arguments(kv, None)
+    L, _, T, H, D = a.shape
+    for fields, message in [((2**31 - 1, 1, 1), b"layout stream count 2147483647 is outside 1...4096"),
+                            ((2**32 - 1, 1, 1), b"layout stream count 4294967295 is outside 1...4096"),
+                            ((0, 1, 1), b"layout stream count 0 is outside 1...4096"),
+                            ((1, 7, 1), b"layout v_transposed 7 is not 0 or 1")]:
+        out = ctypes.c_void_p()
+        status = kvstore._lib.lib.kvs_llama_state_encode(a.ctypes.data, a.nbytes, code, L, H, D, T, None, 0,
+                                                         ctypes.byref(kvstore._lib.LlamaLayout(*fields)), ctypes.byref(out))
+        assert status == kvstore.errors.E_ARGUMENT and message in kvstore._lib.lib.kvs_last_error()
+        assert not out.value
+    assert kvstore.llama.kv_to_state(kv, kvstore.llama.Layout(4096, False))  # the largest count still works
 
 
 def test_bad_containers_raise_codec_errors():
