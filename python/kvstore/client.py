@@ -181,7 +181,7 @@ class FrameDecoder:
                                           ctypes.byref(tensor) if self._decode else None)) == 0:
             return None
         kv = tensor_to_array(tensor.value) if tensor.value else None
-        doc = json.loads(ctypes.string_at(event.json, event.json_length)) if event.json else None
+        doc = json.loads(bytes(_lib.view(event.json, event.json_length))) if event.json else None
         return StreamEvent(kind=event.kind, index=event.index, start=event.token_start, end=event.token_end,
                            level=event.level if event.kind == EVENT_CHUNK else None, kv=kv,
                            nbytes=event.payload_bytes, json=doc)

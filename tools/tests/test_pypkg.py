@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import http.client
 import json
+import mmap
 import struct
 import sys
 import urllib.parse
@@ -229,6 +230,51 @@ def test_llama_layouts_are_checked_before_anything_is_sized_from_them():
         assert status == kvstore.errors.E_ARGUMENT and message in kvstore._lib.lib.kvs_last_error()
         assert not out.value
     assert kvstore.llama.kv_to_state(kv, kvstore.llama.Layout(4096, False))  # the largest count still works
+
+
+class _BytesAt:
+    """Stands in for the library's kvs_bytes_* functions over one region of memory, so take_bytes can
+    be tested with a result over 2 GiB without the library first building one."""
+
+    def __init__(self, address: int, length: int):
+        self.address, self.length, self.freed = address, length, False
+
+    def kvs_bytes_data(self, handle):
+        return self.address
+
+    def kvs_bytes_length(self, handle):
+        return self.length
+
+    def kvs_bytes_free(self, handle):
+        self.freed = True
+
+
+def test_results_over_2_gib_keep_every_byte(monkeypatch):
+    """Issue 27 F6: take_bytes copied with ctypes.string_at, whose size is a C int: a result over
+    2 GiB raised SystemError and one over 4 GiB came back silently truncated (kv_to_state of
+    190,000 tokens returned 85 MB). A sparse mapping stands in for the library's buffer: pages
+    never written cost no memory, so the test holds only the 2 GiB copy itself."""
+    length = (1 << 31) + 4096
+    region = mmap.mmap(-1, length)
+    region[length - 4:] = b"tail"
+    fake = _BytesAt(ctypes.addressof(ctypes.c_char.from_buffer(region)), length)
+    monkeypatch.setattr(kvstore._lib, "lib", fake)
+    out = kvstore._lib.take_bytes(1)
+    assert len(out) == length and out[-4:] == b"tail" and out[:4] == bytes(4) and fake.freed
+    del out
+
+
+def test_views_of_library_memory_past_4_gib_keep_their_length():
+    """The view take_bytes copies from, at a length that wraps a 32-bit size (no copy made here)."""
+    length = (1 << 32) + 5
+    region = mmap.mmap(-1, length)
+    region[length - 3:] = b"end"
+    view = kvstore._lib.view(ctypes.addressof(ctypes.c_char.from_buffer(region)), length)
+    assert len(view) == view.nbytes == length and bytes(view[-3:]) == b"end"
+    view.release()
+    assert kvstore._lib.view(None, 0) == b""
+    with pytest.raises(kvstore.KVStoreError, match="no address for 5 bytes"):
+        kvstore._lib.view(None, 5)
 
 
 def test_bad_containers_raise_codec_errors():
