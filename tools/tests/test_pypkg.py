@@ -392,6 +392,21 @@ def test_server_errors_raise_with_the_servers_message(server):
         kvstore.Client("ftp://x")
 
 
+def test_context_names_round_trip(tmp_path):
+    """Issue 27 F11: put(name=...) form-encoded the name, so a space arrived as '+', which the
+    server reads as a plus (RFC 3986; model ids hold '+'): "two words" was stored as "two+words"."""
+    names = ["two words", "a+b", "x&y=z", "dir/file.kv", "na\u00efve \u2603 \u540d\u524d", "100% sure", "#frag?q", " edge "]
+    source = kvstore.read_safetensors(FIXTURE_FILES["F32"])
+    store = tmp_path / "store"
+    with serve(store=store) as url:
+        client = kvstore.Client(url)
+        for i, name in enumerate(names):
+            client.put(source.kv, tokens=source.tokens + 1000 * (i + 1), model="names-test", levels=[0], name=name)
+        listing = run("ls", "--store", store).stdout.splitlines()
+    for name in names:
+        assert any(line.endswith("  " + name) for line in listing), (name, listing)
+
+
 def test_auth_errors(tmp_path):
     (tmp_path / "tokens").write_text("secret-token-of-tenant-a tenant-a\n")
     with serve("--auth-tokens", str(tmp_path / "tokens")) as url:
