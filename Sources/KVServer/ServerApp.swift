@@ -24,7 +24,7 @@ extension KVService {
     public func router() -> Router<ServeContext> {
         let router = Router(context: ServeContext.self)
         router.add(middleware: ErrorMiddleware(metrics: metrics))
-        if let tokens = config.tokens { router.add(middleware: AuthMiddleware(tokens: tokens, metricsTokens: config.metricsTokens)) }
+        router.add(middleware: CanonicalPathMiddleware())
         addRoutes(to: router)
         return router
     }

@@ -1,0 +1,66 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import KVServer
+import KVStore
+import Testing
+
+/// The real server on a loopback socket, spoken to byte by byte (`RawHTTPConnection`): request
+/// paths as sent, `Expect: 100-continue`, and clients that send a whole body before reading.
+struct WireTests {
+    static let tenantToken = ServerSecurityTests.tokenA
+    static let operatorToken = "operator-secret-0123456789"
+
+    func withLiveServer(_ configure: @escaping (inout ServerConfiguration) -> Void = { _ in },
+                        _ body: @Sendable (ServerFixture, Int) async throws -> Void) async throws {
+        let operators = try TokenTable(lines: "\(Self.operatorToken) ops\n")
+        let f = try ServerFixture(tokens: ServerSecurityTests.table) { c in
+            c.port = 0
+            c.metricsTokens = operators
+            configure(&c)
+        }
+        defer { f.cleanup() }
+        try await f.service.application().test(.live) { client in try await body(f, client.port!) }
+    }
+
+    static func head(_ method: String, _ path: String, token: String?, length: Int? = nil, _ extra: [String] = []) -> String {
+        var lines = ["\(method) \(path) HTTP/1.1", "Host: 127.0.0.1"]
+        if let token { lines.append("Authorization: Bearer \(token)") }
+        if let length { lines += ["Content-Type: application/octet-stream", "Content-Length: \(length)"] }
+        return (lines + extra).joined(separator: "\r\n") + "\r\n\r\n"
+    }
+
+    static func exchange(_ port: Int, _ request: String) async throws -> RawHTTPConnection.Response {
+        try await onThread {
+            let c = try RawHTTPConnection(port: port)
+            try c.send(request)
+            return try c.readResponse()
+        }
+    }
+
+    /// Issue 27 F1: the router matches `//metrics` and `/metrics/` to `/metrics`, while the token
+    /// check compared the path string, so tenants read every tenant's metrics there. Any spelling
+    /// but the canonical one is now refused before authentication and routing.
+    @Test func nonCanonicalPathsAreRefusedWhateverTheToken() async throws {
+        try await withLiveServer { _, port in
+            let paths = ["//metrics", "///metrics", "/metrics/", "/./metrics", "/v1/../metrics", "/%6Detrics", "/metrics%2F",
+                         "//healthz", "/healthz/", "//v1/lookup", "/v1//lookup"]
+            for path in paths {
+                for token in [nil, Self.tenantToken, Self.operatorToken] as [String?] {
+                    let r = try await Self.exchange(port, Self.head("GET", path, token: token, ["Connection: close"]))
+                    #expect(r.status == 400, "GET \(path) with \(token ?? "no token"): \(r.status)")
+                    #expect(!String(decoding: r.body, as: UTF8.self).contains("kvstore_requests_total"), "GET \(path)")
+                }
+            }
+            // The canonical paths keep their rules: metrics for operators only, health for anyone.
+            for (path, token, status) in [("/metrics", Self.tenantToken, 403), ("/metrics", nil, 403), ("/metrics", Self.operatorToken, 200),
+                                          ("/healthz", nil, 200), ("/metrics?x=1", Self.tenantToken, 403)] as [(String, String?, Int)] {
+                let r = try await Self.exchange(port, Self.head("GET", path, token: token, ["Connection: close"]))
+                #expect(r.status == status, "GET \(path) with \(token ?? "no token")")
+            }
+            // The operator's token is not a tenant's.
+            let r = try await Self.exchange(port, Self.head("POST", "/v1/lookup", token: Self.operatorToken, length: 0, ["Connection: close"]))
+            #expect(r.status == 401)
+        }
+    }
+}
