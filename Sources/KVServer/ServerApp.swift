@@ -23,7 +23,7 @@ extension KVService {
     /// The router with every route and middleware, for the server and for in-process tests.
     public func router() -> Router<ServeContext> {
         let router = Router(context: ServeContext.self)
-        router.add(middleware: ErrorMiddleware(metrics: metrics))
+        router.add(middleware: ErrorMiddleware(metrics: metrics, drainLimit: config.maxUploadBytes))
         router.add(middleware: CanonicalPathMiddleware())
         addRoutes(to: router)
         return router

@@ -63,4 +63,53 @@ struct WireTests {
             #expect(r.status == 401)
         }
     }
+
+    /// Issue 27 F10: a request refused before its body was read (from its head, or after its first
+    /// bytes) still answers a client that sends the whole body before reading: the server reads
+    /// and discards the rest. Before, after `Connection: close` it stopped reading, and the client
+    /// waited on a full TCP window until its own timeout (the send below would time out).
+    @Test func aRefusedBodySentWholeBeforeReadingGetsItsStatus() async throws {
+        try await withLiveServer { f, port in
+            let size = 64 << 20
+            let cases: [(String, String?, Int)] = [
+                ("/v1/contexts", nil, 401),                        // refused by the token check
+                ("/v1/contexts?levels=7", Self.tenantToken, 400),  // by the query
+                ("/v1/contexts", Self.tenantToken, 400),           // by the first 8 bytes (a zero header length)
+                ("/v1/lookup", Self.tenantToken, 413),             // by the query body limit, part-way
+                ("/healthz", nil, 200),                            // a route that reads no body
+            ]
+            for (path, token, status) in cases {
+                for close in [true, false] {
+                    let method = path == "/healthz" ? "GET" : "POST"
+                    let r = try await onThread {
+                        let c = try RawHTTPConnection(port: port)
+                        try c.send(Self.head(method, path, token: token, length: size, close ? ["Connection: close"] : []))
+                        try c.send([UInt8](repeating: 0, count: size))
+                        return try c.readResponse()
+                    }
+                    #expect(r.status == status, "\(method) \(path), connection close: \(close)")
+                }
+            }
+            #expect(try f.service.store.namespaces().isEmpty)
+        }
+    }
+
+    /// Past the drain bound (`maxUploadBytes`) the server resets the connection rather than read
+    /// on: the client's send fails at once instead of hanging until its timeout.
+    @Test func aRefusedBodyPastTheBoundIsReset() async throws {
+        try await withLiveServer({ $0.maxUploadBytes = 1 << 20 }) { _, port in
+            let outcome = try await onThread { () -> String in
+                let c = try RawHTTPConnection(port: port)
+                do {
+                    try c.send(Self.head("POST", "/v1/contexts", token: Self.tenantToken, length: 256 << 20, ["Connection: close"]))
+                    try c.send([UInt8](repeating: 0, count: 256 << 20))
+                } catch {
+                    return "\(error)"
+                }
+                return "sent all; status \((try? c.readResponse().status).map(String.init) ?? "none")"
+            }
+            #expect(!outcome.contains("timed out"), "\(outcome)")
+            #expect(outcome.contains("reset") || outcome.contains("Broken pipe"), "\(outcome)")
+        }
+    }
 }

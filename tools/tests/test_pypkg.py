@@ -392,6 +392,16 @@ def test_server_errors_raise_with_the_servers_message(server):
         kvstore.Client("ftp://x")
 
 
+def test_a_put_refused_from_its_head_raises_the_servers_error(server):
+    """Issue 27 F10: the client sends the whole body before it reads; the server refused the upload
+    from its query and stopped reading, so put() raised `StreamError ... timed out` after its
+    timeout instead of the server's 400. The timeout here is only a guard: the answer is immediate."""
+    client = kvstore.Client(server, timeout=20)
+    with pytest.raises(kvstore.ServerError, match=r"level 7 is not in 0\.\.\.4") as e:
+        client.put(bytes(64 << 20), levels=[7])
+    assert e.value.status == 400
+
+
 def test_context_names_round_trip(tmp_path):
     """Issue 27 F11: put(name=...) form-encoded the name, so a space arrived as '+', which the
     server reads as a plus (RFC 3986; model ids hold '+'): "two words" was stored as "two+words"."""
