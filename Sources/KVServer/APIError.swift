@@ -63,8 +63,8 @@ public struct APIError: Error, Equatable, CustomStringConvertible {
 }
 
 /// Turns every thrown error into the JSON error response, and counts requests by route and status.
-/// It hands the handlers the request body as a `TrackedRequestBody`, so a body they left unread is
-/// drained after the response.
+/// It hands the handlers the request body as a `TrackedRequestBody`, so `Expect: 100-continue` is
+/// answered when they read, and a body they left unread is drained after the response.
 struct ErrorMiddleware: RouterMiddleware {
     typealias Context = ServeContext
     let metrics: ServerMetrics

@@ -112,4 +112,33 @@ struct WireTests {
             #expect(outcome.contains("reset") || outcome.contains("Broken pipe"), "\(outcome)")
         }
     }
+
+    /// Issue 27 F12: `Expect: 100-continue` is answered: `100 Continue` once the upload is read,
+    /// or the final status at once for a request refused from its head (before, neither came and
+    /// curl waited a second before sending each upload over 1 MiB).
+    @Test func expectContinueIsAnswered() async throws {
+        try await withLiveServer { f, port in
+            let context = try ServerFixture.contextBytes()
+            let accepted = try await onThread { () -> [Int] in
+                let c = try RawHTTPConnection(port: port)
+                try c.send(Self.head("POST", "/v1/contexts", token: Self.tenantToken, length: context.count, ["Expect: 100-continue"]))
+                let interim = try c.readHead().status
+                try c.send(context)
+                return [interim, try c.readResponse().status]
+            }
+            #expect(accepted == [100, 201])
+            for (path, token, status) in [("/v1/contexts?levels=7", Self.tenantToken, 400), ("/v1/contexts", nil, 401),
+                                          ("/v1/contexts", Self.tenantToken, 413)] as [(String, String?, Int)] {
+                let length = status == 413 ? 1 << 40 : context.count
+                let refused = try await onThread {
+                    let c = try RawHTTPConnection(port: port)
+                    try c.send(Self.head("POST", path, token: token, length: length, ["Expect: 100-continue"]))
+                    return try c.readHead()
+                }
+                #expect(refused.status == status, "\(path)")
+                #expect(refused.headers["connection"] == "close", "\(path)")
+            }
+            #expect(try f.service.store.namespaces().count == 1)
+        }
+    }
 }
