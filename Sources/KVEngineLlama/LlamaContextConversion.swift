@@ -56,6 +56,17 @@ public struct LlamaEngineLayout: Sendable, Equatable, CustomStringConvertible {
         self.dtype = dtype
     }
 
+    /// Most KV streams a state may declare (llama.cpp has one per sequence at most: n_seq_max).
+    public static let maxStreamCount: UInt32 = 4096
+
+    /// Refuses a layout no engine has, before anything is sized from it: a state is 4 bytes per
+    /// stream, so a caller's stream count of 2^31 would otherwise ask for 8 GB.
+    public func validate() throws {
+        guard (1...Self.maxStreamCount).contains(streamCount) else {
+            throw LlamaStateError.mismatch("layout stream count \(streamCount) is outside 1...\(Self.maxStreamCount)")
+        }
+    }
+
     public init(of state: LlamaSequenceState) {
         self.init(streamCount: state.streamCount, vTransposed: state.vTransposed, dtype: state.kv.dtype)
     }

@@ -93,6 +93,7 @@ public struct LlamaMemoryState: Sendable, Equatable {
     /// A state holding `kv` (every layer, model order) at positions 0..<n for an engine laid out as
     /// `engine`: the sliding layers' section keeps only the window's positions, as llama.cpp writes it.
     public init(kv: KVTensor, layout: LlamaCacheLayout, engine: LlamaEngineLayout) throws {
+        try engine.validate()
         try layout.validate(layers: kv.shape.layers)
         guard kv.dtype == engine.dtype else {
             throw LlamaStateError.mismatch("KV is \(kv.dtype.rawValue), the engine's KV cache \(engine.dtype.rawValue)")

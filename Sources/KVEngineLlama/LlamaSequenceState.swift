@@ -35,7 +35,9 @@ public struct LlamaSequenceState: Sendable, Equatable {
             throw LlamaStateError.unsupported("KV of \(kv.dtype.rawValue); llama.cpp states are written here with F16 or F32 KV only")
         }
         guard positions.count == kv.tokens else { throw LlamaStateError.mismatch("\(positions.count) positions for \(kv.tokens) cells") }
-        guard streamCount >= 1, stream >= 0, stream < Int(streamCount) else { throw LlamaStateError.mismatch("stream \(stream) of \(streamCount)") }
+        guard streamCount >= 1, streamCount <= LlamaEngineLayout.maxStreamCount, stream >= 0, stream < Int(streamCount) else {
+            throw LlamaStateError.mismatch("stream \(stream) of \(streamCount) (at most \(LlamaEngineLayout.maxStreamCount) streams)")
+        }
         self.streamCount = streamCount
         self.stream = stream
         self.seqID = seqID
@@ -76,7 +78,7 @@ extension LlamaSequenceState {
     static func decode(_ r: inout ByteReader, shape: KVShape) throws -> LlamaSequenceState {
         try need(r, 4, "stream count")
         let streamCount: UInt32 = r.read()
-        guard streamCount >= 1, streamCount <= 4096 else { throw LlamaStateError.malformed("stream count \(streamCount)") }
+        guard streamCount >= 1, streamCount <= LlamaEngineLayout.maxStreamCount else { throw LlamaStateError.malformed("stream count \(streamCount)") }
         var found: (stream: Int, state: LlamaSequenceState)?
         var empty = true
         for s in 0..<Int(streamCount) {

@@ -62,10 +62,18 @@ public struct Frame: Sendable, Equatable {
         let rawKind: UInt8 = r.read()
         guard let kind = Kind(rawValue: rawKind) else { throw TransportError.badFrame("unknown frame kind \(rawKind)") }
         let level: UInt8 = r.read()
-        let _: UInt16 = r.read()
+        let reserved: UInt16 = r.read()
         let index = Int(r.read() as UInt32)
         let start = Int(r.read() as UInt32), end = Int(r.read() as UInt32)
         let length: UInt64 = r.read()
+        let reservedTail: UInt32 = r.read()
+        guard reserved == 0, reservedTail == 0 else { throw TransportError.badFrame("frame header has non-zero reserved fields") }
+        if kind == .chunk {
+            guard CodecLevel.all.contains(level) else { throw TransportError.badFrame("chunk frame level \(level) is not in \(CodecLevel.all)") }
+        } else if level != noLevel {
+            throw TransportError.badFrame("\(kind) frame level \(level) is not \(noLevel)")
+        }
+        if kind == .header || kind == .end, index != 0 { throw TransportError.badFrame("\(kind) frame index \(index) is not 0") }
         guard start <= end else { throw TransportError.badFrame("frame token range \(start)..<\(end) is reversed") }
         guard length <= UInt64(maxPayload) else { throw TransportError.badFrame("frame payload of \(length) bytes exceeds \(maxPayload)") }
         if kind == .recompute, length != 0 { throw TransportError.badFrame("recompute frame carries \(length) payload bytes") }

@@ -42,7 +42,10 @@ public struct StreamAssembly: Sendable {
             guard frame.kind == .chunk else { return .recompute(index: frame.index, tokens: frame.tokens) }
             var kv: KVTensor?
             if decode {
-                let t = try Self.decodePayload(payload, header: h, tokens: frame.tokens.count)
+                let (t, level) = try Self.decodePayload(payload, header: h, tokens: frame.tokens.count)
+                guard level == frame.level else {
+                    throw TransportError.badFrame("chunk \(frame.index) is sent as level \(frame.level) but its container is level \(level)")
+                }
                 guard t.tokens == frame.tokens.count, [t.shape.layers, t.shape.kvHeads, t.shape.headDim] == h.shape,
                       t.dtype.rawValue == h.dtype else {
                     throw TransportError.badFrame("chunk \(frame.index) decodes to \(t.tokens) tokens of \(t.shape), not \(frame.tokens.count) of \(h.shape)")
@@ -68,7 +71,9 @@ public struct StreamAssembly: Sendable {
         guard chunkCount == header.chunks else { throw TransportError.badFrame("got \(chunkCount) of \(header.chunks) chunk frames") }
     }
 
-    static func decodePayload(_ payload: [UInt8], header: StreamHeader, tokens: Int) throws -> KVTensor {
+    /// The chunk's KV and the level its container says it was encoded at.
+    static func decodePayload(_ payload: [UInt8], header: StreamHeader, tokens: Int) throws -> (KVTensor, level: UInt8) {
+        let container: [UInt8]
         switch header.encoding ?? "stored" {
         case "zstd":
             // Baseline: zstd of a raw container, whose size follows from the header's shape.
@@ -77,10 +82,13 @@ public struct StreamAssembly: Sendable {
             }
             let shape = KVShape(layers: header.shape[0], kvHeads: header.shape[1], headDim: header.shape[2])
             let size = ChunkHeader.size + KVTensor.byteCount(shape: shape, tokens: tokens, dtype: dtype)
-            let raw = try payload.withUnsafeBytes { try Zstd.decompress($0, size: size) }
-            return try ChunkContainer.decode(raw)
+            container = try payload.withUnsafeBytes { try Zstd.decompress($0, size: size) }
         default:
-            return try ChunkContainer.decode(payload)
+            container = payload
         }
+        let kv = try ChunkContainer.decode(container)
+        // Decoding checked the header, so it parses.
+        let level = try container.withUnsafeBytes { try ChunkHeader.parse($0, available: $0.count - ChunkHeader.size).level }
+        return (kv, level)
     }
 }

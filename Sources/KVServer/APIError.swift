@@ -57,8 +57,6 @@ public struct APIError: Error, Equatable, CustomStringConvertible {
     func response() -> Response {
         let body = (try? JSONSerialization.data(withJSONObject: ["error": message], options: [.sortedKeys])) ?? Data()
         var headers: HTTPFields = [.contentType: "application/json"]
-        // A refused body may still be arriving: close rather than read it to find the next request.
-        if status == .contentTooLarge { headers[.connection] = "close" }
         if let allow { headers[.allow] = allow }
         return Response(status: status, headers: headers,
                         body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
@@ -66,12 +64,20 @@ public struct APIError: Error, Equatable, CustomStringConvertible {
 }
 
 /// Turns every thrown error into the JSON error response, and counts requests by route and status.
-struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+/// It hands the handlers the request body as a `TrackedRequestBody`, so `Expect: 100-continue` is
+/// answered when they read, and a body they left unread is drained after the response.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = ServeContext
     let metrics: ServerMetrics
+    /// Most bytes of a refused body read and discarded before the connection is reset.
+    let drainLimit: Int
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let route = ServerMetrics.routeLabel(request.uri.path)
-        let response: Response
+        let body = TrackedRequestBody(request, channel: context.channel)
+        var request = request
+        request.body = body.requestBody
+        var response: Response
         do { response = try await next(request, context) } catch {
             var e = APIError.from(error)
             if e.status == .notFound, let allowed = KVService.routeMethods[request.uri.path], request.method.rawValue != allowed {
@@ -80,6 +86,7 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             if e.status.code >= 500 { context.logger.error("\(request.method) \(request.uri.path): \(e.detail ?? e.message)") }
             response = e.response()
         }
+        if body.leftUnread { response = response.lingering(over: body, limit: drainLimit) }
         metrics.countRequest(route: route, status: response.status.code)
         return response
     }

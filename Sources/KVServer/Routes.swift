@@ -28,15 +28,23 @@ public final class KVService: Sendable {
         self.priors = TenantPriors(lifetimeSeconds: config.priorLifetimeSeconds)
     }
 
+    /// Each route in the group of who may call it: with --auth-tokens, the tenants' routes check a
+    /// tenant token and the operators' routes an operator token; `/healthz` stays open so
+    /// orchestrators can probe without secrets.
     public func addRoutes(to router: Router<ServeContext>) {
-        router.get("/healthz") { _, _ in try Self.json(["status": "ok"]) }
-        router.get("/metrics") { [metrics, tier] _, _ in
+        let open = router.group(), operators = router.group(), tenants = router.group()
+        if let tokens = config.tokens {
+            operators.add(middleware: OperatorAuthMiddleware(metricsTokens: config.metricsTokens))
+            tenants.add(middleware: TenantAuthMiddleware(tokens: tokens))
+        }
+        open.get("/healthz") { _, _ in try Self.json(["status": "ok"]) }
+        operators.get("/metrics") { [metrics, tier] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render() + tier.metricsText)))
         }
-        router.post("/v1/contexts") { request, context in try await self.upload(request, context: context) }
-        router.post("/v1/lookup") { request, context in try await self.lookup(request, context: context) }
-        router.post("/v1/stream") { request, context in try await self.stream(request, context: context) }
+        tenants.post("/v1/contexts") { request, context in try await self.upload(request, context: context) }
+        tenants.post("/v1/lookup") { request, context in try await self.lookup(request, context: context) }
+        tenants.post("/v1/stream") { request, context in try await self.stream(request, context: context) }
     }
 
     /// Each route's one method: another method on a known path is 405 with `Allow` (see `ErrorMiddleware`).

@@ -14,26 +14,31 @@ public struct ServeContext: RequestContext {
     }
 }
 
-/// Rejects requests without a valid bearer token (401, same body whatever was wrong) and sets the
-/// tenant. `/healthz` stays open so orchestrators can probe without secrets.
-struct AuthMiddleware: RouterMiddleware {
+/// Rejects requests without a tenant's bearer token (401, same body whatever was wrong) and sets
+/// the tenant. Added to the tenants' routes only (`KVService.addRoutes`), so which check applies
+/// follows from the route matched, never from how the path was spelled.
+struct TenantAuthMiddleware: RouterMiddleware {
     let tokens: TokenTable
-    /// Operators' tokens: the only ones `/metrics` answers (it counts every tenant's traffic).
-    let metricsTokens: TokenTable?
 
     func handle(_ request: Request, context: ServeContext, next: (Request, ServeContext) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/healthz" { return try await next(request, context) }
-        if request.uri.path == "/metrics" {
-            guard let metricsTokens, metricsTokens.tenant(authorization: request.headers[.authorization]) != nil else {
-                throw APIError(.forbidden, "metrics are for operators: use a token from --metrics-tokens")
-            }
-            return try await next(request, context)
-        }
         guard let tenant = tokens.tenant(authorization: request.headers[.authorization]) else {
             throw APIError(.unauthorized, "missing or unknown bearer token")
         }
         var context = context
         context.tenant = tenant
+        return try await next(request, context)
+    }
+}
+
+/// The operators' routes (`/metrics`: it counts every tenant's traffic) answer only tokens from
+/// --metrics-tokens; with none configured, nobody (403).
+struct OperatorAuthMiddleware: RouterMiddleware {
+    let metricsTokens: TokenTable?
+
+    func handle(_ request: Request, context: ServeContext, next: (Request, ServeContext) async throws -> Response) async throws -> Response {
+        guard let metricsTokens, metricsTokens.tenant(authorization: request.headers[.authorization]) != nil else {
+            throw APIError(.forbidden, "metrics are for operators: use a token from --metrics-tokens")
+        }
         return try await next(request, context)
     }
 }

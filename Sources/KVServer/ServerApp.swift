@@ -23,8 +23,8 @@ extension KVService {
     /// The router with every route and middleware, for the server and for in-process tests.
     public func router() -> Router<ServeContext> {
         let router = Router(context: ServeContext.self)
-        router.add(middleware: ErrorMiddleware(metrics: metrics))
-        if let tokens = config.tokens { router.add(middleware: AuthMiddleware(tokens: tokens, metricsTokens: config.metricsTokens)) }
+        router.add(middleware: ErrorMiddleware(metrics: metrics, drainLimit: config.maxUploadBytes))
+        router.add(middleware: CanonicalPathMiddleware())
         addRoutes(to: router)
         return router
     }

@@ -55,12 +55,17 @@ public func kvs_llama_state_encode(_ kv: UnsafeRawPointer?, _ nbytes: Int, _ dty
     guarded {
         let out = try require(out, "out")
         let l = try require(layout, "layout").loadUnaligned(as: CLlamaLayout.self)
-        let tensor = try tensorArgument(kv, nbytes, dtype, layers, kvHeads, headDim, tokens)
+        // Every layout field is checked before the KV is copied or anything is sized from them.
         guard let cacheType = UInt8(exactly: l.dtype).flatMap(DType.init(code:)) else {
             throw CError.Argument(description: "layout dtype \(l.dtype) is not 1 (F16) or 3 (F32)")
         }
-        let caches = try cacheLayoutArgument(sliding, window, layers: tensor.shape.layers)
+        guard l.vTransposed == 0 || l.vTransposed == 1 else {
+            throw CError.Argument(description: "layout v_transposed \(l.vTransposed) is not 0 or 1")
+        }
         let engine = LlamaEngineLayout(streamCount: l.streamCount, vTransposed: l.vTransposed != 0, dtype: cacheType)
+        try engine.validate()
+        let tensor = try tensorArgument(kv, nbytes, dtype, layers, kvHeads, headDim, tokens)
+        let caches = try cacheLayoutArgument(sliding, window, layers: tensor.shape.layers)
         hand(BytesBox(try LlamaMemoryState(kv: tensor, layout: caches, engine: engine).memoryBytes()), to: out)
         return 0
     }

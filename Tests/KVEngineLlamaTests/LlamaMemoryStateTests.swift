@@ -60,6 +60,18 @@ import Testing
         #expect(got == kv && start == 0)
     }
 
+    /// Issue 27 F7: a state is 4 bytes per stream of the engine's layout, so a caller's stream count of
+    /// 2^31 asked for 8 GB before failing. Counts no engine has are refused before anything is sized.
+    @Test func impossibleStreamCountsAreRefusedFirst() throws {
+        let kv = try Self.kv(tokens: 3, dtype: .f16)
+        for count: UInt32 in [0, 4097, UInt32(Int32.max), .max] {
+            #expect(throws: LlamaStateError.mismatch("layout stream count \(count) is outside 1...4096")) {
+                _ = try LlamaMemoryState(kv: kv, layout: .single, engine: LlamaEngineLayout(streamCount: count, vTransposed: true))
+            }
+        }
+        _ = try LlamaMemoryState(kv: kv, layout: .single, engine: LlamaEngineLayout(streamCount: 4096, vTransposed: true))
+    }
+
     @Test func badStatesFailClearly() throws {
         let kv = try Self.kv(tokens: 10, dtype: .f16)
         let bytes = try LlamaMemoryState(kv: kv, layout: Self.layout, engine: LlamaEngineLayout(streamCount: 1, vTransposed: true)).memoryBytes()

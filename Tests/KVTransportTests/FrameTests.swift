@@ -1,3 +1,6 @@
+import Foundation
+import KVCodec
+import KVTensor
 import Testing
 @testable import KVFrames
 @testable import KVTransport
@@ -58,5 +61,49 @@ struct FrameTests {
         var rc = Frame(kind: .recompute, tokens: 0..<4).encodedHeader()
         rc[20] = 1
         #expect(parseError(rc) == "bad stream: recompute frame carries 1 payload bytes")
+    }
+
+    /// schemas/stream-frames.md fixes the level of every kind, the reserved fields and the index of
+    /// header and end frames: a header outside that is a broken or hostile peer, not a stream.
+    @Test func headersOutsideTheSpecAreRejected() {
+        func patched(_ frame: Frame, _ offset: Int, _ bytes: [UInt8]) -> [UInt8] {
+            var h = frame.encodedHeader()
+            h.replaceSubrange(offset..<(offset + bytes.count), with: bytes)
+            return h
+        }
+        let chunk = Frame(kind: .chunk, level: 0, index: 0, tokens: 0..<4, payloadLength: 10)
+        #expect(parseError(patched(chunk, 5, [75])) == "bad stream: chunk frame level 75 is not in 0...4")
+        #expect(parseError(patched(chunk, 5, [255])) == "bad stream: chunk frame level 255 is not in 0...4")
+        #expect(parseError(patched(chunk, 6, [1, 0])) == "bad stream: frame header has non-zero reserved fields")
+        #expect(parseError(patched(chunk, 28, [0, 0, 0, 0x80])) == "bad stream: frame header has non-zero reserved fields")
+        #expect(parseError(patched(Frame(kind: .header, payloadLength: 2), 5, [0])) == "bad stream: header frame level 0 is not 255")
+        #expect(parseError(patched(Frame(kind: .recompute, index: 1, tokens: 0..<4), 5, [2])) == "bad stream: recompute frame level 2 is not 255")
+        #expect(parseError(patched(Frame(kind: .end, payloadLength: 2), 8, [3])) == "bad stream: end frame index 3 is not 0")
+        #expect(parseError(patched(Frame(kind: .header, payloadLength: 2), 8, [1])) == "bad stream: header frame index 1 is not 0")
+        // What the server sends stays accepted: every level of a chunk, an error frame at the chunk it stopped on.
+        for level in CodecLevel.all {
+            #expect(parseError(Frame(kind: .chunk, level: level, index: 5, tokens: 0..<4, payloadLength: 1).encodedHeader()) == "parsed")
+        }
+        #expect(parseError(Frame(kind: .error, index: 2, payloadLength: 2).encodedHeader()) == "parsed")
+    }
+
+    /// A chunk frame must say the level its container was encoded at.
+    @Test func aChunkFrameWhoseLevelDisagreesWithItsContainerIsRejected() throws {
+        let shape = KVShape(layers: 1, kvHeads: 1, headDim: 4)
+        let kv = try KVTensor(shape: shape, tokens: 2, dtype: .f16, floats: (0..<16).map { Float($0) })
+        let container = try ChunkContainer.encode(kv, level: 0)
+        let header = StreamHeader(matchedTokens: 2, queryTokens: 2, chunks: 1, model: "m", dtype: "F16", shape: [1, 1, 4],
+                                  chunkTokens: 2, sloMs: 1000, pinnedLevel: nil)
+        for (level, outcome) in [(UInt8(0), "ok"), (2, "bad stream: chunk 0 is sent as level 2 but its container is level 0")] {
+            var assembly = StreamAssembly()
+            _ = try assembly.take(Frame(kind: .header), payload: Array(try JSONEncoder().encode(header)))
+            let frame = Frame(kind: .chunk, level: level, index: 0, tokens: 0..<2, payloadLength: container.count)
+            do {
+                _ = try assembly.take(frame, payload: container)
+                #expect(outcome == "ok")
+            } catch {
+                #expect("\(error)" == outcome)
+            }
+        }
     }
 }

@@ -125,11 +125,21 @@ def check(status: int) -> int:
     return status
 
 
+def view(address: Optional[int], length: int) -> memoryview:
+    """The `length` bytes at `address`, without a copy. Sizes are size_t: ctypes.string_at takes a
+    C int, which fails past 2 GiB and wraps past 4 GiB."""
+    if length == 0:
+        return memoryview(b"")
+    if not address:
+        raise KVStoreError(f"the library returned no address for {length} bytes")
+    return memoryview((ctypes.c_char * length).from_address(address)).cast("B")
+
+
 def take_bytes(handle: Optional[int]) -> bytes:
-    """Copies a kvs_bytes into Python bytes and frees it."""
+    """Copies a kvs_bytes into Python bytes (any size) and frees it."""
     if not handle:
         raise KVStoreError("the library returned no bytes")
     try:
-        return ctypes.string_at(lib.kvs_bytes_data(handle), lib.kvs_bytes_length(handle))
+        return bytes(view(lib.kvs_bytes_data(handle), lib.kvs_bytes_length(handle)))
     finally:
         lib.kvs_bytes_free(handle)

@@ -50,6 +50,12 @@ def _token_list(tokens: Tokens) -> list[int]:
     return [int(t) for t in np.asarray(tokens).reshape(-1)]
 
 
+def _query_string(params: dict[str, Any]) -> str:
+    """Every reserved character percent-encoded, a space as %20: the server reads a query as RFC 3986
+    does, so a `+` is a plus (model ids may hold one), not form encoding's space."""
+    return urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="")
+
+
 def _query(tokens: Tokens, model: Optional[str], dtype: Optional[str]) -> bytes:
     """A TokenQuery body (schemas/openapi.yaml)."""
     q: dict[str, Any] = {"tokens": _token_list(tokens)}
@@ -123,7 +129,7 @@ class Client:
                 body = f.read()
         q = {k: v for k, v in [("model", model), ("name", name),
                                ("levels", ",".join(str(int(l)) for l in levels) if levels is not None else None)] if v}
-        path = "/v1/contexts" + ("?" + urllib.parse.urlencode(q) if q else "")
+        path = "/v1/contexts" + ("?" + _query_string(q) if q else "")
         return self._call(path, body, "application/octet-stream")
 
     def stream(self, tokens: Tokens, slo_ms: float = 1000.0, level: Optional[int] = None, model: Optional[str] = None,
@@ -138,7 +144,7 @@ class Client:
         if bandwidth_hint_mbps is not None:
             q["bandwidth_hint_mbps"] = bandwidth_hint_mbps
         started = time.monotonic()
-        sock, resp = self._send("/v1/stream?" + urllib.parse.urlencode(q), _query(tokens, model, dtype), "application/json")
+        sock, resp = self._send("/v1/stream?" + _query_string(q), _query(tokens, model, dtype), "application/json")
         if resp.status == 404:
             resp.close()
             return Stream(None, None, started, decode)
@@ -181,7 +187,7 @@ class FrameDecoder:
                                           ctypes.byref(tensor) if self._decode else None)) == 0:
             return None
         kv = tensor_to_array(tensor.value) if tensor.value else None
-        doc = json.loads(ctypes.string_at(event.json, event.json_length)) if event.json else None
+        doc = json.loads(bytes(_lib.view(event.json, event.json_length))) if event.json else None
         return StreamEvent(kind=event.kind, index=event.index, start=event.token_start, end=event.token_end,
                            level=event.level if event.kind == EVENT_CHUNK else None, kv=kv,
                            nbytes=event.payload_bytes, json=doc)

@@ -97,14 +97,30 @@ def state_to_kv(state: BytesLike, model: GGUFModel, count: int = -1) -> tuple[np
     return kv, layout
 
 
+MAX_STREAMS = 4096  # LlamaEngineLayout.maxStreamCount
+
+
+def _c_layout(layout: Layout) -> LlamaLayout:
+    """kvs_llama_layout of a Layout, each field checked first: ctypes would wrap a stream count of
+    -1 to 2^32-1 without a word."""
+    count = layout.stream_count
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count <= MAX_STREAMS:
+        raise KVStoreError(f"layout stream_count {count!r} is not an integer in 1..{MAX_STREAMS}")
+    if layout.v_transposed not in (True, False):  # 0 and 1 compare equal to these
+        raise KVStoreError(f"layout v_transposed {layout.v_transposed!r} is not a bool")
+    codes = {v: k for k, v in _CACHE_TYPES.items()}
+    if layout.dtype not in codes:
+        raise KVStoreError(f"layout dtype {layout.dtype!r} is not one of {sorted(codes)}")
+    return LlamaLayout(int(count), 1 if layout.v_transposed else 0, codes[layout.dtype])
+
+
 def kv_to_state(kv: np.ndarray, layout: Layout) -> bytes:
     """KV [layers, 2, n, kv_heads, head_dim] of the engine's cache type -> the bytes
     llama_state_seq_set_data takes to hold it at positions 0..n-1."""
+    c_layout = _c_layout(layout)
     a, code = _kv_arguments(kv, None)
     L, _, T, H, D = a.shape
     out = ctypes.c_void_p()
-    c_layout = LlamaLayout(layout.stream_count, 1 if layout.v_transposed else 0,
-                           {v: k for k, v in _CACHE_TYPES.items()}[layout.dtype])
     flags, window = layout.model._sliding() if layout.model else (None, 0)
     _lib.check(lib.kvs_llama_state_encode(a.ctypes.data, a.nbytes, code, L, H, D, T, flags, window,
                                           ctypes.byref(c_layout), ctypes.byref(out)))

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -54,11 +55,12 @@ def run(*args, **kw) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
-def serve(*extra: str, chunk_tokens: int = 32):
-    """A real `kvstore serve` on a free loopback port with a fresh store; yields its URL."""
+def serve(*extra: str, chunk_tokens: int = 32, store: Optional[Path] = None):
+    """A real `kvstore serve` on a free loopback port with a fresh store (at `store` if given, for
+    the test to inspect); yields its URL."""
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
-        proc = subprocess.Popen([str(require_binary()), "serve", "--store", f"{tmp}/store", "--listen", "127.0.0.1:0",
+        proc = subprocess.Popen([str(require_binary()), "serve", "--store", str(store or f"{tmp}/store"), "--listen", "127.0.0.1:0",
                                  "--chunk-tokens", str(chunk_tokens), "--port-file", str(port_file), *extra],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

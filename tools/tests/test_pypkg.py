@@ -4,8 +4,10 @@ project's own codec through libkvstore_c, bit-identical to `kvstore decode` and 
 """
 from __future__ import annotations
 
+import ctypes
 import http.client
 import json
+import mmap
 import struct
 import sys
 import urllib.parse
@@ -204,6 +206,77 @@ def test_bad_llama_states_raise_codec_errors():
         kvstore.llama.gguf_model("/no/such/model.gguf")
 
 
+def test_llama_layouts_are_checked_before_anything_is_sized_from_them():
+    """Issue 27 F7: a stream count of 2^31-1 took 57 s and 8 GB, and -1 (wrapped by ctypes to 2^32-1)
+    130 s and 16 GB, before failing or not; every layout field is now refused at once."""
+    kv = kvstore.read_safetensors(FIXTURE_FILES["F16"]).kv
+    for count in (0, -1, 2**31 - 1, 2**32, 4097, 1.5, True, "2", None):
+        with pytest.raises(kvstore.KVStoreError, match=r"layout stream_count .* is not an integer in 1\.\.4096"):
+            kvstore.llama.kv_to_state(kv, kvstore.llama.Layout(count, True))
+    with pytest.raises(kvstore.KVStoreError, match="layout v_transposed 2 is not a bool"):
+        kvstore.llama.kv_to_state(kv, kvstore.llama.Layout(1, 2))
+    with pytest.raises(kvstore.KVStoreError, match="layout dtype 'Q8_0' is not one of"):
+        kvstore.llama.kv_to_state(kv, kvstore.llama.Layout(1, True, "Q8_0"))
+    # The library refuses the same itself, for callers other than this package.
+    a, code = kvstore.codec._kv_arguments(kv, None)
+    L, _, T, H, D = a.shape
+    for fields, message in [((2**31 - 1, 1, 1), b"layout stream count 2147483647 is outside 1...4096"),
+                            ((2**32 - 1, 1, 1), b"layout stream count 4294967295 is outside 1...4096"),
+                            ((0, 1, 1), b"layout stream count 0 is outside 1...4096"),
+                            ((1, 7, 1), b"layout v_transposed 7 is not 0 or 1")]:
+        out = ctypes.c_void_p()
+        status = kvstore._lib.lib.kvs_llama_state_encode(a.ctypes.data, a.nbytes, code, L, H, D, T, None, 0,
+                                                         ctypes.byref(kvstore._lib.LlamaLayout(*fields)), ctypes.byref(out))
+        assert status == kvstore.errors.E_ARGUMENT and message in kvstore._lib.lib.kvs_last_error()
+        assert not out.value
+    assert kvstore.llama.kv_to_state(kv, kvstore.llama.Layout(4096, False))  # the largest count still works
+
+
+class _BytesAt:
+    """Stands in for the library's kvs_bytes_* functions over one region of memory, so take_bytes can
+    be tested with a result over 2 GiB without the library first building one."""
+
+    def __init__(self, address: int, length: int):
+        self.address, self.length, self.freed = address, length, False
+
+    def kvs_bytes_data(self, handle):
+        return self.address
+
+    def kvs_bytes_length(self, handle):
+        return self.length
+
+    def kvs_bytes_free(self, handle):
+        self.freed = True
+
+
+def test_results_over_2_gib_keep_every_byte(monkeypatch):
+    """Issue 27 F6: take_bytes copied with ctypes.string_at, whose size is a C int: a result over
+    2 GiB raised SystemError and one over 4 GiB came back silently truncated (kv_to_state of
+    190,000 tokens returned 85 MB). A sparse mapping stands in for the library's buffer: pages
+    never written cost no memory, so the test holds only the 2 GiB copy itself."""
+    length = (1 << 31) + 4096
+    region = mmap.mmap(-1, length)
+    region[length - 4:] = b"tail"
+    fake = _BytesAt(ctypes.addressof(ctypes.c_char.from_buffer(region)), length)
+    monkeypatch.setattr(kvstore._lib, "lib", fake)
+    out = kvstore._lib.take_bytes(1)
+    assert len(out) == length and out[-4:] == b"tail" and out[:4] == bytes(4) and fake.freed
+    del out
+
+
+def test_views_of_library_memory_past_4_gib_keep_their_length():
+    """The view take_bytes copies from, at a length that wraps a 32-bit size (no copy made here)."""
+    length = (1 << 32) + 5
+    region = mmap.mmap(-1, length)
+    region[length - 3:] = b"end"
+    view = kvstore._lib.view(ctypes.addressof(ctypes.c_char.from_buffer(region)), length)
+    assert len(view) == view.nbytes == length and bytes(view[-3:]) == b"end"
+    view.release()
+    assert kvstore._lib.view(None, 0) == b""
+    with pytest.raises(kvstore.KVStoreError, match="no address for 5 bytes"):
+        kvstore._lib.view(None, 5)
+
+
 def test_bad_containers_raise_codec_errors():
     source = kvstore.read_safetensors(FIXTURE_FILES["F16"])
     good = kvstore.encode_chunk(source.kv[:, :, :32], 2)
@@ -317,6 +390,31 @@ def test_server_errors_raise_with_the_servers_message(server):
         kvstore.Client("http://127.0.0.1:1").lookup([1])
     with pytest.raises(kvstore.KVStoreError, match="invalid URL"):
         kvstore.Client("ftp://x")
+
+
+def test_a_put_refused_from_its_head_raises_the_servers_error(server):
+    """Issue 27 F10: the client sends the whole body before it reads; the server refused the upload
+    from its query and stopped reading, so put() raised `StreamError ... timed out` after its
+    timeout instead of the server's 400. The timeout here is only a guard: the answer is immediate."""
+    client = kvstore.Client(server, timeout=20)
+    with pytest.raises(kvstore.ServerError, match=r"level 7 is not in 0\.\.\.4") as e:
+        client.put(bytes(64 << 20), levels=[7])
+    assert e.value.status == 400
+
+
+def test_context_names_round_trip(tmp_path):
+    """Issue 27 F11: put(name=...) form-encoded the name, so a space arrived as '+', which the
+    server reads as a plus (RFC 3986; model ids hold '+'): "two words" was stored as "two+words"."""
+    names = ["two words", "a+b", "x&y=z", "dir/file.kv", "na\u00efve \u2603 \u540d\u524d", "100% sure", "#frag?q", " edge "]
+    source = kvstore.read_safetensors(FIXTURE_FILES["F32"])
+    store = tmp_path / "store"
+    with serve(store=store) as url:
+        client = kvstore.Client(url)
+        for i, name in enumerate(names):
+            client.put(source.kv, tokens=source.tokens + 1000 * (i + 1), model="names-test", levels=[0], name=name)
+        listing = run("ls", "--store", store).stdout.splitlines()
+    for name in names:
+        assert any(line.endswith("  " + name) for line in listing), (name, listing)
 
 
 def test_auth_errors(tmp_path):

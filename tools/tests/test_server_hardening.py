@@ -65,8 +65,8 @@ def exchange(port: int, request: bytes, timeout: float = 30) -> tuple[int, dict,
         return read_response(s)
 
 
-def read_response(s: socket.socket) -> tuple[int, dict, bytes]:
-    data = b""
+def read_response(s: socket.socket, data: bytes = b"") -> tuple[int, dict, bytes]:
+    """Reads one response; `data` is what was already received of it."""
     while b"\r\n\r\n" not in data:
         more = s.recv(65536)
         if not more:
@@ -160,11 +160,15 @@ def stream_upload(port: int, head: bytes, total: int, fill: bytes = b"\x00") -> 
         s.sendall(f"POST /v1/contexts HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n".encode())
         s.sendall(head)
         sent = len(head)
+        received = b""  # the response may arrive in several pieces
         s.setblocking(False)
-        while sent < total:
+        while sent < total and b"\r\n\r\n" not in received:
             try:
-                status, _, body = read_response(s)
-                return status, body
+                more = s.recv(65536)
+                if not more:
+                    break
+                received += more
+                continue
             except BlockingIOError:
                 pass
             except ConnectionError:
@@ -177,7 +181,7 @@ def stream_upload(port: int, head: bytes, total: int, fill: bytes = b"\x00") -> 
                 break
         s.setblocking(True)
         s.settimeout(60)
-        status, _, body = read_response(s)
+        status, _, body = read_response(s, received)
         return status, body
 
 

@@ -157,8 +157,8 @@ void kvs_stream_free(kvs_stream *s);
 /* How an engine instance lays out a sequence's state; a restore needs the engine's own (learn it
  * from one state the engine wrote, e.g. of a one-token prompt). */
 typedef struct {
-    uint32_t stream_count;  /* KV streams of the context (1 unless n_seq_max > 1 with a unified cache off) */
-    int32_t v_transposed;   /* 1 when V is stored transposed (no flash attention) */
+    uint32_t stream_count;  /* KV streams of the context (1 unless n_seq_max > 1 with a unified cache off); 1-4096 */
+    int32_t v_transposed;   /* 1 when V is stored transposed (no flash attention), else 0 */
     int32_t dtype;          /* the cache's element type: 1 F16 (default), 3 F32 (-ctk f32 -ctv f32) */
 } kvs_llama_layout;
 
@@ -175,7 +175,8 @@ int kvs_llama_state_decode(const void *data, size_t length, int64_t layers, int6
                            const uint8_t *sliding, int64_t window, int64_t count, kvs_llama_layout *layout,
                            int64_t *window_start, kvs_tensor **kv);
 /* The bytes llama_state_seq_set_data takes to hold `kv` (`tokens` cells of the layout's dtype) at
- * positions 0..tokens-1 in an engine of `layout`; the sliding layers keep their window only. */
+ * positions 0..tokens-1 in an engine of `layout`; the sliding layers keep their window only.
+ * A layout field outside its range is KVS_E_ARGUMENT, before anything is allocated. */
 int kvs_llama_state_encode(const void *kv, size_t nbytes, int32_t dtype, int64_t layers, int64_t kv_heads,
                            int64_t head_dim, int64_t tokens, const uint8_t *sliding, int64_t window,
                            const kvs_llama_layout *layout, kvs_bytes **out);
