@@ -47,6 +47,8 @@ public struct APIError: Error, Equatable, CustomStringConvertible {
             case .noSpace: return APIError(HTTPResponse.Status(code: 507), "the store is out of space", detail: e.description)
             default: return APIError(.internalServerError, "the store failed to serve the request", detail: e.description)
             }
+        // A tier that cannot be reached (cluster outage): retry later; node addresses only in the log.
+        case let e as TierUnavailable: return APIError(.serviceUnavailable, e.message, detail: e.description)
         case let e as TensorError: return APIError(.badRequest, "\(e)")
         case let e as CodecError: return APIError(.badRequest, "\(e)")
         case let e as TransportError: return APIError(.badRequest, "\(e)")

@@ -37,7 +37,7 @@ public final class KVService: Sendable {
             operators.add(middleware: OperatorAuthMiddleware(metricsTokens: config.metricsTokens))
             tenants.add(middleware: TenantAuthMiddleware(tokens: tokens))
         }
-        open.get("/healthz") { _, _ in try Self.json(["status": "ok"]) }
+        open.get("/healthz") { [tier] _, _ in try Self.health(tier.health) }
         operators.get("/metrics") { [metrics, tier] _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render() + tier.metricsText)))
@@ -113,7 +113,11 @@ public final class KVService: Sendable {
     /// tenant's own namespaces are considered, so another tenant's data can never change the answer.
     func namespaces(for query: TokenBody, tenant: Tenant) throws -> [Namespace] {
         do { return try tier.resolveNamespaces(model: query.model, dtype: query.dtype, salt: tenant.salt) }
-        catch StoreError.notFound { return [] }
+        catch StoreError.notFound {
+            // During an outage only the local store's namespaces are known: a miss there says nothing.
+            if let h = tier.health, let outage = h.outage { throw TierUnavailable(tier: h.tier, cause: outage) }
+            return []
+        }
         catch StoreError.invalidInput { throw APIError.badRequest("several models are stored; pass model and dtype") }
     }
 
@@ -203,6 +207,19 @@ public final class KVService: Sendable {
     }
 
     // MARK: helpers
+
+    /// `/healthz`: ok; degraded (200) while a cache node serves its local store through a cluster
+    /// outage; unavailable (503) when the node serves nothing without the tier.
+    static func health(_ h: TierHealth?) throws -> Response {
+        struct Body: Encodable {
+            struct Tier: Encodable { var tier: String; var state: String; var cause: String }
+            var status: String
+            var tiers: [Tier]?
+        }
+        guard let h, let outage = h.outage else { return try json(Body(status: "ok")) }
+        let body = Body(status: h.servesLocally ? "degraded" : "unavailable", tiers: [.init(tier: h.tier, state: "unavailable", cause: outage)])
+        return try json(body, status: h.servesLocally ? .ok : .serviceUnavailable)
+    }
 
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
         let enc = JSONEncoder()

@@ -1,5 +1,6 @@
 import Foundation
 import KVRESP
+import KVStore
 import Synchronization
 
 /// A Redis Cluster client: pipelined connections per master, the slot map from `CLUSTER SHARDS`
@@ -7,7 +8,13 @@ import Synchronization
 /// cluster fails over. Blocking API (callers are the store's synchronous paths): I/O runs on the
 /// caller's thread with blocking sockets, each call taking connections from a small per-node pool
 /// of idle ones, so concurrent callers never share a connection.
+///
+/// A call that gives up (retry window spent) starts an outage: until a background probe sees every
+/// master answer `cluster_state:ok` again, calls fail at once with `TierUnavailable` instead of
+/// each spending the retry window (so requests get their 503 quickly and nodes are not hammered).
 public final class RedisCluster: Sendable {
+    /// The tier name in errors, `/healthz` and metric labels.
+    public static let tierName = "redis-cluster"
     public struct Configuration: Sendable {
         /// Seed nodes "host:port"; any one reachable node is enough.
         public var seeds: [String]
@@ -17,6 +24,11 @@ public final class RedisCluster: Sendable {
         /// How long a call keeps retrying while nodes are down, slots uncovered or the cluster
         /// says TRYAGAIN/CLUSTERDOWN/LOADING (a failover takes about cluster-node-timeout + 1 s).
         public var retryWindow: Duration = .seconds(20)
+        /// Pause between outage probes.
+        public var probeInterval: Duration = .milliseconds(500)
+        /// Told when an outage begins (its cause and detail) and ends (how long it lasted): the log.
+        public var onOutage: (@Sendable (_ cause: String, _ detail: String) -> Void)?
+        public var onRecovery: (@Sendable (Duration) -> Void)?
         public var parser = RESPParser.Limits()
 
         public var commandTimeoutMs: Int64 {
@@ -48,6 +60,20 @@ public final class RedisCluster: Sendable {
         public var redirects = 0
         public var retries = 0
         public var mapRefreshes = 0
+        /// Calls that gave up, or failed at once during an outage (`TierUnavailable`).
+        public var unavailable = 0
+        /// Outages begun (a call gave up) and ended (a probe saw the cluster whole again).
+        public var outages = 0
+        public var recoveries = 0
+    }
+
+    /// Why calls fail at once now (set when one gives up, cleared by the probe).
+    public struct Outage: Sendable, Equatable {
+        /// Client-safe cause: the cluster's own answer (e.g. `CLUSTERDOWN …`) or "no node reachable".
+        public var cause: String
+        /// With node addresses and errors, for the log.
+        public var detail: String
+        public var since: ContinuousClock.Instant
     }
 
     public let configuration: Configuration
@@ -58,6 +84,7 @@ public final class RedisCluster: Sendable {
         var map: SlotMap?
         var idle: [String: [RedisConnection]] = [:]
         var counters = Counters()
+        var outage: Outage?
     }
     private let state = Mutex(State())
 
@@ -74,6 +101,45 @@ public final class RedisCluster: Sendable {
 
     public var slotMap: SlotMap? { state.withLock { $0.map } }
 
+    /// The current outage, nil while calls are answered.
+    public var outage: Outage? { state.withLock { $0.outage } }
+
+    /// Starts an outage (once) and the probe that ends it.
+    private func enterOutage(cause: String, detail: String) -> TierUnavailable {
+        let started = state.withLock { s in
+            s.counters.unavailable += 1
+            guard s.outage == nil else { return false }
+            s.outage = Outage(cause: cause, detail: detail, since: .now)
+            s.counters.outages += 1
+            return true
+        }
+        if started {
+            configuration.onOutage?(cause, detail)
+            let interval = configuration.probeInterval
+            Thread.detachNewThread { [weak self] in
+                while let cluster = self, cluster.outage != nil {
+                    if cluster.probe() {
+                        let lasted = cluster.state.withLock { s in
+                            defer { s.outage = nil; s.counters.recoveries += 1 }
+                            return s.outage.map { ContinuousClock.now - $0.since }
+                        }
+                        cluster.configuration.onRecovery?(lasted ?? .zero)
+                        return
+                    }
+                    Thread.sleep(forTimeInterval: Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
+                }
+            }
+        }
+        return TierUnavailable(tier: Self.tierName, cause: cause, detail: detail)
+    }
+
+    /// True when a fresh map covers every slot and every master says `cluster_state:ok`.
+    func probe() -> Bool {
+        guard let map = try? refreshMap(), map.coversAllSlots,
+              let info = try? onEveryMaster([Array("CLUSTER".utf8), Array("INFO".utf8)]) else { return false }
+        return !info.isEmpty && info.values.allSatisfy { $0.string?.contains("cluster_state:ok") == true }
+    }
+
     // MARK: commands
 
     /// Runs `commands` and returns one reply per command, in order. Commands are grouped by the
@@ -82,6 +148,12 @@ public final class RedisCluster: Sendable {
     /// and its replies are returned by node. Server errors other than redirects and transient
     /// cluster states come back as `.error` replies.
     public func run(_ commands: [Command], perNodeTail: [[[UInt8]]] = []) throws -> (replies: [RESPValue], tails: [String: [RESPValue]]) {
+        if let o = state.withLock({ s -> Outage? in
+            if s.outage != nil { s.counters.unavailable += 1 }
+            return s.outage
+        }) {
+            throw TierUnavailable(tier: Self.tierName, cause: o.cause, detail: o.detail)
+        }
         var results = [RESPValue?](repeating: nil, count: commands.count)
         var tails: [String: [RESPValue]] = [:]
         var asking: [Int: String] = [:]
@@ -89,11 +161,16 @@ public final class RedisCluster: Sendable {
         let deadline = ContinuousClock.now + configuration.retryWindow
         var attempt = 0
         var lastProblem = "no reachable node"
+        var lastCause = "no node reachable"
         // MOVED answers, applied to the map only when retrying: mutating the map inside the reply
         // loop lets the optimizer hoist its copy-on-write (16,384 entries) into every call.
         var moved: [(slot: Int, node: SlotMap.Node)] = []
         while true {
-            var map = try currentMap()
+            var map: SlotMap
+            do { map = try currentMap() } catch let e as ClusterError {
+                if case .server = e { throw e }
+                throw enterOutage(cause: "no node reachable", detail: "\(e)")
+            }
             var groups: [String: [Int]] = [:]
             var unrouted: [Int] = []
             for i in todo {
@@ -119,7 +196,10 @@ public final class RedisCluster: Sendable {
             var retry = !unrouted.isEmpty
             var refresh = !unrouted.isEmpty
             var next = unrouted
-            if !unrouted.isEmpty { lastProblem = "slot \(commands[unrouted[0]].slot) is served by no node" }
+            if !unrouted.isEmpty {
+                lastProblem = "slot \(commands[unrouted[0]].slot) is served by no node"
+                lastCause = "slots are served by no node"
+            }
             for (node, indices, count, connection) in inFlight {
                 let replies: [RESPValue]
                 do {
@@ -130,6 +210,7 @@ public final class RedisCluster: Sendable {
                     if case ClusterError.server = error { throw error }   // AUTH refused: retrying cannot help
                     drop(node)
                     lastProblem = "\(node): \(error)"
+                    lastCause = "a node is unreachable"
                     retry = true; refresh = true
                     next += indices
                     continue
@@ -151,6 +232,7 @@ public final class RedisCluster: Sendable {
                         state.withLock { $0.counters.redirects += 1 }
                     case "TRYAGAIN", "CLUSTERDOWN", "LOADING", "MASTERDOWN":
                         lastProblem = "\(node): \(message)"
+                        lastCause = message
                         retry = true; refresh = true; next.append(i)
                     default:
                         results[i] = reply
@@ -162,7 +244,7 @@ public final class RedisCluster: Sendable {
             if todo.isEmpty { return (results.map { $0! }, tails) }
             attempt += 1
             guard ContinuousClock.now < deadline, attempt < 1000 else {
-                throw ClusterError.unavailable("gave up after \(attempt) attempts: \(lastProblem)")
+                throw enterOutage(cause: lastCause, detail: "gave up after \(attempt) attempts: \(lastProblem)")
             }
             state.withLock { $0.counters.retries += 1 }
             if retry { Thread.sleep(forTimeInterval: min(0.05 * Double(attempt), 0.5)) }

@@ -33,6 +33,8 @@ public final class CachedChunkTier: ChunkTier, Sendable {
         public var readThroughFillsDropped = 0
         /// Stream fills that failed (a chunk vanished or failed its checks, or the local put failed).
         public var readThroughFillsFailed = 0
+        /// Lookups answered from the local store alone because the cluster was unavailable.
+        public var degradedLookups = 0
     }
     private let counters = Mutex(Counters())
     private let pending = Mutex(0)
@@ -87,17 +89,32 @@ public final class CachedChunkTier: ChunkTier, Sendable {
     /// Waits until every queued cluster write and stream fill has finished (tests, shutdown).
     public func flush() { idle.wait() }
 
+    /// During a cluster outage: the local store's namespaces only (the outage when it has none).
     public func namespaces() throws -> [Namespace] {
         var seen = Set<Hash32>()
-        return try (local.namespaces() + remote.namespaces()).filter { seen.insert($0.root).inserted }
+        let near = try local.namespaces()
+        let far: [Namespace]
+        do { far = try remote.namespaces() } catch let e as TierUnavailable {
+            if near.isEmpty { throw e }
+            far = []
+        }
+        return (near + far).filter { seen.insert($0.root).inserted }
     }
 
+    /// During a cluster outage a local match is the answer (degraded: the cluster may hold more);
+    /// with none, the outage is thrown (the server answers 503).
     public func longestPrefix(_ tokens: [Int32], namespace: Namespace) throws -> PrefixMatch {
         let near = try local.longestPrefix(tokens, namespace: namespace)
         if near.tokens == tokens.count { return near }
-        let far = try remote.longestPrefix(tokens, namespace: namespace)
+        let far: PrefixMatch
+        do { far = try remote.longestPrefix(tokens, namespace: namespace) } catch is TierUnavailable where near.tokens > 0 {
+            counters.withLock { $0.degradedLookups += 1 }
+            return near
+        }
         return far.tokens > near.tokens ? far : near
     }
+
+    public var health: TierHealth? { TierHealth(tier: RedisCluster.tierName, outage: remote.cluster.outage?.cause, servesLocally: true) }
 
     public func streamBytes(_ chunk: MatchedChunk, level: UInt8) throws -> [UInt8]? {
         if let bytes = try? local.streamBytes(chunk, level: level) {
@@ -197,6 +214,7 @@ extension CachedChunkTier {
             ("kvstore_cache_fills_total", "Prefixes read from the cluster and stored locally (read-through).", c.readThroughFills),
             ("kvstore_cache_fills_dropped_total", "Stream fills skipped because too many were queued.", c.readThroughFillsDropped),
             ("kvstore_cache_fills_failed_total", "Stream fills that failed (chunk gone or corrupt, or the local put failed).", c.readThroughFillsFailed),
+            ("kvstore_cache_degraded_lookups_total", "Lookups answered from the local store alone during a cluster outage.", c.degradedLookups),
         ])
     }
 }

@@ -328,6 +328,8 @@ public final class RedisChunkTier: ChunkTier, Sendable {
     }
 
     public func recordAccess(_ match: PrefixMatch) {}   // Redis keeps its own LRU/LFU clock per key.
+
+    public var health: TierHealth? { TierHealth(tier: RedisCluster.tierName, outage: cluster.outage?.cause, servesLocally: false) }
 }
 
 extension RedisChunkTier {
@@ -344,7 +346,10 @@ extension RedisChunkTier {
             ("kvstore_cluster_redirects_total", "MOVED/ASK redirects followed.", k.redirects),
             ("kvstore_cluster_retries_total", "Retry rounds while nodes were down or the cluster failing over.", k.retries),
             ("kvstore_cluster_map_refreshes_total", "Slot map refreshes (CLUSTER SHARDS, or SLOTS before Redis 7).", k.mapRefreshes),
-        ])
+            ("kvstore_cluster_unavailable_total", "Cluster calls that gave up, or failed at once during an outage (answered 503 on request paths).", k.unavailable),
+            ("kvstore_cluster_outages_total", "Outages begun: a call spent its retry window (--cluster-retry-ms).", k.outages),
+        ]) + TierMetrics.gauge("kvstore_tier_up", "1 while the tier answers, 0 during an outage (see /healthz).",
+                               labels: "tier=\"\(RedisCluster.tierName)\"", cluster.outage == nil ? 1 : 0)
     }
 }
 
@@ -352,5 +357,9 @@ extension RedisChunkTier {
 enum TierMetrics {
     static func render(_ counters: [(String, String, Int)]) -> String {
         counters.map { "# HELP \($0.0) \($0.1)\n# TYPE \($0.0) counter\n\($0.0) \($0.2)\n" }.joined()
+    }
+
+    static func gauge(_ name: String, _ help: String, labels: String, _ value: Int) -> String {
+        "# HELP \(name) \(help)\n# TYPE \(name) gauge\n\(name)\(labels.isEmpty ? "" : "{\(labels)}") \(value)\n"
     }
 }

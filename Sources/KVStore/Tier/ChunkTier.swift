@@ -28,6 +28,8 @@ public protocol ChunkTier: AnyObject, Sendable {
     /// when the tier keeps no local copy or already holds the whole match. The stream hands it the
     /// level-0 bytes it sends and calls `finish()` at its end; the fill then runs off the response path.
     func streamFill(_ match: PrefixMatch, tokens: [Int32], namespace: Namespace) -> (any StreamFill)?
+    /// The health of a remote tier behind this one (`/healthz`); nil when there is none.
+    var health: TierHealth? { get }
 }
 
 /// Collects what a stream read so a caching tier can store the prefix locally afterwards.
@@ -42,6 +44,8 @@ extension ChunkTier {
     public var metricsText: String { "" }
 
     public func streamFill(_ match: PrefixMatch, tokens: [Int32], namespace: Namespace) -> (any StreamFill)? { nil }
+
+    public var health: TierHealth? { nil }
 
     /// The bytes of `chunk` at `level`, or at its best stored level when nil.
     public func fetchBytes(_ chunk: MatchedChunk, level: UInt8? = nil) throws -> [UInt8]? {
@@ -115,12 +119,20 @@ extension ChunkTier {
     }
 
     /// The namespace among `spaces` holding the longest stored prefix of `tokens`, with its match.
+    /// A namespace whose tier is unavailable is skipped when another gives a match (a cache
+    /// node's local store, degraded); with no match at all the outage is thrown.
     public func longestPrefix(_ tokens: [Int32], in spaces: [Namespace]) throws -> (namespace: Namespace, match: PrefixMatch)? {
         var best: (namespace: Namespace, match: PrefixMatch)?
+        var outage: TierUnavailable?
         for space in spaces {
-            let m = try longestPrefix(tokens, namespace: space)
+            let m: PrefixMatch
+            do { m = try longestPrefix(tokens, namespace: space) } catch let e as TierUnavailable {
+                outage = outage ?? e
+                continue
+            }
             if m.tokens > (best?.match.tokens ?? 0) { best = (space, m) }
         }
+        if best == nil, let outage { throw outage }
         return best
     }
 }

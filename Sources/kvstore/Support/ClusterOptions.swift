@@ -20,8 +20,11 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "After each write, WAIT for this many replicas per master (0: do not wait).")
     var clusterWaitReplicas = 0
 
-    @Option(help: "Per-command timeout in milliseconds (a failover retries for up to 20 s on top).")
+    @Option(help: "Per-command timeout in milliseconds (a failover retries for up to --cluster-retry-ms on top).")
     var clusterTimeoutMs = 5000
+
+    @Option(help: "How long a call retries while nodes are down or the cluster fails over, in milliseconds, before it gives up (serve then answers 503 and fails fast until the cluster is whole again). Default: 2000 for serve, 20000 for one-shot commands.")
+    var clusterRetryMs: Int?
 
     @Option(name: .customLong("cluster-ttl"), help: "Write cluster keys with this expiry in seconds (Redis 7+), pushed out by every put and read of them; with a volatile-lru/lfu policy only such keys are evicted and `kvstore pin --cluster` keeps a context (default: no expiry).")
     var clusterTTL: Int?
@@ -41,15 +44,24 @@ struct ClusterOptions: ParsableArguments {
         if user != nil, password == nil { throw ValidationError("--cluster-user needs a password") }
         guard (0...16).contains(clusterWaitReplicas) else { throw ValidationError("--cluster-wait-replicas must be in 0...16") }
         guard clusterTimeoutMs > 0 else { throw ValidationError("--cluster-timeout-ms must be positive") }
+        if let r = clusterRetryMs, !(0...600_000).contains(r) { throw ValidationError("--cluster-retry-ms must be in 0...600000") }
         if let ttl = clusterTTL, !(1...(10 * 365 * 86_400)).contains(ttl) { throw ValidationError("--cluster-ttl must be in 1...\(10 * 365 * 86_400) seconds") }
         var config = RedisCluster.Configuration(seeds: url.seeds, credentials: password.map { .init(user: user, password: $0) })
         config.commandTimeoutMs = Int64(clusterTimeoutMs)
+        // A request's answer (503 included) must not wait out a long failover; a one-shot command may.
+        config.retryWindow = .milliseconds(clusterRetryMs ?? (background ? 2000 : 20000))
+        config.onOutage = { cause, detail in Self.log("cluster unavailable: \(cause); failing fast until it is whole again (\(detail))") }
+        config.onRecovery = { lasted in Self.log("cluster available again after \(lasted)") }
         let remote = RedisChunkTier(cluster: try RedisCluster(config), chunkTokens: store.chunkTokens, waitReplicas: clusterWaitReplicas,
                                     ttlSeconds: clusterTTL)
         switch clusterMode {
         case .cluster: return remote
         case .cache: return CachedChunkTier(local: store, remote: remote, backgroundWrites: background)
         }
+    }
+
+    static func log(_ line: String) {
+        FileHandle.standardError.write(Data("kvstore: \(line)\n".utf8))
     }
 
     /// The cluster tier under `tier` (itself, or the cache's remote).
