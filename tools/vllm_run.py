@@ -5,7 +5,7 @@ job from argv[1] (or a file of it) and prints one line per prompt, in order, `RE
 logs to stdout too):
 
     {"model": DIR, "store": DIR or null, "url": URL or null, "max_model_len": 4096, "max_tokens": 32,
-     "levels": [0], "wait_stored": false, "prefix_caching": false,
+     "levels": [0], "wait_stored": false, "prefix_caching": false, "warmup": false,
      "prompts": [{"prompt_token_ids": [...], "cache_salt": null, "ttft": false, "max_tokens": ...,
                   "wait_stored": ...}, ...]}
     -> {"token_ids": [...], "text": "...", "num_cached_tokens": N, "ttft_s": S}
@@ -42,17 +42,21 @@ def main() -> None:
     llm = LLM(**kwargs)
     print(json.dumps({"loaded_s": time.monotonic() - t0}), file=sys.stderr, flush=True)
     first = SamplingParams(temperature=0.0, max_tokens=1)
+    if job.get("warmup"):  # the first forward of a process pays one-time costs; keep them out of TTFT
+        llm.generate([{"prompt_token_ids": [1, 2, 3, 4] * 16}], first, use_tqdm=False)
     for p in job["prompts"]:
         prompt = {"prompt_token_ids": p["prompt_token_ids"]}
         if p.get("cache_salt"):
             prompt["cache_salt"] = p["cache_salt"]
-        ttft = None
+        ttft, out = None, None
+        max_tokens = p.get("max_tokens", job.get("max_tokens", 32))
         if p.get("ttft"):
             t = time.monotonic()
-            llm.generate([prompt], first, use_tqdm=False)
+            out = llm.generate([prompt], first, use_tqdm=False)[0]
             ttft = time.monotonic() - t
-        greedy = SamplingParams(temperature=0.0, max_tokens=p.get("max_tokens", job.get("max_tokens", 32)))
-        out = llm.generate([prompt], greedy, use_tqdm=False)[0]
+        if out is None or max_tokens != 1:
+            greedy = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+            out = llm.generate([prompt], greedy, use_tqdm=False)[0]
         if p.get("wait_stored", job.get("wait_stored")) and job.get("store"):
             wait_stored(job, p)
         print("RESULT " + json.dumps({"token_ids": list(out.outputs[0].token_ids), "text": out.outputs[0].text,
