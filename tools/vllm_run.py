@@ -32,7 +32,8 @@ def main() -> None:
                   enforce_eager=True, enable_prefix_caching=job.get("prefix_caching", False),
                   # one step per prompt: a whole prompt is prefilled (and so saved) at once
                   max_num_batched_tokens=job.get("max_model_len", 4096), seed=0)
-    extra = {k: job[k] for k in ("store", "url", "levels", "slo_ms", "token", "tenant") if job.get(k) is not None}
+    extra = {k: job[k] for k in ("store", "url", "levels", "slo_ms", "token", "tenant", "chunk_tokens")
+             if job.get(k) is not None}
     if extra:
         from vllm.config import KVTransferConfig
         kwargs["kv_transfer_config"] = KVTransferConfig(
@@ -57,7 +58,7 @@ def main() -> None:
         if out is None or max_tokens != 1:
             greedy = SamplingParams(temperature=0.0, max_tokens=max_tokens)
             out = llm.generate([prompt], greedy, use_tqdm=False)[0]
-        if p.get("wait_stored", job.get("wait_stored")) and job.get("store"):
+        if p.get("wait_stored", job.get("wait_stored")) and (job.get("store") or job.get("url")):
             wait_stored(job, p)
         print("RESULT " + json.dumps({"token_ids": list(out.outputs[0].token_ids), "text": out.outputs[0].text,
                           "num_cached_tokens": out.num_cached_tokens, "prompt_tokens": len(p["prompt_token_ids"]),
@@ -78,13 +79,20 @@ def wait_stored(job: dict, p: dict, timeout: float = 300.0) -> None:
                   kv_heads=cfg.num_key_value_heads, head_dim=getattr(cfg, "head_dim", None) or
                   cfg.hidden_size // cfg.num_attention_heads, tenant=p.get("cache_salt") and f"/{p['cache_salt']}")
     ids = p["prompt_token_ids"]
-    with Store(job["store"], create=True) as store:
+    if job.get("url"):
+        from kvstore.client import Client
+        client = Client(job["url"], token=job.get("token"))
+        want = len(ids) // job.get("chunk_tokens", 256) * job.get("chunk_tokens", 256)
+        stored = lambda: client.lookup(ids, model=space.model, dtype=space.dtype)["matched_tokens"]  # noqa: E731
+    else:
+        store = Store(job["store"], create=True)
         want = len(ids) // store.chunk_tokens * store.chunk_tokens
-        deadline = time.monotonic() + timeout
-        while store.lookup(space, ids)[0] < want:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the store did not get {want} tokens in {timeout:.0f} s")
-            time.sleep(0.2)
+        stored = lambda: store.lookup(space, ids)[0]  # noqa: E731
+    deadline = time.monotonic() + timeout
+    while stored() < want:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the store did not get {want} tokens in {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":

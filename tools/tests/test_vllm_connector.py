@@ -145,3 +145,20 @@ def test_corrupt_chunk_is_recomputed_smollm2(tmp_path):
     assert re.search(r"kvstore: loading 1280 tokens for request \S+ failed, vLLM recomputes them: .*corrupt", log), log[-3000:]
     assert "kvstore: loaded" not in log
     assert warm["token_ids"] == cold["token_ids"], (cold["text"], warm["text"])
+
+
+def test_two_vllm_processes_share_one_kvstore_serve_smollm2(tmp_path):
+    """Through a `kvstore serve` on loopback (`url`): process B restores what process A computed,
+    streamed at level 0, and answers as it does cold."""
+    from pypkg_support import require_binary, serve
+    require_binary()
+    q1, q2 = prompts("smollm2")
+    with serve(chunk_tokens=256) as url:
+        run_vllm("smollm2", {"url": url, "wait_stored": True, "max_tokens": 1,
+                             "prompts": [{"prompt_token_ids": q1}]}, tmp_path, "A")
+        (cold, warm), log = run_vllm("smollm2", {"url": url, "prompts": [
+            {"prompt_token_ids": q2, "cache_salt": "cold"}, {"prompt_token_ids": q2}]}, tmp_path, "B")
+    assert "kvstore: worker connector on http://127.0.0.1:" in log
+    assert cold["num_cached_tokens"] == 0
+    assert warm["num_cached_tokens"] == DOC_TOKENS and "kvstore: loaded 1280 tokens" in log, log[-3000:]
+    assert warm["token_ids"] == cold["token_ids"], (cold["text"], warm["text"])

@@ -59,7 +59,13 @@ class RemoteBackend:
         if space.tenant is not None:
             return 0
         got = self.client.lookup(list(tokens), model=space.model, dtype=space.dtype)
-        return int(got.get("matched_tokens", 0))
+        # Whole chunks only, of the size this connector was told: a server with other chunks is a miss.
+        end = 0
+        for c in got.get("chunks", []):
+            if c["start"] != end or c["end"] - c["start"] != self.chunk_tokens:
+                break
+            end = c["end"]
+        return end
 
     def read(self, space: Space, tokens: Sequence[int], n: int) -> np.ndarray:
         # Level 0 only when it is the only level stored: then the load is exact or it fails.

@@ -109,7 +109,8 @@ class KVStoreConnector(KVConnectorBase_V1, SupportsHMA):
             self.backend = EmbeddedBackend(str(extra["store"]), levels)
             self._tenant = extra.get("tenant")
         elif extra.get("url"):
-            self.backend = RemoteBackend(str(extra["url"]), extra.get("token"), levels, float(extra.get("slo_ms", 1000)))
+            self.backend = RemoteBackend(str(extra["url"]), extra.get("token"), levels, float(extra.get("slo_ms", 1000)),
+                                         int(extra.get("chunk_tokens", 256)))
             self._tenant = None  # the server's tenant is the token's
         else:
             raise ValueError("kv_connector_extra_config needs \"store\" (a store directory) or \"url\" (a kvstore serve)")
@@ -325,6 +326,9 @@ class KVStoreConnector(KVConnectorBase_V1, SupportsHMA):
             with self._lock:
                 self.stats["save_failures"] += 1
             logger.warning("kvstore: saving %d tokens of request %s failed: %s", len(tokens), rid, e)
+            return
+        if "skipped" in report:
+            logger.info("kvstore: request %s not stored: %s", rid, report["skipped"])
             return
         with self._lock:
             self.stats["saves"] += 1
