@@ -56,9 +56,9 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // The codec and stream reader behind @_cdecl functions (the header in include/ is documentation
+        // The codec, stream reader and embedded store behind @_cdecl functions (the header in include/ is documentation
         // for C callers and the Python package; Swift does not compile it).
-        .target(name: "KVStoreC", dependencies: ["KVCodec", "KVTensor", "KVFrames", "KVEngineLlama"], exclude: ["include"]),
+        .target(name: "KVStoreC", dependencies: ["KVCodec", "KVTensor", "KVFrames", "KVEngineLlama", "KVStore"], exclude: ["include"]),
         // RESP2 parser and encoder: pure value types, no dependencies (so the fuzz build is small).
         .target(name: "KVRESP", path: "Sources/KVCluster/RESP"),
         // The Redis Cluster tier: blocking-socket client (connections, slot map, redirects) and the tier on it.

@@ -35,3 +35,6 @@ command -v swift >/dev/null || { echo "setup: swift is not on PATH" >&2; exit 1;
 # llama.cpp (libllama + llama-server) at the commit the tests and benchmarks pin, built once into
 # ${KVSTORE_CACHE:-~/.cache/kvstore}/llama.cpp-0c1e570 (see docs/llama.md).
 scripts/build_llama.sh >/dev/null
+# vLLM's CPU build in its own venv and the two models as HF checkpoints, for the vLLM connector's tests
+# (docs/vllm.md): about 5 minutes once, then reused. Not fatal: without it those tests skip.
+scripts/setup_vllm.sh >/dev/null || echo "setup: the vLLM venv was not made (scripts/setup_vllm.sh); the vLLM tests skip" >&2

@@ -5,6 +5,7 @@ import Darwin
 #endif
 import KVCodec
 import KVEngineLlama
+import KVStore
 import KVTensor
 import KVFrames
 
@@ -63,6 +64,12 @@ enum CError {
             case .malformed: return corrupt
             case .mismatch: return argument
             case .io: return `internal`
+            }
+        case let e as StoreError:
+            switch e {
+            case .corruptBlob, .missingBlob: return corrupt
+            case .invalidInput, .config, .notFound: return argument
+            default: return `internal`
             }
         default: return `internal`
         }

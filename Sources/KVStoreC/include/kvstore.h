@@ -185,6 +185,40 @@ int kvs_llama_state_encode(const void *kv, size_t nbytes, int32_t dtype, int64_t
  * "sliding_layers"} (sliding_window 0 and sliding_layers [] for a model with one cache). */
 int kvs_gguf_model(const char *path, kvs_bytes **json);
 
+/* ---- embedded store (a store directory, as `kvstore put/get --store` use it) --------------- */
+
+/* A store directory opened in this process: no server. Several processes may use one store at once
+ * (its LMDB index allows it, as the CLI does); in one process the handles of one directory share one
+ * open store. A handle may be used from several threads. */
+typedef struct kvs_store kvs_store;
+
+/* `space` in the calls below: a JSON object naming what stored KV must match to be reused:
+ *   {"model": "vllm/<name>@sha256:<hex>", "dtype": "F16"|"BF16"|"F32", "layers": L, "kv_heads": H,
+ *    "head_dim": D, "tenant": "..." (optional: the cache salt that keeps tenants apart)}
+ * KV is stored and read in chunks of kvs_store_chunk_tokens tokens, keyed by the chained prefix hash
+ * (schemas/store.md). */
+
+/* Opens the store at `root` (creating it when `create` is 1). chunk_tokens: 0 = the store's own
+ * (256 for a new store); another value must match the store's. */
+int kvs_store_open(const char *root, int64_t chunk_tokens, int32_t create, kvs_store **out);
+int64_t kvs_store_chunk_tokens(const kvs_store *s);
+void kvs_store_close(kvs_store *s);
+/* The longest stored prefix of `tokens` (`count` ids): its tokens and chunks (the last may be a
+ * partial chunk). Either output may be NULL. */
+int kvs_store_lookup(kvs_store *s, const char *space, const int32_t *tokens, int64_t count, int64_t *matched,
+                     int64_t *chunks);
+/* Decodes chunks [first_chunk, first_chunk + chunk_count) of that prefix into one tensor
+ * [layers, 2, tokens, kv_heads, head_dim], at `level` (-1: the best stored). Every chunk is checked
+ * (checksum, shape, dtype): a corrupt one fails the call with KVS_E_CORRUPT; chunks no longer
+ * stored fail it with KVS_E_ARGUMENT. */
+int kvs_store_read(kvs_store *s, const char *space, const int32_t *tokens, int64_t count, int32_t level,
+                   int64_t first_chunk, int64_t chunk_count, kvs_tensor **kv);
+/* Stores a context (KV of the space's dtype and shape, one row per token id) at `levels` (0-4), as
+ * `kvstore put` does: chunks already stored are deduplicated. `report` (may be NULL): the put's
+ * report as JSON. */
+int kvs_store_put(kvs_store *s, const char *space, const void *kv, size_t nbytes, const int32_t *tokens,
+                  int64_t count, const int32_t *levels, int64_t level_count, kvs_bytes **report);
+
 #ifdef __cplusplus
 }
 #endif
