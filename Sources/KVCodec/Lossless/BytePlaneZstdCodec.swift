@@ -32,6 +32,11 @@ public enum BytePlanes {
                     count = bytes.count
                     return
                 }
+                if width == 4, isLittleEndian {
+                    split4(UnsafeRawPointer(src.baseAddress!), n, out.baseAddress!)
+                    count = bytes.count
+                    return
+                }
                 for b in 0..<width {
                     let plane = out.baseAddress! + b * n
                     for i in 0..<n { plane[i] = src[i * width + b] }
@@ -47,6 +52,11 @@ public enum BytePlanes {
             planes.withUnsafeBufferPointer { src in
                 if width == 2, isLittleEndian {
                     join2(src.baseAddress!, n, UnsafeMutableRawPointer(out.baseAddress!))
+                    count = planes.count
+                    return
+                }
+                if width == 4, isLittleEndian {
+                    join4(src.baseAddress!, n, UnsafeMutableRawPointer(out.baseAddress!))
                     count = planes.count
                     return
                 }
@@ -95,6 +105,41 @@ public enum BytePlanes {
         while i < n {
             out.storeBytes(of: src[i], toByteOffset: 2 &* i, as: UInt8.self)
             out.storeBytes(of: src[n &+ i], toByteOffset: 2 &* i &+ 1, as: UInt8.self)
+            i &+= 1
+        }
+    }
+
+    // 32-bit elements (f32, what vLLM's CPU build keeps) the same way, 16 at a time.
+    static func split4(_ src: UnsafeRawPointer, _ n: Int, _ out: UnsafeMutablePointer<UInt8>) {
+        let p0 = UnsafeMutableRawPointer(out), p1 = p0 + n, p2 = p0 + 2 &* n, p3 = p0 + 3 &* n
+        var i = 0
+        while i &+ 16 <= n {
+            let v = src.loadUnaligned(fromByteOffset: 4 &* i, as: SIMD16<UInt32>.self)
+            p0.storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v), toByteOffset: i, as: SIMD16<UInt8>.self)
+            p1.storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v &>> UInt32(8)), toByteOffset: i, as: SIMD16<UInt8>.self)
+            p2.storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v &>> UInt32(16)), toByteOffset: i, as: SIMD16<UInt8>.self)
+            p3.storeBytes(of: SIMD16<UInt8>(truncatingIfNeeded: v &>> UInt32(24)), toByteOffset: i, as: SIMD16<UInt8>.self)
+            i &+= 16
+        }
+        while i < n {
+            for b in 0..<4 { out[b &* n &+ i] = src.load(fromByteOffset: 4 &* i &+ b, as: UInt8.self) }
+            i &+= 1
+        }
+    }
+
+    static func join4(_ src: UnsafePointer<UInt8>, _ n: Int, _ out: UnsafeMutableRawPointer) {
+        let p0 = UnsafeRawPointer(src), p1 = p0 + n, p2 = p0 + 2 &* n, p3 = p0 + 3 &* n
+        var i = 0
+        while i &+ 16 <= n {
+            let b0 = SIMD16<UInt32>(truncatingIfNeeded: p0.loadUnaligned(fromByteOffset: i, as: SIMD16<UInt8>.self))
+            let b1 = SIMD16<UInt32>(truncatingIfNeeded: p1.loadUnaligned(fromByteOffset: i, as: SIMD16<UInt8>.self))
+            let b2 = SIMD16<UInt32>(truncatingIfNeeded: p2.loadUnaligned(fromByteOffset: i, as: SIMD16<UInt8>.self))
+            let b3 = SIMD16<UInt32>(truncatingIfNeeded: p3.loadUnaligned(fromByteOffset: i, as: SIMD16<UInt8>.self))
+            out.storeBytes(of: b0 | b1 &<< UInt32(8) | b2 &<< UInt32(16) | b3 &<< UInt32(24), toByteOffset: 4 &* i, as: SIMD16<UInt32>.self)
+            i &+= 16
+        }
+        while i < n {
+            for b in 0..<4 { out.storeBytes(of: src[b &* n &+ i], toByteOffset: 4 &* i &+ b, as: UInt8.self) }
             i &+= 1
         }
     }
