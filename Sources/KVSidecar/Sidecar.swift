@@ -242,7 +242,8 @@ public final class Sidecar: Sendable {
         if prompt.count > 1 {
             do {
                 let found = try await step("lookup", &trace) {
-                    try await source.lookup(Array(prompt.dropLast()), model: model, recomputeSecondsPerToken: prefillCost.secondsPerToken)
+                    try await source.lookup(Array(prompt.dropLast()), model: model, layout: engineInfo.layout,
+                                      recomputeSecondsPerToken: prefillCost.secondsPerToken)
                 }
                 if let found { stored = try await step("decode", &trace) { try await source.decode(found, threads: threads) } }
             } catch { fallback("lookup", error, &trace) }
@@ -398,7 +399,7 @@ public final class Sidecar: Sendable {
                     throw SidecarError.engine(problem)
                 }
                 let context = try file.state.context(tokens: saved, count: whole, model: model)
-                try await source.store(context)
+                try await source.store(context, quantized: info.layout.isQuantized)
             }
             trace.storedTokens = whole
             metrics.addTokens(stored: whole)
