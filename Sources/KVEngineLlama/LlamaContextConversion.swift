@@ -3,11 +3,14 @@ import KVTensor
 /// Sequence states ↔ kvstore contexts. A stored context is a prefix: positions 0..<n in order.
 extension LlamaSequenceState {
     /// The first `count` positions (0..<count) as a kvstore context of `tokens[0..<count]`.
+    /// A quantized cache's context is its rows' bytes, filed under the model id naming the type.
     public func context(tokens: [Int32], count: Int? = nil, model: GGUFModel) throws -> KVContext {
         let n = count ?? min(tokens.count, cellCount)
         guard n <= tokens.count else { throw LlamaStateError.mismatch("\(n) tokens asked of a state with \(tokens.count) tokens") }
-        guard kv.shape == model.kvShape else { throw LlamaStateError.mismatch("state shape \(kv.shape), model \(model.kvShape)") }
-        return try KVContext(kv: prefixKV(count: n), tokens: Array(tokens[0..<n]), metadata: ["model": model.identity])
+        guard kv.shape == Self.storageShape(model.kvShape, cacheType: cacheType) else {
+            throw LlamaStateError.mismatch("state shape \(kv.shape), model \(model.kvShape) (\(GGMLType.name(cacheType)))")
+        }
+        return try KVContext(kv: prefixKV(count: n), tokens: Array(tokens[0..<n]), metadata: ["model": model.kvIdentity(cacheType: cacheType)])
     }
 
     /// The KV of positions 0..<count, in position order. Cells may sit in any order in the
@@ -39,7 +42,8 @@ extension LlamaSequenceState {
             throw LlamaStateError.mismatch("context KV is \(context.kv.dtype.rawValue), the engine's KV cache \(layout.dtype.rawValue)")
         }
         try self.init(streamCount: layout.streamCount, stream: 0, seqID: 0,
-                      positions: (0..<Int32(context.tokens.count)).map { $0 }, vTransposed: layout.vTransposed, kv: context.kv)
+                      positions: (0..<Int32(context.tokens.count)).map { $0 }, vTransposed: layout.vTransposed, kv: context.kv,
+                      cacheType: layout.cacheType)
     }
 }
 
@@ -47,13 +51,17 @@ extension LlamaSequenceState {
 public struct LlamaEngineLayout: Sendable, Equatable, CustomStringConvertible {
     public var streamCount: UInt32
     public var vTransposed: Bool
-    /// The cache's element type (F16 unless the engine runs `-ctk f32 -ctv f32`).
+    /// The element type of the cache's tensors (F16 unless the engine runs `-ctk f32 -ctv f32`;
+    /// F16 pairs for a quantized cache).
     public var dtype: DType
+    /// The cache's ggml type: F16 or F32 as `dtype`, or a quantized type (`-ctk q8_0 -ctv q8_0`).
+    public var cacheType: Int32
 
-    public init(streamCount: UInt32, vTransposed: Bool, dtype: DType = .f16) {
+    public init(streamCount: UInt32, vTransposed: Bool, dtype: DType = .f16, cacheType: Int32? = nil) {
         self.streamCount = streamCount
         self.vTransposed = vTransposed
         self.dtype = dtype
+        self.cacheType = cacheType ?? (dtype == .f32 ? 0 : 1)
     }
 
     /// Most KV streams a state may declare (llama.cpp has one per sequence at most: n_seq_max).
@@ -68,10 +76,25 @@ public struct LlamaEngineLayout: Sendable, Equatable, CustomStringConvertible {
     }
 
     public init(of state: LlamaSequenceState) {
-        self.init(streamCount: state.streamCount, vTransposed: state.vTransposed, dtype: state.kv.dtype)
+        self.init(streamCount: state.streamCount, vTransposed: state.vTransposed, dtype: state.kv.dtype, cacheType: state.cacheType)
     }
 
-    public var description: String { "\(streamCount) stream(s), V \(vTransposed ? "transposed" : "row-major"), \(dtype.rawValue)" }
+    public var isQuantized: Bool { GGMLType.isQuantized(cacheType) }
+
+    /// The shape of the stored KV of a model of KV shape `shape` (`LlamaSequenceState.storageShape`).
+    public func storageShape(_ shape: KVShape) -> KVShape? { LlamaSequenceState.storageShape(shape, cacheType: cacheType) }
+
+    public var description: String {
+        "\(streamCount) stream(s), V \(vTransposed ? "transposed" : "row-major"), \(isQuantized ? GGMLType.name(cacheType) : dtype.rawValue)"
+    }
+}
+
+extension GGUFModel {
+    /// The store's model id for KV of this model in a cache of `cacheType`: a quantized cache's rows
+    /// are filed under an id naming the type, so F16 and quantized KV never mix.
+    public func kvIdentity(cacheType: Int32) -> String {
+        GGMLType.isQuantized(cacheType) ? identity + "+kv." + GGMLType.name(cacheType).lowercased() : identity
+    }
 }
 
 extension LlamaSlotFile {

@@ -52,6 +52,10 @@ public struct LlamaMemoryState: Sendable, Equatable {
             }
             return sections
         }
+        // The in-process path joins caches in the model's shape; quantized rows go through the sidecar's slot files only.
+        if let q = sections.first(where: \.isQuantized) {
+            throw LlamaStateError.unsupported("a \(LlamaSequenceState.cacheTypeName(q.cacheType)) KV cache in the in-process path (F16 or F32 only)")
+        }
         for s in sections.dropFirst() where s.cellCount > 0 && sections[0].cellCount > 0 {
             guard s.kv.dtype == sections[0].kv.dtype, s.vTransposed == sections[0].vTransposed, s.streamCount == sections[0].streamCount else {
                 throw LlamaStateError.malformed("the sliding-window cache is laid out unlike the full-attention cache")
@@ -95,8 +99,8 @@ public struct LlamaMemoryState: Sendable, Equatable {
     public init(kv: KVTensor, layout: LlamaCacheLayout, engine: LlamaEngineLayout) throws {
         try engine.validate()
         try layout.validate(layers: kv.shape.layers)
-        guard kv.dtype == engine.dtype else {
-            throw LlamaStateError.mismatch("KV is \(kv.dtype.rawValue), the engine's KV cache \(engine.dtype.rawValue)")
+        guard kv.dtype == engine.dtype, !engine.isQuantized else {
+            throw LlamaStateError.mismatch("KV is \(kv.dtype.rawValue), the engine's KV cache \(engine)")
         }
         shape = kv.shape
         self.layout = layout

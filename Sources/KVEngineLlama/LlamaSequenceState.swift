@@ -14,8 +14,11 @@ import KVTensor
 ///     per layer V: the same when v_trans = 0; when v_trans = 1: i32 type, u32 element bytes,
 ///                  u32 n_embd_v_gqa, then for each of those elements one value per cell
 /// K and V are F16 (llama.cpp's default cache type) or F32 (`-ctk f32 -ctv f32`, the float oracle),
-/// the same for every layer; quantized cache types are refused. Models with per-cell extensions
-/// (M-RoPE, PLE) are refused too: their cell records carry more bytes, which the size checks reject.
+/// or one quantized type (`-ctk q8_0 -ctv q8_0`, …; V row-major, as llama.cpp quantizes V only with
+/// flash attention), the same for every layer. Quantized rows are kept as they are: `kv` then holds
+/// each row's bytes as F16 pairs in the storage shape `[layers, 2, cells, 1, row bytes / 2]`
+/// (`storageShape`), so they are stored and restored bit for bit. Models with per-cell extensions
+/// (M-RoPE, PLE) are refused: their cell records carry more bytes, which the size checks reject.
 public struct LlamaSequenceState: Sendable, Equatable {
     /// `n_stream` of the context that wrote it; a restore needs the same count.
     public var streamCount: UInt32
@@ -27,13 +30,26 @@ public struct LlamaSequenceState: Sendable, Equatable {
     public var positions: [Int32]
     /// Whether V is stored transposed (llama.cpp does so when flash attention is off).
     public var vTransposed: Bool
-    /// Keys and values of the cells, `[layers, 2, cells, kv_heads, head_dim]`, F16 or F32.
+    /// Keys and values of the cells, `[layers, 2, cells, kv_heads, head_dim]`, F16 or F32; for a
+    /// quantized cache the rows' bytes in the storage shape.
     public var kv: KVTensor
+    /// The cache's ggml type (F16 = 1, F32 = 0, Q8_0 = 8, …).
+    public var cacheType: Int32
 
-    public init(streamCount: UInt32 = 1, stream: Int = 0, seqID: Int32 = 0, positions: [Int32], vTransposed: Bool, kv: KVTensor) throws {
-        guard GGMLType.of(kv.dtype) != nil else {
-            throw LlamaStateError.unsupported("KV of \(kv.dtype.rawValue); llama.cpp states are written here with F16 or F32 KV only")
+    public init(streamCount: UInt32 = 1, stream: Int = 0, seqID: Int32 = 0, positions: [Int32], vTransposed: Bool, kv: KVTensor,
+                cacheType: Int32? = nil) throws {
+        let type = cacheType ?? GGMLType.of(kv.dtype) ?? -1
+        if GGMLType.isQuantized(type) {
+            guard kv.dtype == .f16, kv.shape.kvHeads == 1 else {
+                throw LlamaStateError.mismatch("\(GGMLType.name(type)) rows are held as F16 pairs of shape [layers, 2, cells, 1, row bytes / 2], not \(kv.shape) \(kv.dtype.rawValue)")
+            }
+            guard !vTransposed else { throw LlamaStateError.unsupported("a transposed V of \(GGMLType.name(type)) (llama.cpp quantizes V only with flash attention)") }
+        } else {
+            guard let own = GGMLType.of(kv.dtype), own == type else {
+                throw LlamaStateError.unsupported("KV of \(kv.dtype.rawValue) as \(GGMLType.name(type)); llama.cpp states are written here with F16, F32 or quantized KV only")
+            }
         }
+        self.cacheType = type
         guard positions.count == kv.tokens else { throw LlamaStateError.mismatch("\(positions.count) positions for \(kv.tokens) cells") }
         guard streamCount >= 1, streamCount <= LlamaEngineLayout.maxStreamCount, stream >= 0, stream < Int(streamCount) else {
             throw LlamaStateError.mismatch("stream \(stream) of \(streamCount) (at most \(LlamaEngineLayout.maxStreamCount) streams)")
@@ -47,6 +63,21 @@ public struct LlamaSequenceState: Sendable, Equatable {
     }
 
     public var cellCount: Int { positions.count }
+
+    /// Whether the cache holds quantized rows (kept as bytes in the storage shape).
+    public var isQuantized: Bool { GGMLType.isQuantized(cacheType) }
+
+    /// The shape `kv` has for a model of KV shape `shape` and cache type `cacheType`: the model's
+    /// own for F16 and F32, `[layers, 2, cells, 1, row bytes / 2]` for a quantized type; nil for a
+    /// type or row length this reader does not know.
+    public static func storageShape(_ shape: KVShape, cacheType: Int32) -> KVShape? {
+        if GGMLType.dtype(cacheType) != nil { return shape }
+        guard let bytes = GGMLType.quantizedRowBytes(cacheType, elements: shape.rowElements), bytes % 2 == 0 else { return nil }
+        return KVShape(layers: shape.layers, kvHeads: 1, headDim: bytes / 2)
+    }
+
+    /// The name of a ggml cache type (`Q8_0`, …).
+    public static func cacheTypeName(_ type: Int32) -> String { GGMLType.name(type) }
 
     /// Whether the cells hold positions 0, 1, … in order: a prefix kvstore can store by tokens.
     public var isContiguousPrefix: Bool {
@@ -119,12 +150,13 @@ extension LlamaSequenceState {
         try need(r, 4, "type of K of layer 0")
         var peek = r
         let type: Int32 = peek.read()
-        guard let dtype = GGMLType.dtype(type) else {
-            throw LlamaStateError.unsupported("K of layer 0 is \(GGMLType.name(type)); only F16 or F32 KV is supported")
+        guard let storage = storageShape(shape, cacheType: type) else {
+            throw LlamaStateError.unsupported("K of layer 0 is \(GGMLType.name(type)); supported: F16, F32, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL")
         }
+        let dtype = GGMLType.dtype(type) ?? .f16   // quantized rows: their bytes as F16 pairs
         let row = shape.rowElements
         let element = dtype.byteWidth
-        let rowBytes = row * element
+        let rowBytes = storage.rowElements * element
         let planeBytes = cells * rowBytes
         try need(r, layers * 2 * planeBytes, "the KV of \(cells) cells")   // bounds the allocation by the input
         var out = [UInt8](repeating: 0, count: layers * 2 * planeBytes)
@@ -142,7 +174,7 @@ extension LlamaSequenceState {
                 let vType: Int32 = r.read()
                 let elementBytes: UInt32 = r.read()
                 let elements: UInt32 = r.read()
-                guard vType == type, elementBytes == UInt32(element) else {
+                guard vType == type, elementBytes == UInt32(element), !GGMLType.isQuantized(type) else {
                     throw LlamaStateError.unsupported("V of layer \(l) is \(GGMLType.name(vType)) (\(elementBytes)-byte elements), K is \(GGMLType.name(type))")
                 }
                 guard Int(elements) == row else { throw LlamaStateError.mismatch("V of layer \(l) has \(elements) elements per cell, the model \(row)") }
@@ -151,9 +183,9 @@ extension LlamaSequenceState {
                 transpose(UnsafeRawPointer(r.slice(cells * rowBytes).baseAddress!), into: plane, rows: row, columns: cells, element: element)
             }
         }
-        let kv = try KVTensor(shape: shape, tokens: cells, dtype: dtype, bytes: out)
+        let kv = try KVTensor(shape: storage, tokens: cells, dtype: dtype, bytes: out)
         return try LlamaSequenceState(streamCount: streamCount, stream: stream, seqID: seqID, positions: positions,
-                                      vTransposed: vTrans == 1, kv: kv)
+                                      vTransposed: vTrans == 1, kv: kv, cacheType: type)
     }
 
     /// One layer's K (or untransposed V): type, row size, then the rows as they are.
@@ -165,7 +197,9 @@ extension LlamaSequenceState {
         guard type == expected else {
             throw LlamaStateError.unsupported("\(what) is \(GGMLType.name(type)), layer 0's K \(GGMLType.name(expected))")
         }
-        guard size == UInt64(rowBytes) else { throw LlamaStateError.mismatch("\(what) has \(size)-byte rows, the model \(rowBytes)") }
+        guard size == UInt64(rowBytes) else {
+            throw LlamaStateError.mismatch("\(what) has \(size)-byte rows of \(GGMLType.name(type)), the model \(rowBytes)")
+        }
         try need(r, cells * rowBytes, what)
         plane.copyMemory(from: r.slice(cells * rowBytes).baseAddress!, byteCount: cells * rowBytes)
     }
@@ -211,7 +245,7 @@ extension LlamaSequenceState {
             let layers = kv.shape.layers
             let row = kv.shape.rowElements
             let element = kv.dtype.byteWidth
-            let type = GGMLType.of(kv.dtype)!   // checked by init
+            let type = cacheType
             let rowBytes = row * element
             let planeBytes = cellCount * rowBytes
             w.append(UInt32(vTransposed ? 1 : 0))

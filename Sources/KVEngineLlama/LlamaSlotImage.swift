@@ -11,8 +11,12 @@ extension LlamaSlotFile {
     public static func encoded(tokens: [Int32], parts: [KVTensor], layout: LlamaEngineLayout, threads: Int = 1) throws -> [UInt8] {
         guard let first = parts.first else { throw LlamaStateError.mismatch("no KV to write") }
         let shape = first.shape, dtype = first.dtype
-        guard dtype == layout.dtype, let type = GGMLType.of(dtype) else {
+        guard dtype == layout.dtype, GGMLType.of(dtype) != nil else {
             throw LlamaStateError.mismatch("context KV is \(dtype.rawValue), the engine's KV cache \(layout.dtype.rawValue)")
+        }
+        let type = layout.cacheType
+        guard !(layout.isQuantized && (layout.vTransposed || shape.kvHeads != 1)) else {
+            throw LlamaStateError.mismatch("\(GGMLType.name(type)) rows need V row-major and the storage shape, not \(shape)")
         }
         guard parts.allSatisfy({ $0.shape == shape && $0.dtype == dtype }) else {
             throw LlamaStateError.mismatch("the parts differ in shape or element type")

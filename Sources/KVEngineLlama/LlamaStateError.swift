@@ -24,9 +24,21 @@ enum GGMLType {
     static let f32: Int32 = 0
     static let f16: Int32 = 1
 
-    /// The cache types a state may hold here, as tensor dtypes.
+    /// The float cache types, as tensor dtypes.
     static func dtype(_ t: Int32) -> DType? { t == f16 ? .f16 : t == f32 ? .f32 : nil }
     static func of(_ d: DType) -> Int32? { d == .f16 ? f16 : d == .f32 ? f32 : nil }
+
+    /// Bytes per block of 32 values of the quantized cache types llama.cpp offers (`-ctk`/`-ctv`):
+    /// Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL. Their rows are kept as they are, never decoded.
+    static let quantizedBlockBytes: [Int32: Int] = [2: 18, 3: 20, 6: 22, 7: 24, 8: 34, 20: 18]
+
+    static func isQuantized(_ t: Int32) -> Bool { quantizedBlockBytes[t] != nil }
+
+    /// Bytes of a row of `elements` values of quantized type `t` (whole blocks only), else nil.
+    static func quantizedRowBytes(_ t: Int32, elements: Int) -> Int? {
+        guard let block = quantizedBlockBytes[t], elements > 0, elements % 32 == 0 else { return nil }
+        return elements / 32 * block
+    }
 
     static func name(_ t: Int32) -> String {
         let names: [Int32: String] = [0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",

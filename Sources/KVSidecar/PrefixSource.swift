@@ -30,12 +30,16 @@ public enum PrefixSource: Sendable {
         public var parts: [KVTensor]
     }
 
-    /// The longest stored prefix of `tokens` (nil on a miss). A remote store is told the engine's
-    /// prefill cost, when known, for its choice between late chunks and recompute.
-    public func lookup(_ tokens: [Int32], model: GGUFModel, recomputeSecondsPerToken: Double? = nil) async throws -> Found? {
+    /// The longest stored prefix of `tokens` (nil on a miss), in the engine's cache type (`layout`;
+    /// a quantized cache's rows are filed under their own model id and storage shape). A remote
+    /// store is told the engine's prefill cost, when known, for its choice between late chunks and recompute.
+    public func lookup(_ tokens: [Int32], model: GGUFModel, layout: LlamaEngineLayout = LlamaEngineLayout(streamCount: 1, vTransposed: false),
+                       recomputeSecondsPerToken: Double? = nil) async throws -> Found? {
+        guard let shape = layout.storageShape(model.kvShape) else { throw SidecarError.config("no storage shape for \(layout)") }
+        let modelID = model.kvIdentity(cacheType: layout.cacheType)
         switch self {
         case .embedded(let store, _):
-            let ns = Namespace(model: model.identity, dtype: .f16, shape: model.kvShape, chunkTokens: store.chunkTokens)
+            let ns = Namespace(model: modelID, dtype: layout.dtype, shape: shape, chunkTokens: store.chunkTokens)
             var match = try store.lookup(tokens, namespace: ns)
             // The chunks' stored bytes; the prefix ends before a chunk removed since the lookup.
             var blobs: [[UInt8]] = []
@@ -53,13 +57,13 @@ public enum PrefixSource: Sendable {
                          parts: .encoded(blobs, tokens: match.chunks.map(\.range.count), namespace: ns),
                          detail: "\(match.chunks.count) chunks")
         case .remote(let client, let sloMs, _):
-            let request = StreamRequest(tokens: tokens, model: model.identity, dtype: DType.f16.rawValue, sloMs: sloMs,
+            let request = StreamRequest(tokens: tokens, model: modelID, dtype: layout.dtype.rawValue, sloMs: sloMs,
                                         recomputeMsPerToken: recomputeSecondsPerToken.map { min(60_000, $0 * 1000) })
             guard let result = try await client.stream(request) else { return nil }
             let parts = result.chunks.prefix { $0.kv != nil }.compactMap(\.kv)
             guard !parts.isEmpty else { return nil }   // every chunk to recompute
-            for kv in parts where kv.shape != model.kvShape || kv.dtype != .f16 {
-                throw SidecarError.store("remote KV is \(kv.shape) \(kv.dtype.rawValue), the model needs \(model.kvShape) F16")
+            for kv in parts where kv.shape != shape || kv.dtype != layout.dtype {
+                throw SidecarError.store("remote KV is \(kv.shape) \(kv.dtype.rawValue), the engine needs \(shape) \(layout.dtype.rawValue)")
             }
             let n = result.contiguousTokens
             guard n == parts.reduce(0, { $0 + $1.tokens }), n <= tokens.count else {
@@ -89,13 +93,16 @@ public enum PrefixSource: Sendable {
         }
     }
 
-    /// Stores `context` (whole chunks of a prompt, KV from the engine).
-    func store(_ context: KVContext) async throws {
+    /// Stores `context` (whole chunks of a prompt, KV from the engine). Quantized rows are stored
+    /// at level 0 only (lossless): a lossy level would treat their bytes as F16 values.
+    func store(_ context: KVContext, quantized: Bool = false) async throws {
         switch self {
-        case .embedded(let store, let levels):
+        case .embedded(let store, let configured):
+            let levels = quantized ? [CodecLevel.lossless] : configured
             let ns = store.namespace(for: context, model: context.metadata["model"] ?? "")
             _ = try store.put(context, namespace: ns, levels: levels)
-        case .remote(let client, _, let levels):
+        case .remote(let client, _, let configured):
+            let levels = quantized ? [CodecLevel.lossless] : configured
             let body = Safetensors.serialize(context).flatMap { $0 }
             let path = "/v1/contexts?levels=" + levels.map(String.init).joined(separator: ",")
             let (status, out) = try await client.exchange.call(method: .POST, path: path, contentType: "application/octet-stream", body: body)

@@ -75,7 +75,10 @@ public final class Sidecar: Sendable {
 
     /// What the last probe found, nil while waiting for llama-server.
     public var ready: EngineInfo? {
-        engineState.withLock { if case .ready(let info) = $0 { info } else { nil } }
+        engineState.withLock { state -> EngineInfo? in
+            if case .ready(let info) = state { return info }
+            return nil
+        }
     }
 
     public var model: GGUFModel? { ready?.model }
@@ -83,7 +86,10 @@ public final class Sidecar: Sendable {
 
     /// Why the sidecar is not ready, nil when it is.
     public var waitingReason: String? {
-        engineState.withLock { if case .waiting(let why) = $0 { why } else { nil } }
+        engineState.withLock { state -> String? in
+            if case .waiting(let why) = state { return why }
+            return nil
+        }
     }
 
     /// Asks llama-server what it runs (`GET /props`), opens that model file (identity and KV
@@ -237,7 +243,8 @@ public final class Sidecar: Sendable {
         if prompt.count > 1 {
             do {
                 let found = try await step("lookup", &trace) {
-                    try await source.lookup(Array(prompt.dropLast()), model: model, recomputeSecondsPerToken: prefillCost.secondsPerToken)
+                    try await source.lookup(Array(prompt.dropLast()), model: model, layout: engineInfo.layout,
+                                      recomputeSecondsPerToken: prefillCost.secondsPerToken)
                 }
                 if let found { stored = try await step("decode", &trace) { try await source.decode(found, threads: threads) } }
             } catch { fallback("lookup", error, &trace) }
@@ -287,8 +294,7 @@ public final class Sidecar: Sendable {
         // The first byte follows the prefill closely when it is streamed or little is generated.
         let promptFollows = request["stream"] as? Bool == true || ((request["n_predict"] ?? request["max_tokens"]) as? Int).map { $0 <= 4 } == true
         // The completion is never sent twice (llama-server may have started on it).
-        var exchange = engine.exchange
-        exchange.retryUnanswered = false
+        let exchange = { var e = engine.exchange; e.retryUnanswered = false; return e }()
         let forward = Task {
             var trace = traceBefore
             var firstByte: Double?
@@ -302,7 +308,7 @@ public final class Sidecar: Sendable {
                 sink.finish()
                 head.resolve(.failure(SidecarError.engine("no response head")))
             } catch {
-                head.resolve(.failure(error))
+                head.resolve(.failure(error is TransportError ? SidecarError.engine("\(route): \(error)") : error))
                 sink.finish(throwing: error)
                 // No connection to llama-server (it stopped or restarts): probed again before the next request.
                 if !Task.isCancelled, error is TransportError { engineLost("\(route): \(error)") }
@@ -394,7 +400,7 @@ public final class Sidecar: Sendable {
                     throw SidecarError.engine(problem)
                 }
                 let context = try file.state.context(tokens: saved, count: whole, model: model)
-                try await source.store(context)
+                try await source.store(context, quantized: info.layout.isQuantized)
             }
             trace.storedTokens = whole
             metrics.addTokens(stored: whole)
@@ -412,9 +418,7 @@ extension Sidecar {
         guard String(validating: body, as: UTF8.self) != nil, !body.contains(0) else {
             throw SidecarError.request("the request body is not valid UTF-8; a JSON object is expected")
         }
-        guard Self.nestingDepth(body) <= Self.maxNesting else {
-            throw SidecarError.request("the request body nests arrays or objects deeper than \(Self.maxNesting) levels")
-        }
+        if let problem = Self.structureProblem(body) { throw SidecarError.request("the request body \(problem)") }
         let parsed: Any
         do { parsed = try JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed]) } catch {
             throw SidecarError.request("the request body is not valid JSON (\(body.count) bytes); a JSON object is expected")
@@ -434,22 +438,30 @@ extension Sidecar {
     /// cannot exhaust a recursive parser's stack.
     static let maxNesting = 256
 
-    /// The deepest nesting of arrays and objects in JSON text, brackets inside strings not counted.
-    static func nestingDepth(_ body: [UInt8]) -> Int {
-        var depth = 0, deepest = 0, inString = false, escaped = false
+    /// What JSON forbids but the parser would take or choke on, found by one scan outside strings:
+    /// nesting deeper than `maxNesting`, or a comma before a closing bracket (a trailing comma).
+    static func structureProblem(_ body: [UInt8]) -> String? {
+        var depth = 0, inString = false, escaped = false
+        var last: UInt8 = 0   // the last byte outside strings that is not whitespace
         for b in body {
             if inString {
                 if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
                 continue
             }
             switch b {
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"): continue
             case UInt8(ascii: "\""): inString = true
-            case UInt8(ascii: "["), UInt8(ascii: "{"): depth += 1; deepest = max(deepest, depth)
-            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > maxNesting { return "nests arrays or objects deeper than \(maxNesting) levels" }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                if last == UInt8(ascii: ",") { return "has a trailing comma; a JSON object is expected" }
+                depth -= 1
             default: break
             }
+            last = b
         }
-        return deepest
+        return nil
     }
 
     /// Why a saved slot cannot give the prompt's first `whole` tokens, or nil when it can. A slot

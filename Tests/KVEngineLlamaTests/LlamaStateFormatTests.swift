@@ -90,7 +90,8 @@ import Testing
         #expect(message(patched(8, 0xFFFF_FFFF)).contains("truncated"))
         #expect(message(patched(cellsAt, 0x7FFF_FFFF)).contains("truncated"))
         #expect(message(patched(afterCells + 4, 29)).contains("29 layers"))
-        #expect(message(patched(afterCells + 8, 8)).contains("Q8_0"))          // first layer's K type
+        #expect(message(patched(afterCells + 8, 12)).contains("Q4_K"))         // first layer's K type, unknown here
+        #expect(message(patched(afterCells + 8, 8)).contains("384-byte rows of Q8_0"))   // known, but the rows are F16's
         #expect(message(patched(afterCells, 7)).contains("v_trans = 7"))
         #expect(message(patched(cellsAt + 8, 2)).contains("2 sequences"))     // first cell's n_seq_id
         // A model of another shape does not accept it.

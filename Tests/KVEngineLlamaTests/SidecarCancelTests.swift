@@ -42,8 +42,12 @@ import Testing
         for c in clients { c.hangUp() }
 
         // llama-server stops both tasks before their prompts are done: a finished prefill would
-        // leave all 2,000 tokens (and the generated ones) in its slot.
-        try await waitUntil("llama-server's slots to go idle") { try await Self.slots(server).allSatisfy { $0["is_processing"] as? Bool == false } }
+        // leave all 2,000 tokens (and the generated ones) in its slot. (Polled slowly: llama-server
+        // checks a request's connection only after a second with no result for any task, and
+        // every /slots answer is such a result.)
+        try await waitUntil("llama-server's slots to go idle", every: .seconds(3)) {
+            try await Self.slots(server).allSatisfy { $0["is_processing"] as? Bool == false }
+        }
         let after = try await Self.slots(server)
         #expect(after.count == 2)
         for slot in after {

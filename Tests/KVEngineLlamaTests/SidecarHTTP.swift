@@ -11,7 +11,7 @@ struct SidecarHTTP {
 
     static func start(_ sidecar: Sidecar) async throws -> SidecarHTTP {
         let (ports, sink) = AsyncStream<Int>.makeStream()
-        let task = Task { try await sidecar.application(host: "127.0.0.1", port: 0) { sink.yield($0) }.run() }
+        let task = Task { try await sidecar.application(host: "127.0.0.1", port: 0) { _ = sink.yield($0) }.run() }
         for await port in ports { return SidecarHTTP(port: port, task: task) }
         throw LlamaServerProcess.Failure(description: "the sidecar did not start listening")
     }
@@ -66,10 +66,11 @@ struct HangingUpClient {
 }
 
 /// Polls `condition` until it holds; the limit only guards against a hang.
-func waitUntil(_ what: String, limit: Duration = .seconds(600), _ condition: () async throws -> Bool) async throws {
+func waitUntil(_ what: String, limit: Duration = .seconds(600), every interval: Duration = .milliseconds(100),
+               _ condition: () async throws -> Bool) async throws {
     let start = ContinuousClock.now
     while try await !condition() {
         guard ContinuousClock.now - start < limit else { throw LlamaServerProcess.Failure(description: "timed out waiting for \(what)") }
-        try await Task.sleep(for: .milliseconds(100))
+        try await Task.sleep(for: interval)
     }
 }

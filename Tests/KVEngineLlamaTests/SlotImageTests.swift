@@ -29,8 +29,7 @@ struct SlotImageTests {
         let tokens = (0..<n).map { Int32($0 * 31 % 997) }
         let context = try KVContext(kv: try KVTensor.concatenate(parts), tokens: tokens)
         for base in Self.layouts {
-            var layout = base
-            layout.dtype = dtype
+            let layout = LlamaEngineLayout(streamCount: base.streamCount, vTransposed: base.vTransposed, dtype: dtype)
             let expected = try LlamaSlotFile(context: context, layout: layout).encoded()
             for threads in [1, 2, 5, 64] {
                 #expect(try LlamaSlotFile.encoded(tokens: tokens, parts: parts, layout: layout, threads: threads) == expected, "\(layout) \(threads) threads")

@@ -81,7 +81,7 @@ public final class LlamaServerProcess: @unchecked Sendable {
         let waited = Int(Date().timeIntervalSince(start))
         let said = tail()  // before stop(), which removes the log
         stop()
-        throw Failure(description: "llama-server (pid \(process.processIdentifier), port \(port)) did not answer /health in \(waited) s "
+        throw Failure(description: "llama-server (pid \(process.processIdentifier), port \(self.port)) did not answer /health in \(waited) s "
                       + "(\(checks) checks, \(logged.map { "\($0) bytes logged" } ?? "no log")): \(said)")
     }
 
