@@ -11,8 +11,10 @@ import KVTensor
 /// the same way: a namespace is only ever reached through its own root.
 public protocol ChunkTier: AnyObject, Sendable {
     var chunkTokens: Int { get }
-    /// Encodes `context` at `levels` and stores every chunk not stored yet (idempotent).
-    func storeContext(_ context: KVContext, namespace: Namespace, levels: [UInt8], name: String) throws -> PutReport
+    /// Stores every chunk of `encoded` not stored yet, at its levels (idempotent). The chunks'
+    /// bytes come from `encoded` (made once, with the model's profile, by `ChunkStore.encode`),
+    /// so every tier holds the same bytes for a chunk.
+    func storeContext(_ encoded: EncodedContext, name: String) throws -> PutReport
     /// Namespaces with stored chunks (what `/v1/lookup` chooses among).
     func namespaces() throws -> [Namespace]
     /// The longest stored prefix of `tokens`: chunks up to the first miss.
@@ -64,8 +66,8 @@ extension ChunkTier {
 
 /// The embedded tier is the store itself.
 extension ChunkStore: ChunkTier {
-    public func storeContext(_ context: KVContext, namespace: Namespace, levels: [UInt8], name: String) throws -> PutReport {
-        try put(context, namespace: namespace, levels: levels, name: name)
+    public func storeContext(_ encoded: EncodedContext, name: String) throws -> PutReport {
+        try put(encoded, name: name)
     }
 
     public func longestPrefix(_ tokens: [Int32], namespace: Namespace) throws -> PrefixMatch {
