@@ -71,6 +71,7 @@ public final class CachedChunkTier: ChunkTier, Sendable {
     }
 
     public var chunkTokens: Int { local.chunkTokens }
+    public var localCache: ChunkStore? { local }
     public var stats: Counters {
         var c = counters.withLock { $0 }
         let w = writes.counters

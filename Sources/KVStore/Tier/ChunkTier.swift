@@ -32,6 +32,11 @@ public protocol ChunkTier: AnyObject, Sendable {
     func streamFill(_ match: PrefixMatch, tokens: [Int32], namespace: Namespace) -> (any StreamFill)?
     /// The health of a remote tier behind this one (`/healthz`); nil when there is none.
     var health: TierHealth? { get }
+    /// `getContext`, then whatever the tier keeps of the read (cache mode: a prefix read from the
+    /// cluster is stored locally, read-through).
+    func getContextFilling(_ tokens: [Int32], namespace: Namespace, level: UInt8?) throws -> (context: KVContext, match: PrefixMatch)?
+    /// The node-local store in front of a remote tier (cache mode); nil for other tiers.
+    var localCache: ChunkStore? { get }
 }
 
 /// Collects what a stream read so a caching tier can store the prefix locally afterwards.
@@ -48,6 +53,12 @@ extension ChunkTier {
     public func streamFill(_ match: PrefixMatch, tokens: [Int32], namespace: Namespace) -> (any StreamFill)? { nil }
 
     public var health: TierHealth? { nil }
+
+    public func getContextFilling(_ tokens: [Int32], namespace: Namespace, level: UInt8?) throws -> (context: KVContext, match: PrefixMatch)? {
+        try getContext(tokens, namespace: namespace, level: level)
+    }
+
+    public var localCache: ChunkStore? { nil }
 
     /// The bytes of `chunk` at `level`, or at its best stored level when nil.
     public func fetchBytes(_ chunk: MatchedChunk, level: UInt8? = nil) throws -> [UInt8]? {
