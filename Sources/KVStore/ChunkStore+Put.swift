@@ -31,20 +31,21 @@ extension ChunkStore {
     public func put(_ context: KVContext, namespace: Namespace, adapter: AdapterSpan? = nil,
                     levels: [UInt8] = [CodecLevel.lossless],
                     name: String = "", progress: ((Int, Int) -> Void)? = nil) throws -> PutReport {
-        guard !context.tokens.isEmpty else { throw StoreError.invalidInput("context holds no tokens") }
         guard namespace.chunkTokens == chunkTokens else {
             throw StoreError.invalidInput("namespace uses \(namespace.chunkTokens)-token chunks, the store \(chunkTokens)")
         }
-        guard namespace.shape == context.kv.shape, namespace.dtype == context.kv.dtype else {
-            throw StoreError.invalidInput("namespace shape or dtype does not match the context")
+        return try put(encode(context, namespace: namespace, levels: levels), adapter: adapter, name: name, progress: progress)
+    }
+
+    /// `put` of a context already prepared (`encode`): its chunks are encoded with its profile.
+    public func put(_ encoded: EncodedContext, adapter: AdapterSpan? = nil, name: String = "",
+                    progress: ((Int, Int) -> Void)? = nil) throws -> PutReport {
+        let context = encoded.context, namespace = encoded.namespace, levels = encoded.levels
+        guard namespace.chunkTokens == chunkTokens else {
+            throw StoreError.invalidInput("namespace uses \(namespace.chunkTokens)-token chunks, the store \(chunkTokens)")
         }
-        let levels = Array(Set(levels)).sorted()
-        guard !levels.isEmpty else { throw StoreError.invalidInput("no levels requested") }
-        for l in levels { _ = try ChunkContainer.codec(forLevel: l) }
-        try NameRules.checkModelID(namespace.model)
         if let a = adapter?.digest ?? namespace.adapter { try NameRules.check(a, "adapter digest", maxBytes: NameRules.maxModelBytes) }
         try NameRules.check(name, "context name", maxBytes: NameRules.maxContextNameBytes)
-        let profile = levels.contains { $0 != CodecLevel.lossless } ? try codecProfile(for: context, model: namespace.model) : nil
 
         let plan = ReuseChain.plan(tokens: context.tokens, namespace: namespace, adapter: adapter)
         let requestNamespace = adapter.map { ReuseChain.adapterNamespace(namespace, $0) } ?? namespace
@@ -57,18 +58,17 @@ extension ChunkStore {
         }
 
         // Encode and write what is missing, outside any transaction.
-        var encoded: [Int: [UInt8: LevelBlob]] = [:]
+        var written: [Int: [UInt8: LevelBlob]] = [:]
         var blobsWritten = 0, bytesWritten = 0, deduplicated = 0
         for i in chain.indices {
             let missing = levels.filter { existing[i]?.blob(level: $0) == nil }
             if missing.isEmpty { deduplicated += 1 }
             if !missing.isEmpty {
-                let slice = context.kv.slice(tokens: ranges[i])
                 for level in missing {
-                    let bytes = try ChunkContainer.encode(slice, level: level, model: profile)
+                    let bytes = try encoded.encode(tokens: ranges[i], level: level)
                     let id = Hash32.sha256(bytes)
                     if try blobs.write(bytes, id: id) { blobsWritten += 1; bytesWritten += bytes.count }
-                    encoded[i, default: [:]][level] = LevelBlob(level: level, blob: id, bytes: bytes.count)
+                    written[i, default: [:]][level] = LevelBlob(level: level, blob: id, bytes: bytes.count)
                 }
             }
             progress?(i + 1, chain.count)
@@ -102,11 +102,11 @@ extension ChunkStore {
                     var reencoded: [UInt8]?
                     let encodeNow = { () throws -> [UInt8] in
                         if let bytes = reencoded { return bytes }
-                        let bytes = try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level, model: profile)
+                        let bytes = try encoded.encode(tokens: ranges[i], level: level)
                         reencoded = bytes
                         return bytes
                     }
-                    let blob = try encoded[i]?[level] ?? {
+                    let blob = try written[i]?[level] ?? {
                         let bytes = try encodeNow()
                         return LevelBlob(level: level, blob: Hash32.sha256(bytes), bytes: bytes.count)
                     }()

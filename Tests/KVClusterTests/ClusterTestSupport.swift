@@ -30,6 +30,13 @@ enum SyntheticContexts {
     }
 }
 
+extension ChunkTier {
+    /// A put encoded as an embedded store with no profile stored for the model encodes it.
+    func storeContext(_ context: KVContext, namespace: Namespace, levels: [UInt8], name: String) throws -> PutReport {
+        try storeContext(try EncodedContext(context, namespace: namespace, levels: levels, storedProfile: nil), name: name)
+    }
+}
+
 extension RedisClusterFixture {
     /// A cluster tier on this fixture.
     func tier(chunkTokens: Int, waitReplicas: Int = 0, user: String? = nil, password: String? = nil,

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import KVCodec
 import KVRESP
 import KVStore
@@ -6,7 +7,9 @@ import KVTensor
 import Synchronization
 
 /// The embedded tier as a node-local cache in front of the cluster tier. Writes go to the local
-/// store (the response waits for that only) and then to the cluster on a background queue;
+/// store (the response waits for that only) and then to the cluster on a background queue that
+/// copies the chunk bytes the local put wrote (each chunk is encoded once) and waits out cluster
+/// outages (`ClusterWriteBehind`); during an outage the node serves what its local store holds;
 /// lookups take the longer of the local and the cluster match; chunk bytes come from the local
 /// blob files when present (blob ids are the containers' SHA-256 in both tiers) and from the
 /// cluster otherwise. Read-through: a prefix read from the cluster is stored locally at level 0
@@ -17,15 +20,20 @@ public final class CachedChunkTier: ChunkTier, Sendable {
     public let remote: RedisChunkTier
     /// When false, `storeContext` waits for the cluster write (one-shot CLI runs).
     public let backgroundWrites: Bool
-    /// Background cluster writes queued at once; beyond this a write is skipped and counted.
-    public let maxPendingWrites: Int
     /// Stream fills queued at once (each holds its stream's level-0 bytes); beyond this a fill is skipped.
     public let maxPendingFills: Int
 
     public struct Counters: Sendable, Equatable {
         public var clusterWritesQueued = 0
+        public var clusterWritesWritten = 0
+        /// Write attempts that met a cluster outage (the write waited and was tried again).
+        public var clusterWriteRetries = 0
         public var clusterWritesFailed = 0
         public var clusterWritesDropped = 0
+        /// Chunk encodings evicted from the local store before their cluster write ran.
+        public var clusterChunksLost = 0
+        /// Cluster writes waiting now.
+        public var clusterWritesPending = 0
         public var localHits = 0
         public var clusterReads = 0
         public var readThroughFills = 0
@@ -37,43 +45,53 @@ public final class CachedChunkTier: ChunkTier, Sendable {
         public var degradedLookups = 0
     }
     private let counters = Mutex(Counters())
-    private let pending = Mutex(0)
     private let pendingFills = Mutex(0)
-    private let queue = DispatchQueue(label: "kvstore.cluster-writes")
+    private let writes: ClusterWriteBehind
     /// Fills have their own queue: a backlog of cluster writes does not delay them, nor they it.
     private let fillQueue = DispatchQueue(label: "kvstore.cache-fills")
-    private let idle = DispatchGroup()
+    /// Entered by every queued cluster write and stream fill (`flush` waits for it).
+    private let idle: DispatchGroup
 
-    public init(local: ChunkStore, remote: RedisChunkTier, backgroundWrites: Bool = true, maxPendingWrites: Int = 32,
-                maxPendingFills: Int = 8) {
+    /// `maxPendingWriteTokens`: background cluster writes may wait (during an outage) for contexts
+    /// of this many tokens in all (each holds its token ids); beyond it the oldest is dropped,
+    /// logged and counted. `log`: operator-facing lines (outages, drops, failures).
+    public init(local: ChunkStore, remote: RedisChunkTier, backgroundWrites: Bool = true, maxPendingWriteTokens: Int = 1 << 24,
+                maxPendingFills: Int = 8, log: @escaping @Sendable (String) -> Void = CachedChunkTier.standardErrorLog) {
         self.local = local
         self.remote = remote
         self.backgroundWrites = backgroundWrites
-        self.maxPendingWrites = maxPendingWrites
         self.maxPendingFills = maxPendingFills
+        let idle = DispatchGroup()
+        self.idle = idle
+        writes = ClusterWriteBehind(local: local, remote: remote, maxPendingTokens: maxPendingWriteTokens, idle: idle, log: log)
+    }
+
+    public static let standardErrorLog: @Sendable (String) -> Void = { line in
+        FileHandle.standardError.write(Data("kvstore: \(line)\n".utf8))
     }
 
     public var chunkTokens: Int { local.chunkTokens }
-    public var stats: Counters { counters.withLock { $0 } }
+    public var localCache: ChunkStore? { local }
+    public var stats: Counters {
+        var c = counters.withLock { $0 }
+        let w = writes.counters
+        c.clusterWritesQueued = w.queued; c.clusterWritesWritten = w.written; c.clusterWriteRetries = w.retries
+        c.clusterWritesFailed = w.failed; c.clusterWritesDropped = w.dropped; c.clusterChunksLost = w.chunksLost
+        c.clusterWritesPending = w.pending
+        return c
+    }
 
-    public func storeContext(_ context: KVContext, namespace: Namespace, levels: [UInt8], name: String) throws -> PutReport {
-        let report = try local.put(context, namespace: namespace, levels: levels, name: name)
+    /// The local put (encoding each chunk once, with the model's profile), then the cluster write
+    /// of the same bytes, read back from the local blob files: queued (serve) or at once (CLI).
+    public func storeContext(_ encoded: EncodedContext, name: String) throws -> PutReport {
+        let report = try local.put(encoded, name: name)
+        let ns = encoded.namespace, tokens = encoded.context.tokens
         guard backgroundWrites else {
-            _ = try remote.storeContext(context, namespace: namespace, levels: levels, name: name)
+            let lost = try writes.write(namespace: ns, tokens: tokens, levels: encoded.levels)
+            if lost > 0 { throw StoreError.missingBlob("\(lost) chunk encodings vanished from the local store before their cluster write") }
             return report
         }
-        guard Self.admit(pending, limit: maxPendingWrites) else {
-            counters.withLock { $0.clusterWritesDropped += 1 }
-            return report
-        }
-        counters.withLock { $0.clusterWritesQueued += 1 }
-        idle.enter()
-        queue.async { [self] in
-            defer { pending.withLock { $0 -= 1 }; idle.leave() }
-            do { _ = try remote.storeContext(context, namespace: namespace, levels: levels, name: name) } catch {
-                counters.withLock { $0.clusterWritesFailed += 1 }
-            }
-        }
+        writes.enqueue(namespace: ns, tokens: tokens, levels: encoded.levels, id: report.contextID)
         return report
     }
 
@@ -207,14 +225,17 @@ extension CachedChunkTier {
         let c = stats
         return remote.metricsText + TierMetrics.render([
             ("kvstore_cluster_writes_queued_total", "Background cluster writes queued after local puts.", c.clusterWritesQueued),
-            ("kvstore_cluster_writes_failed_total", "Background cluster writes that failed (the local put stood).", c.clusterWritesFailed),
-            ("kvstore_cluster_writes_dropped_total", "Cluster writes dropped because too many were queued.", c.clusterWritesDropped),
+            ("kvstore_cluster_writes_total", "Background cluster writes done (chunk bytes copied from the local store).", c.clusterWritesWritten),
+            ("kvstore_cluster_write_retries_total", "Background cluster write attempts that met an outage (the write waited and was tried again).", c.clusterWriteRetries),
+            ("kvstore_cluster_writes_failed_total", "Background cluster writes given up for an error other than an outage (logged; the local put stood).", c.clusterWritesFailed),
+            ("kvstore_cluster_writes_dropped_total", "Background cluster writes dropped because too many waited (logged).", c.clusterWritesDropped),
+            ("kvstore_cluster_chunks_lost_total", "Chunk encodings evicted locally before their cluster write ran (logged).", c.clusterChunksLost),
             ("kvstore_cache_local_reads_total", "Chunk reads served from the local cache.", c.localHits),
             ("kvstore_cache_cluster_reads_total", "Chunk reads served from the cluster.", c.clusterReads),
             ("kvstore_cache_fills_total", "Prefixes read from the cluster and stored locally (read-through).", c.readThroughFills),
             ("kvstore_cache_fills_dropped_total", "Stream fills skipped because too many were queued.", c.readThroughFillsDropped),
             ("kvstore_cache_fills_failed_total", "Stream fills that failed (chunk gone or corrupt, or the local put failed).", c.readThroughFillsFailed),
             ("kvstore_cache_degraded_lookups_total", "Lookups answered from the local store alone during a cluster outage.", c.degradedLookups),
-        ])
+        ]) + TierMetrics.gauge("kvstore_cluster_writes_pending", "Background cluster writes waiting (e.g. for an outage to end).", labels: "", c.clusterWritesPending)
     }
 }

@@ -54,22 +54,34 @@ public final class RedisChunkTier: ChunkTier, Sendable {
 
     // MARK: write
 
-    public func storeContext(_ context: KVContext, namespace: Namespace, levels: [UInt8], name: String) throws -> PutReport {
-        guard !context.tokens.isEmpty else { throw StoreError.invalidInput("context holds no tokens") }
+    public func storeContext(_ encoded: EncodedContext, name: String) throws -> PutReport {
+        try commit(namespace: encoded.namespace, tokens: encoded.context.tokens, levels: encoded.levels,
+                   inputBytes: encoded.context.kv.bytes.count) { _, range, level in try encoded.encode(tokens: range, level: level) }.report
+    }
+
+    /// What `commit` did: the put report, and the chunk encodings `bytes` could not give (skipped).
+    public struct Commit: Sendable {
+        public var report: PutReport
+        public var unavailable: Int
+    }
+
+    /// Stores a context's chunks at `levels`, their container bytes given by `bytes(index, token
+    /// range, level)` (nil: not available, skipped and counted in `unavailable`; lookups then stop
+    /// before that chunk). One round first sees what is stored, so only missing keys are asked for
+    /// and sent. Chunk bytes come from an `EncodedContext` (a put) or a local store's blob files
+    /// (cache mode), never from an encoding of this tier's own.
+    public func commit(namespace: Namespace, tokens: [Int32], levels: [UInt8], inputBytes: Int,
+                       bytes: (Int, Range<Int>, UInt8) throws -> [UInt8]?) throws -> Commit {
+        guard !tokens.isEmpty else { throw StoreError.invalidInput("context holds no tokens") }
         guard namespace.chunkTokens == chunkTokens, namespace.adapter == nil else {
             throw StoreError.invalidInput("the cluster tier stores plain \(chunkTokens)-token namespaces (no adapters)")
         }
-        guard namespace.shape == context.kv.shape, namespace.dtype == context.kv.dtype else {
-            throw StoreError.invalidInput("namespace shape or dtype does not match the context")
-        }
         let levels = Array(Set(levels)).sorted()
         guard !levels.isEmpty else { throw StoreError.invalidInput("no levels requested") }
-        for l in levels { _ = try ChunkContainer.codec(forLevel: l) }
 
         let root = namespace.root
-        let ranges = PrefixChain.chunkRanges(count: context.tokens.count, chunkTokens: chunkTokens)
-        let chain = PrefixChain.hashes(root: root, tokens: context.tokens, chunkTokens: chunkTokens)
-        // One round to see what is stored, so only missing encodings are computed and sent.
+        let ranges = PrefixChain.chunkRanges(count: tokens.count, chunkTokens: chunkTokens)
+        let chain = PrefixChain.hashes(root: root, tokens: tokens, chunkTokens: chunkTokens)
         let keys = chain.indices.flatMap { i in levels.map { TierKeys.chunk(prefix: chain[i], level: $0) } }
         let present = try cluster.run(keys.map { RedisCluster.Command("STRLEN", key: $0) }).replies.map {
             if case .integer(let n) = $0 { return Int(n) }
@@ -80,6 +92,7 @@ public final class RedisChunkTier: ChunkTier, Sendable {
         var byLevel: [String: Int] = [:]
         var storedBytes = 0
         var deduplicated = 0
+        var unavailable = 0
         var refresh: [[UInt8]] = []
         for i in chain.indices {
             var missingAny = false
@@ -92,10 +105,10 @@ public final class RedisChunkTier: ChunkTier, Sendable {
                     continue
                 }
                 missingAny = true
-                let bytes = try ChunkContainer.encode(context.kv.slice(tokens: ranges[i]), level: level)
-                encoded.append(EncodedChunk(prefix: chain[i], level: level, bytes: bytes))
-                storedBytes += bytes.count
-                byLevel[String(level), default: 0] += bytes.count
+                guard let b = try bytes(i, ranges[i], level) else { unavailable += 1; continue }
+                encoded.append(EncodedChunk(prefix: chain[i], level: level, bytes: b))
+                storedBytes += b.count
+                byLevel[String(level), default: 0] += b.count
             }
             if !missingAny { deduplicated += 1 }
         }
@@ -112,17 +125,18 @@ public final class RedisChunkTier: ChunkTier, Sendable {
                 extra.append(extendExpiry(key))
             }
         }
-        extra += contextRecordCommands(ContextChainRecord(root: root, tokens: context.tokens.count, chain: chain))
+        extra += contextRecordCommands(ContextChainRecord(root: root, tokens: tokens.count, chain: chain))
         let json = Array(try JSONEncoder().encode(namespace))
         extra.append(RedisCluster.Command("HSETNX", key: TierKeys.namespaces, [Array(root.hex.utf8), json]))
         extra.append(RedisCluster.Command("SADD", key: TierKeys.levels(root: root), levels.map { Array(String($0).utf8) }))
         let outcome = try writeChunks(encoded, extra: extra)
         namespaceCache.withLock { $0 = nil }
         levelCache.withLock { _ = $0.removeValue(forKey: root) }
-        return PutReport(tierContextID: chain.last!.hex, tokens: context.tokens.count, chunks: chain.count,
-                         deduplicatedChunks: deduplicated, blobsWritten: outcome.written, bytesWritten: outcome.bytesWritten,
-                         storedBytes: storedBytes, storedBytesByLevel: byLevel, inputBytes: context.kv.bytes.count,
-                         alreadyStored: deduplicated == chain.count)
+        let report = PutReport(tierContextID: chain.last!.hex, tokens: tokens.count, chunks: chain.count,
+                               deduplicatedChunks: deduplicated, blobsWritten: outcome.written, bytesWritten: outcome.bytesWritten,
+                               storedBytes: storedBytes, storedBytesByLevel: byLevel, inputBytes: inputBytes,
+                               alreadyStored: deduplicated == chain.count)
+        return Commit(report: report, unavailable: unavailable)
     }
 
     /// One chunk encoding for `writeChunks`.

@@ -11,8 +11,10 @@ import KVTensor
 /// the same way: a namespace is only ever reached through its own root.
 public protocol ChunkTier: AnyObject, Sendable {
     var chunkTokens: Int { get }
-    /// Encodes `context` at `levels` and stores every chunk not stored yet (idempotent).
-    func storeContext(_ context: KVContext, namespace: Namespace, levels: [UInt8], name: String) throws -> PutReport
+    /// Stores every chunk of `encoded` not stored yet, at its levels (idempotent). The chunks'
+    /// bytes come from `encoded` (made once, with the model's profile, by `ChunkStore.encode`),
+    /// so every tier holds the same bytes for a chunk.
+    func storeContext(_ encoded: EncodedContext, name: String) throws -> PutReport
     /// Namespaces with stored chunks (what `/v1/lookup` chooses among).
     func namespaces() throws -> [Namespace]
     /// The longest stored prefix of `tokens`: chunks up to the first miss.
@@ -30,6 +32,11 @@ public protocol ChunkTier: AnyObject, Sendable {
     func streamFill(_ match: PrefixMatch, tokens: [Int32], namespace: Namespace) -> (any StreamFill)?
     /// The health of a remote tier behind this one (`/healthz`); nil when there is none.
     var health: TierHealth? { get }
+    /// `getContext`, then whatever the tier keeps of the read (cache mode: a prefix read from the
+    /// cluster is stored locally, read-through).
+    func getContextFilling(_ tokens: [Int32], namespace: Namespace, level: UInt8?) throws -> (context: KVContext, match: PrefixMatch)?
+    /// The node-local store in front of a remote tier (cache mode); nil for other tiers.
+    var localCache: ChunkStore? { get }
 }
 
 /// Collects what a stream read so a caching tier can store the prefix locally afterwards.
@@ -46,6 +53,12 @@ extension ChunkTier {
     public func streamFill(_ match: PrefixMatch, tokens: [Int32], namespace: Namespace) -> (any StreamFill)? { nil }
 
     public var health: TierHealth? { nil }
+
+    public func getContextFilling(_ tokens: [Int32], namespace: Namespace, level: UInt8?) throws -> (context: KVContext, match: PrefixMatch)? {
+        try getContext(tokens, namespace: namespace, level: level)
+    }
+
+    public var localCache: ChunkStore? { nil }
 
     /// The bytes of `chunk` at `level`, or at its best stored level when nil.
     public func fetchBytes(_ chunk: MatchedChunk, level: UInt8? = nil) throws -> [UInt8]? {
@@ -64,8 +77,8 @@ extension ChunkTier {
 
 /// The embedded tier is the store itself.
 extension ChunkStore: ChunkTier {
-    public func storeContext(_ context: KVContext, namespace: Namespace, levels: [UInt8], name: String) throws -> PutReport {
-        try put(context, namespace: namespace, levels: levels, name: name)
+    public func storeContext(_ encoded: EncodedContext, name: String) throws -> PutReport {
+        try put(encoded, name: name)
     }
 
     public func longestPrefix(_ tokens: [Int32], namespace: Namespace) throws -> PrefixMatch {

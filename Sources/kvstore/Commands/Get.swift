@@ -93,8 +93,7 @@ extension Get {
             throw Exit.miss
         }
         let namespace = try tier.longestPrefix(query, in: spaces)?.namespace ?? spaces[0]
-        let got = try (tier as? CachedChunkTier)?.getContextFilling(query, namespace: namespace, level: level)
-            ?? tier.getContext(query, namespace: namespace, level: level)
+        let got = try tier.getContextFilling(query, namespace: namespace, level: level)
         try finish(got, query: query)
     }
 }

@@ -52,7 +52,7 @@ struct Pin: ParsableCommand {
         }
         let id = try ClusterPinning.resolve(context!, store: store)
         let report = try cluster.pin(context: id)
-        if tier is CachedChunkTier, (try? store.resolveContext(id.hex)) != nil { try store.pin(context: id) }
+        if let local = tier.localCache, (try? local.resolveContext(id.hex)) != nil { try local.pin(context: id) }
         output.emit(report) { "pinned \(id.hex.prefix(16)) in the cluster: \(report.keysFound) keys, \(report.keysChanged) made persistent" }
     }
 
@@ -76,7 +76,7 @@ struct Unpin: ParsableCommand {
             let (store, tier, cluster) = try ClusterPinning.open(storeOptions, clusterOptions)
             let id = try ClusterPinning.resolve(context, store: store)
             let report = try cluster.unpin(context: id)
-            if tier is CachedChunkTier { _ = try? store.unpin(context: id) }
+            if let local = tier.localCache { _ = try? local.unpin(context: id) }
             let expiry = cluster.ttlSeconds.map { "\(report.keysChanged) keys expire in \($0) s again" } ?? "no --cluster-ttl: its keys stay without expiry"
             print("unpinned \(id.hex.prefix(16)) in the cluster: \(expiry)")
             return
@@ -90,12 +90,10 @@ struct Unpin: ParsableCommand {
 
 /// What pin and unpin share with --cluster.
 enum ClusterPinning {
-    static func open(_ storeOptions: StoreOptions, _ clusterOptions: ClusterOptions) throws -> (ChunkStore, any ChunkTier, RedisChunkTier) {
+    static func open(_ storeOptions: StoreOptions, _ clusterOptions: ClusterOptions) throws -> (ChunkStore, any ClusterBackedTier, RedisChunkTier) {
         let store = try storeOptions.open(create: true)
-        guard let tier = try clusterOptions.tier(store: store, background: false), let cluster = ClusterOptions.clusterTier(tier) else {
-            throw ValidationError("--cluster is required")
-        }
-        return (store, tier, cluster)
+        guard let tier = try clusterOptions.tier(store: store, background: false) else { throw ValidationError("--cluster is required") }
+        return (store, tier, tier.clusterTier)
     }
 
     /// A context id: resolved by the local store (names, id prefixes) when it knows it, else the whole hex id.

@@ -43,7 +43,7 @@ struct Put: ParsableCommand {
             guard adapter == nil, vllm.hashing(salt: reuse.tenant) == nil else {
                 throw ValidationError("--cluster stores plain contexts (no aLoRA adapters or vLLM hashes)")
             }
-            return emit(try tier.storeContext(ctx, namespace: namespace, levels: levels, name: name))
+            return emit(try tier.storeContext(try store.encode(ctx, namespace: namespace, levels: levels), name: name))
         }
         let bar = ProgressBar("put", enabled: !output.json)
         var report = try store.put(ctx, namespace: namespace, adapter: adapter, levels: levels,

@@ -70,10 +70,10 @@ struct Serve: AsyncParsableCommand {
         let store = try storeOptions.open(create: true)
         let tier = try clusterOptions.tier(store: store, background: true)
         // What the cluster's eviction policy means for expiries and pins, said once at startup.
-        for warning in tier.flatMap(ClusterOptions.clusterTier)?.policyWarnings() ?? [] {
+        for warning in tier?.clusterTier.policyWarnings() ?? [] {
             FileHandle.standardError.write(Data("kvstore: warning: \(warning)\n".utf8))
         }
-        let service = KVService(store: store, config: config, tier: tier)
+        let service = KVService(store: store, config: config, tier: tier.map { $0 as any ChunkTier })
         let host = config.host, portFile = portFile, tenants = config.tokens?.count
         let app = try service.application { bound in
             if let portFile { try? FileIO.writeAtomically([Array("\(bound)\n".utf8)], to: portFile, tempDirectory: FileIO.directoryOf(portFile)) }

@@ -35,7 +35,7 @@ struct ClusterOptions: ParsableArguments {
 
     /// The tier to use with `store`, or nil without --cluster. `background`: cluster writes in
     /// cache mode leave the response path (serve); a one-shot command waits for them.
-    func tier(store: ChunkStore, background: Bool) throws -> (any ChunkTier)? {
+    func tier(store: ChunkStore, background: Bool) throws -> (any ClusterBackedTier)? {
         guard let cluster else { return nil }
         let url: ClusterURL
         do { url = try ClusterURL(cluster) } catch { throw ValidationError("--cluster: \(error)") }
@@ -62,10 +62,5 @@ struct ClusterOptions: ParsableArguments {
 
     static func log(_ line: String) {
         FileHandle.standardError.write(Data("kvstore: \(line)\n".utf8))
-    }
-
-    /// The cluster tier under `tier` (itself, or the cache's remote).
-    static func clusterTier(_ tier: any ChunkTier) -> RedisChunkTier? {
-        (tier as? RedisChunkTier) ?? (tier as? CachedChunkTier)?.remote
     }
 }

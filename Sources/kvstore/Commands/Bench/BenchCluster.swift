@@ -105,7 +105,8 @@ struct BenchCluster: ParsableCommand {
         // Lookup: a long query stored at level 4 (the probe reads the 48-byte headers of the levels
         // the namespace was written at), extended by 3 new tokens.
         let long = try tiled(real, tokens: lookupTokens, idBase: 7)
-        let report = try tier.storeContext(long, namespace: ns, levels: [4], name: "")
+        // No store here: level 4 with the profile derived from this KV, as a store without one would.
+        let report = try tier.storeContext(try EncodedContext(long, namespace: ns, levels: [4], storedProfile: nil), name: "")
         var times: [Double] = []
         var matched = 0
         let query = long.tokens + [1, 2, 3]
