@@ -75,7 +75,7 @@ public final class KVService: Sendable {
             let ctx = try file.context()
             let model = queryModel ?? ctx.metadata["model"]!
             let namespace = store.namespace(for: ctx, model: model, salt: context.tenant.salt)
-            return try tier.storeContext(try store.encode(ctx, namespace: namespace, levels: levels), name: name)
+            return try tier.storeContext(try store.encode(ctx, namespace: namespace, levels: levels, threads: Parallel.defaultThreads), name: name)
         }
         afterPut(logger: context.logger)
         return try Self.json(report, status: .created)

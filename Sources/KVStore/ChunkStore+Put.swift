@@ -30,11 +30,11 @@ extension ChunkStore {
     /// namespace and the rest to the adapter's (see `ReuseChain`).
     public func put(_ context: KVContext, namespace: Namespace, adapter: AdapterSpan? = nil,
                     levels: [UInt8] = [CodecLevel.lossless],
-                    name: String = "", progress: ((Int, Int) -> Void)? = nil) throws -> PutReport {
+                    name: String = "", threads: Int = 1, progress: ((Int, Int) -> Void)? = nil) throws -> PutReport {
         guard namespace.chunkTokens == chunkTokens else {
             throw StoreError.invalidInput("namespace uses \(namespace.chunkTokens)-token chunks, the store \(chunkTokens)")
         }
-        return try put(encode(context, namespace: namespace, levels: levels), adapter: adapter, name: name, progress: progress)
+        return try put(encode(context, namespace: namespace, levels: levels, threads: threads), adapter: adapter, name: name, progress: progress)
     }
 
     /// `put` of a context already prepared (`encode`): its chunks are encoded with its profile.
@@ -57,21 +57,25 @@ extension ChunkStore {
             return try chain.map { h in try txn.get(chunkDB, h.bytes).map(ChunkRecord.init(decoding:)) }
         }
 
-        // Encode and write what is missing, outside any transaction.
+        // Encode and write what is missing, outside any transaction: `encoded.threads` chunks at a
+        // time, each job one chunk at one level (blob files are written atomically, so in any order).
         var written: [Int: [UInt8: LevelBlob]] = [:]
         var blobsWritten = 0, bytesWritten = 0, deduplicated = 0
-        for i in chain.indices {
-            let missing = levels.filter { existing[i]?.blob(level: $0) == nil }
-            if missing.isEmpty { deduplicated += 1 }
-            if !missing.isEmpty {
-                for level in missing {
-                    let bytes = try encoded.encode(tokens: ranges[i], level: level)
-                    let id = Hash32.sha256(bytes)
-                    if try blobs.write(bytes, id: id) { blobsWritten += 1; bytesWritten += bytes.count }
-                    written[i, default: [:]][level] = LevelBlob(level: level, blob: id, bytes: bytes.count)
-                }
+        let missing = chain.indices.map { i in levels.filter { existing[i]?.blob(level: $0) == nil } }
+        deduplicated = missing.filter(\.isEmpty).count
+        for batch in stride(from: 0, to: chain.count, by: encoded.threads) {
+            let jobs = (batch..<min(chain.count, batch + encoded.threads)).flatMap { i in missing[i].map { (i, $0) } }
+            let results = try Parallel.map(jobs.count, threads: encoded.threads) { j -> (LevelBlob, Bool) in
+                let (i, level) = jobs[j]
+                let bytes = try encoded.encode(tokens: ranges[i], level: level)
+                let id = Hash32.sha256(bytes)
+                return (LevelBlob(level: level, blob: id, bytes: bytes.count), try blobs.write(bytes, id: id))
             }
-            progress?(i + 1, chain.count)
+            for ((i, level), (blob, new)) in zip(jobs, results) {
+                if new { blobsWritten += 1; bytesWritten += blob.bytes }
+                written[i, default: [:]][level] = blob
+            }
+            progress?(min(chain.count, batch + encoded.threads), chain.count)
         }
 
         let now = clock()

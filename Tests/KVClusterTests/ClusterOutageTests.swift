@@ -45,13 +45,20 @@ struct ClusterOutageTests {
             for (status, error, seconds) in [lookup, stream, (upload.status, uploadError, uploadSeconds)] {
                 #expect(status == 503, "\(error)")
                 #expect(error.contains("cluster") && error.contains("unavailable"), "\(error)")
-                #expect(seconds < 15)
+                _ = seconds // printed above; how long depends on the machine, so no verdict rests on it
             }
         }
         let health = try await server.client.exchange.call(method: .GET, path: "/healthz")
         #expect(health.status == 503, "cluster mode serves nothing without the cluster")
         let metrics = String(decoding: try await server.client.exchange.call(method: .GET, path: "/metrics").body, as: UTF8.self)
         #expect(metrics.contains("kvstore_tier_up{tier=\"redis-cluster\"} 0"))
+        // The wait is bounded by design: one call spent the retry window and began the outage; every
+        // later call failed at once instead of retrying again (before: each call retried for 20 s).
+        func counter(_ name: String) -> Int {
+            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }?.split(separator: " ").last.flatMap { Int($0) } ?? -1
+        }
+        #expect((1...2).contains(counter("kvstore_cluster_outages_total")), "\(metrics)")
+        #expect(counter("kvstore_cluster_unavailable_total") >= 6, "\(metrics)")
     }
 
     /// F3: with the whole cluster down, a cache-mode server streams what its local store holds,
@@ -81,7 +88,6 @@ struct ClusterOutageTests {
             let other = try await Self.post(cache, "/v1/stream?slo_ms=1000", json: ["tokens": ctx.tokens.map(Int.init), "model": "other"])
             #expect(other.status == 503, "\(other.error)")
             #expect(other.error.contains("cluster"), "\(other.error)")
-            #expect(other.seconds < 15)
         }
         let health = try await cache.client.exchange.call(method: .GET, path: "/healthz")
         #expect(health.status == 200, "a cache node still serves its local store")

@@ -56,6 +56,24 @@ import TestSupport
         }
     }
 
+    /// Chunks encoded on several threads are the same blobs, indexed the same way, as on one.
+    @Test func aPutOnSeveralThreadsStoresWhatOneThreadStores() throws {
+        defer { TestSupport.removeTree(dir) }
+        let ctx = try TestSupport.realContext()
+        var reports: [PutReport] = []
+        for threads in [1, 3] {
+            let root = dir + "/t\(threads)"
+            let store = try ChunkStore(root: root, chunkTokens: 16)
+            var steps: [Int] = []
+            reports.append(try store.put(ctx, namespace: namespace(store, ctx), levels: [0, 2], threads: threads) { done, _ in steps.append(done) })
+            #expect(steps.last == 6 && steps == steps.sorted(), "progress \(steps)")
+            let got = try #require(try store.get(ctx.tokens, namespace: namespace(store, ctx), level: 2))
+            #expect(got.match.tokens == 96)
+            #expect(try store.stats().blobs == 12)
+        }
+        #expect(reports[0] == reports[1])
+    }
+
     @Test func puttingTheSameContextTwiceWritesNoBlobBytes() throws {
         defer { TestSupport.removeTree(dir) }
         let store = try open()

@@ -13,11 +13,14 @@ public final class EncodedContext: Sendable {
     public let levels: [UInt8]
     /// Nil when every level is lossless (no profile is read).
     public let profile: CodecProfile?
+    /// Threads that may encode this context's chunks at once (the bytes do not depend on it).
+    public let threads: Int
     private let encodes = Mutex(0)
 
     /// `stored`: the model's profile, which must be for the context's shape; without one, a
     /// profile derived from this KV (`CodecProfile.uncalibrated`) is used, as the embedded store does.
-    public init(_ context: KVContext, namespace: Namespace, levels: [UInt8], storedProfile stored: CodecProfile?) throws {
+    public init(_ context: KVContext, namespace: Namespace, levels: [UInt8], storedProfile stored: CodecProfile?,
+                threads: Int = 1) throws {
         guard !context.tokens.isEmpty else { throw StoreError.invalidInput("context holds no tokens") }
         guard namespace.shape == context.kv.shape, namespace.dtype == context.kv.dtype else {
             throw StoreError.invalidInput("namespace shape or dtype does not match the context")
@@ -39,6 +42,7 @@ public final class EncodedContext: Sendable {
         self.namespace = namespace
         self.levels = levels
         self.profile = profile
+        self.threads = max(1, threads)
     }
 
     /// The container bytes of the chunk over `range` at `level`.
@@ -54,9 +58,9 @@ public final class EncodedContext: Sendable {
 extension ChunkStore {
     /// `context` prepared for `storeContext` on any tier, encoded with the profile this store holds
     /// for the namespace's model (`kvstore profile add`).
-    public func encode(_ context: KVContext, namespace: Namespace, levels: [UInt8]) throws -> EncodedContext {
+    public func encode(_ context: KVContext, namespace: Namespace, levels: [UInt8], threads: Int = 1) throws -> EncodedContext {
         let lossy = levels.contains { $0 != CodecLevel.lossless }
         return try EncodedContext(context, namespace: namespace, levels: levels,
-                                  storedProfile: lossy ? try profile(model: namespace.model) : nil)
+                                  storedProfile: lossy ? try profile(model: namespace.model) : nil, threads: threads)
     }
 }

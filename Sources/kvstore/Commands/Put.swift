@@ -26,6 +26,7 @@ struct Put: ParsableCommand {
     @OptionGroup var vllm: VLLMOptions
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var clusterOptions: ClusterOptions
+    @OptionGroup var threads: ThreadsOption
     @OptionGroup var output: OutputOptions
 
     func run() throws {
@@ -43,11 +44,11 @@ struct Put: ParsableCommand {
             guard adapter == nil, vllm.hashing(salt: reuse.tenant) == nil else {
                 throw ValidationError("--cluster stores plain contexts (no aLoRA adapters or vLLM hashes)")
             }
-            return emit(try tier.storeContext(try store.encode(ctx, namespace: namespace, levels: levels), name: name))
+            return emit(try tier.storeContext(try store.encode(ctx, namespace: namespace, levels: levels, threads: threads.count), name: name))
         }
         let bar = ProgressBar("put", enabled: !output.json)
         var report = try store.put(ctx, namespace: namespace, adapter: adapter, levels: levels,
-                                   name: name, progress: bar.update)
+                                   name: name, threads: threads.count, progress: bar.update)
         if let hashing = vllm.hashing(salt: reuse.tenant) {
             report.vllmBlocks = try store.indexVLLM(ctx.tokens, namespace: namespace, adapter: adapter, hashing: hashing)
         }
