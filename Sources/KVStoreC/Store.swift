@@ -144,16 +144,20 @@ public func kvs_store_read(_ s: OpaquePointer?, _ space: UnsafePointer<CChar>?, 
             throw StoreError.notFound("chunks [\(firstChunk), \(firstChunk + chunkCount)) asked, \(match.chunks.count) stored for the query")
         }
         match.chunks = Array(match.chunks[Int(firstChunk)..<Int(firstChunk + chunkCount)])
-        var parts: [KVTensor] = []
-        for chunk in match.chunks {
+        let blobs = try match.chunks.map { chunk in
             guard let bytes = try store.chunkBytes(chunk, level: level) else {
                 throw StoreError.notFound("chunk \(chunk.record.position) was removed since the lookup")
             }
-            let tensor = try ChunkContainer.decode(bytes)
-            guard tensor.tokens == chunk.range.count, tensor.shape == namespace.shape, tensor.dtype == namespace.dtype else {
-                throw StoreError.corruptBlob("chunk \(chunk.record.position) decodes to \(tensor.tokens) tokens of \(tensor.shape) \(tensor.dtype.rawValue)")
+            return bytes
+        }
+        // Chunks decode independently: on every core the process may use.
+        let chunks = match.chunks
+        let parts = try Parallel.map(blobs.count, threads: Parallel.defaultThreads) { i in
+            let tensor = try ChunkContainer.decode(blobs[i])
+            guard tensor.tokens == chunks[i].range.count, tensor.shape == namespace.shape, tensor.dtype == namespace.dtype else {
+                throw StoreError.corruptBlob("chunk \(chunks[i].record.position) decodes to \(tensor.tokens) tokens of \(tensor.shape) \(tensor.dtype.rawValue)")
             }
-            parts.append(tensor)
+            return tensor
         }
         store.recordAccess(match)
         hand(TensorBox(parts.count == 1 ? parts[0] : try KVTensor.concatenate(parts)), to: out)
@@ -172,7 +176,7 @@ public func kvs_store_put(_ s: OpaquePointer?, _ space: UnsafePointer<CChar>?, _
         let levels = try UnsafeBufferPointer(start: try require(levels, "levels"), count: Int(levelCount)).map(levelArgument)
         let ctx = try contextArgument(kv, nbytes, Int32(namespace.dtype.code), Int64(namespace.shape.layers),
                                       Int64(namespace.shape.kvHeads), Int64(namespace.shape.headDim), tokens, count, nil)
-        let report = try store.put(ctx, namespace: namespace, levels: levels)
+        let report = try store.put(ctx, namespace: namespace, levels: levels, threads: Parallel.defaultThreads)
         if let out { hand(BytesBox(Array(try JSONEncoder().encode(report))), to: out) }
         return 0
     }
