@@ -16,7 +16,8 @@ final class RawHTTPConnection {
     private let fd: Int32
     private var buffered: [UInt8] = []
 
-    init(port: Int, timeout: Int = 30) throws {
+    // Generous: a fresh-clone run with every suite in parallel once saw the in-process server silent for over 30 s.
+    init(port: Int, timeout: Int = 300) throws {
         #if canImport(Darwin)
         fd = socket(AF_INET, SOCK_STREAM, 0)
         #else
